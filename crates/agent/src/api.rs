@@ -1,0 +1,187 @@
+//! The gRPC service: translates requests to `Deployer` calls and errors to statuses.
+
+use mcp_proto::v1 as pb;
+use mcp_proto::v1::agent_server::Agent;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::deployer::Deployer;
+use crate::AgentError;
+
+pub struct AgentApi {
+    deployer: Arc<Deployer>,
+    started: Instant,
+}
+
+impl AgentApi {
+    pub fn new(deployer: Arc<Deployer>) -> Self {
+        Self {
+            deployer,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The one place agent errors become gRPC statuses. Registry internals stay in the agent's
+/// log; runtime errors carry the backend's own message, which the operator needs.
+fn status(err: AgentError) -> Status {
+    match &err {
+        AgentError::InvalidSpec(_) => Status::invalid_argument(err.to_string()),
+        AgentError::WrongNode { .. } | AgentError::RuntimeUnavailable { .. } => {
+            Status::failed_precondition(err.to_string())
+        }
+        AgentError::ServiceNotFound(_) | AgentError::ComponentNotFound { .. } => {
+            Status::not_found(err.to_string())
+        }
+        AgentError::Runtime { .. } | AgentError::Crashed { .. } => {
+            Status::aborted(err.to_string())
+        }
+        AgentError::Registry(inner) => {
+            tracing::error!(error = %inner, "registry failure");
+            Status::internal("the agent's registry failed; see the agent's log")
+        }
+    }
+}
+
+fn actor(given: &str) -> &str {
+    if given.is_empty() { "unknown" } else { given }
+}
+
+type LogStreamOut = Pin<Box<dyn Stream<Item = Result<pb::LogLine, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Agent for AgentApi {
+    async fn deploy(
+        &self,
+        request: Request<pb::DeployRequest>,
+    ) -> Result<Response<pb::DeployResponse>, Status> {
+        let req = request.into_inner();
+        let spec = req
+            .spec
+            .ok_or_else(|| Status::invalid_argument("deploy request has no spec"))?;
+        let spec = mcp_client::wire::service_from_wire(spec)
+            .map_err(|e| status(AgentError::InvalidSpec(e.to_string())))?;
+        let outcome = self
+            .deployer
+            .deploy(spec, actor(&req.actor))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeployResponse {
+            changed: outcome.changed,
+            replaced: outcome.replaced,
+            status: Some(convert::view_to_wire(outcome.status)),
+        }))
+    }
+
+    async fn undeploy(
+        &self,
+        request: Request<pb::ServiceRef>,
+    ) -> Result<Response<pb::OperationResponse>, Status> {
+        let req = request.into_inner();
+        self.deployer
+            .undeploy(&req.name, actor(&req.actor))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::OperationResponse { status: None }))
+    }
+
+    async fn stop(
+        &self,
+        request: Request<pb::ServiceRef>,
+    ) -> Result<Response<pb::OperationResponse>, Status> {
+        let req = request.into_inner();
+        let view = self
+            .deployer
+            .stop(&req.name, actor(&req.actor))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::OperationResponse {
+            status: Some(convert::view_to_wire(view)),
+        }))
+    }
+
+    async fn start(
+        &self,
+        request: Request<pb::ServiceRef>,
+    ) -> Result<Response<pb::OperationResponse>, Status> {
+        let req = request.into_inner();
+        let view = self
+            .deployer
+            .start(&req.name, actor(&req.actor))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::OperationResponse {
+            status: Some(convert::view_to_wire(view)),
+        }))
+    }
+
+    async fn restart(
+        &self,
+        request: Request<pb::ServiceRef>,
+    ) -> Result<Response<pb::OperationResponse>, Status> {
+        let req = request.into_inner();
+        let view = self
+            .deployer
+            .restart(&req.name, actor(&req.actor))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::OperationResponse {
+            status: Some(convert::view_to_wire(view)),
+        }))
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let req = request.into_inner();
+        let only = (!req.service.is_empty()).then_some(req.service.as_str());
+        let views = self.deployer.status(only).await.map_err(status)?;
+        Ok(Response::new(pb::StatusResponse {
+            services: views.into_iter().map(convert::view_to_wire).collect(),
+        }))
+    }
+
+    type LogsStream = LogStreamOut;
+
+    async fn logs(
+        &self,
+        request: Request<pb::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let req = request.into_inner();
+        let component = (!req.component.is_empty()).then_some(req.component.as_str());
+        let tail = (req.tail > 0).then_some(req.tail);
+        let lines = self
+            .deployer
+            .logs(&req.service, component, tail, req.follow)
+            .await
+            .map_err(status)?;
+        let out = lines.map(|(component, item)| match item {
+            Ok(line) => Ok(pb::LogLine {
+                component,
+                stream: line.stream.as_str().to_string(),
+                line: line.line,
+            }),
+            Err(e) => Err(Status::aborted(format!("logs of {component}: {e}"))),
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn node_status(
+        &self,
+        _request: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusResponse>, Status> {
+        Ok(Response::new(pb::NodeStatusResponse {
+            node: self.deployer.node().to_string(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            agent_uptime_secs: self.started.elapsed().as_secs(),
+            hostname: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }))
+    }
+}

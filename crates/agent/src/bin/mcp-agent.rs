@@ -1,0 +1,117 @@
+//! `mcp-agent`: parse arguments, build the deployer, serve until SIGTERM/SIGINT.
+
+use agent::config::AgentConfig;
+use agent::deployer::Deployer;
+use anyhow::Context;
+use clap::Parser;
+use runtime::PodmanRuntime;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The mcp node agent: runs services' components as podman containers on this node.
+///
+/// Exit codes: 0 after a clean shutdown, 1 on failure, 2 on bad arguments or config.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Agent configuration file (production).
+    #[arg(long, short, conflicts_with_all = ["dev", "dir"], required_unless_present = "dev")]
+    config: Option<PathBuf>,
+    /// Self-contained local mode: creates DIR with a CA, agent and operator certificates,
+    /// a registry, and DIR/mcp.toml for the CLI (node "local").
+    #[arg(long, requires = "dir")]
+    dev: bool,
+    /// Directory for --dev.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Address to listen on (--dev; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    listen: SocketAddr,
+    /// Extra global podman argument for --dev, e.g. --podman-arg=--root=/var/tmp/store.
+    #[arg(long = "podman-arg", allow_hyphen_values = true)]
+    podman_args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    pki::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-agent: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-agent: {e:#}");
+            let bad_input = e.downcast_ref::<agent::config::ConfigError>().is_some();
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let (config, dev_dir) = match (&args.config, &args.dir) {
+        (Some(path), _) => (AgentConfig::load(path)?, None),
+        (None, Some(dir)) => (
+            agent::dev::prepare(dir, args.listen, args.podman_args.clone())
+                .context("preparing the --dev directory")?,
+            Some(dir.clone()),
+        ),
+        (None, None) => anyhow::bail!("give --config FILE or --dev --dir DIR"),
+    };
+    let registry = registry::Registry::open(&config.registry_path())
+        .with_context(|| format!("opening the registry in {}", config.state_dir.display()))?;
+    let podman = Arc::new(PodmanRuntime::new(config.podman_config()));
+    match podman.version().await {
+        Ok(v) => tracing::info!(podman = %v, "podman found"),
+        Err(e) => tracing::warn!(error = %e, "podman is not usable; container operations will fail"),
+    }
+    let deployer = Arc::new(Deployer::new(
+        config.node.clone(),
+        registry,
+        podman,
+        config.stop_timeout(),
+    ));
+    let tls = agent::server::tls_config(&config.tls)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    if let Some(dir) = &dev_dir {
+        let cli = agent::dev::write_cli_config(dir, &config, bound)?;
+        println!("CLI config: {}", cli.display());
+    }
+    // Tests and scripts wait for this exact line.
+    println!("mcp-agent listening on {bound} as node {}", config.node);
+    agent::server::serve(deployer, listener, tls, shutdown_signal()).await?;
+    tracing::info!("stopped; workloads keep running");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

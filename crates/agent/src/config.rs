@@ -1,0 +1,134 @@
+//! The agent's configuration file (`mcp-agent --config agent.toml`).
+
+use runtime::PodmanConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// This node's name; deploys of services for another node are refused.
+    pub node: String,
+    pub listen: SocketAddr,
+    /// Registry database and per-workload state live here.
+    pub state_dir: PathBuf,
+    pub tls: ServerTls,
+    #[serde(default)]
+    pub podman: PodmanSection,
+    /// Seconds a component gets to exit after SIGTERM before it is killed.
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// CA whose signature a client certificate must carry.
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodmanSection {
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    #[serde(default)]
+    pub global_args: Vec<String>,
+    #[serde(default)]
+    pub run_args: Vec<String>,
+    #[serde(default)]
+    pub containers_conf: Option<PathBuf>,
+}
+
+fn default_stop_timeout() -> u64 {
+    10
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read agent config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid agent config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl AgentConfig {
+    /// Reads `path`; relative paths inside are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut config: AgentConfig = toml::from_str(&text)
+            .map_err(|e| invalid(e.to_string().lines().collect::<Vec<_>>().join(" ")))?;
+        servicedef::validate_node_name(&config.node).map_err(|e| invalid(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.state_dir,
+            &mut config.tls.ca,
+            &mut config.tls.cert,
+            &mut config.tls.key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn stop_timeout(&self) -> Duration {
+        Duration::from_secs(self.stop_timeout_secs)
+    }
+
+    pub fn podman_config(&self) -> PodmanConfig {
+        let defaults = PodmanConfig::default();
+        PodmanConfig {
+            binary: self.podman.binary.clone().unwrap_or(defaults.binary),
+            global_args: self.podman.global_args.clone(),
+            run_args: self.podman.run_args.clone(),
+            containers_conf: self.podman.containers_conf.clone(),
+        }
+    }
+
+    pub fn registry_path(&self) -> PathBuf {
+        self.state_dir.join("registry.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn loads_with_defaults_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "node = \"node1\"\nlisten = \"127.0.0.1:7443\"\nstate_dir = \"state\"\n\
+             [tls]\nca = \"ca.pem\"\ncert = \"agent.pem\"\nkey = \"agent.key\"\n",
+        )
+        .unwrap();
+        let config = AgentConfig::load(&path).unwrap();
+        assert_eq!(config.state_dir, dir.path().join("state"));
+        assert_eq!(config.stop_timeout(), Duration::from_secs(10));
+        assert_eq!(config.podman_config().binary, PathBuf::from("podman"));
+
+        std::fs::write(&path, "node = \"n\"\nlisten = \"127.0.0.1:1\"\nstate_dir = \"s\"\nbogus = 1\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n").unwrap();
+        let err = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+}

@@ -1,0 +1,40 @@
+//! Status views to the wire, by hand, so core types never see prost.
+
+use mcp_proto::v1 as pb;
+
+use crate::deployer::{ComponentView, ServiceView};
+
+pub fn view_to_wire(v: ServiceView) -> pb::ServiceStatus {
+    pb::ServiceStatus {
+        name: v.name,
+        node: v.node,
+        desired_state: v.desired_state,
+        spec_hash: v.spec_hash,
+        updated_at: v.updated_at,
+        components: v.components.into_iter().map(component_view_to_wire).collect(),
+    }
+}
+
+fn component_view_to_wire(c: ComponentView) -> pb::ComponentStatus {
+    pb::ComponentStatus {
+        name: c.name,
+        instance: c.instance,
+        image: c.image,
+        runtime: c.runtime,
+        desired_state: c.desired_state,
+        state: c.state,
+        started_at: c.started_at.unwrap_or(0),
+        exit_code: c.exit_code.unwrap_or(0),
+        ports: c
+            .ports
+            .into_iter()
+            .map(|p| pb::PortBinding {
+                host_ip: p.host_ip,
+                host_port: u32::from(p.host_port),
+                container_port: u32::from(p.container_port),
+                protocol: p.protocol,
+            })
+            .collect(),
+        id: c.id,
+    }
+}

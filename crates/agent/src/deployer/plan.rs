@@ -1,0 +1,176 @@
+//! What a deploy must do: compare the desired spec with the service's instances (pure).
+
+use runtime::{ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH};
+use servicedef::{Component, Service};
+use std::collections::BTreeMap;
+
+/// Steps in the order they are applied: remove, stop, start, create.
+#[derive(Debug, Default)]
+pub(crate) struct Plan<'a> {
+    /// Instances of components no longer in the spec.
+    pub remove: Vec<String>,
+    /// Instances built from an older spec of a component; `create` makes the new ones.
+    pub replace_old: Vec<String>,
+    pub stop: Vec<String>,
+    pub start: Vec<String>,
+    pub create: Vec<&'a Component>,
+}
+
+impl Plan<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty()
+            && self.replace_old.is_empty()
+            && self.stop.is_empty()
+            && self.start.is_empty()
+            && self.create.is_empty()
+    }
+}
+
+/// `instances` are the service's instances (label `mcp.service` = the service).
+pub(crate) fn plan<'a>(spec: &'a Service, instances: &[ContainerInfo]) -> Plan<'a> {
+    let mut plan = Plan::default();
+    let wanted: Vec<String> = spec
+        .components
+        .iter()
+        .map(|c| spec.container_name(&c.name))
+        .collect();
+    for info in instances {
+        if !wanted.contains(&info.name) {
+            plan.remove.push(info.name.clone());
+        }
+    }
+    for (component, name) in spec.components.iter().zip(wanted) {
+        let existing = instances.iter().find(|i| i.name == name);
+        let current = existing.filter(|i| i.spec_hash() == Some(component.spec_hash().as_str()));
+        match (existing, current, spec.active) {
+            (None, _, true) => plan.create.push(component),
+            (Some(_), None, true) => {
+                plan.replace_old.push(name);
+                plan.create.push(component);
+            }
+            (Some(_), None, false) => plan.replace_old.push(name),
+            (Some(_), Some(info), true) if info.state != InstanceState::Running => {
+                plan.start.push(name);
+            }
+            (Some(_), Some(info), false) if info.state == InstanceState::Running => {
+                plan.stop.push(name);
+            }
+            _ => {}
+        }
+    }
+    plan
+}
+
+/// The runtime's view of one component of `spec`, labelled so it can be found again.
+pub(crate) fn container_spec(spec: &Service, component: &Component) -> ContainerSpec {
+    let labels = BTreeMap::from([
+        (LABEL_SERVICE.to_string(), spec.name.to_string()),
+        (LABEL_COMPONENT.to_string(), component.name.to_string()),
+        (LABEL_SPEC_HASH.to_string(), component.spec_hash()),
+    ]);
+    ContainerSpec {
+        name: spec.container_name(&component.name),
+        image: component.image.clone(),
+        cmd: component.cmd.clone(),
+        env: component.env.clone(),
+        volumes: component.volumes.clone(),
+        network: component.network.clone(),
+        user: component.user.clone(),
+        restart: component.restart.to_string(),
+        ports: component.ports.clone(),
+        memory_mb: component.memory_mb,
+        vcpus: component.vcpus,
+        labels,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use servicedef::RuntimeKind;
+
+    fn service(active: bool) -> Service {
+        servicedef::parse_str(
+            "t.toml",
+            &format!(
+                "name = \"svc\"\nnode = \"n\"\nactive = {active}\n\
+                 [[components]]\nname = \"web\"\nimage = \"img:1\"\n\
+                 [[components]]\nname = \"db\"\nimage = \"img:2\"\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    fn instance(spec: &Service, component: &str, state: InstanceState) -> ContainerInfo {
+        let c = spec.component(component).unwrap();
+        ContainerInfo {
+            name: spec.container_name(&c.name),
+            id: "id".into(),
+            image: c.image.clone(),
+            state,
+            started_at: None,
+            exit_code: None,
+            ports: vec![],
+            runtime: RuntimeKind::Container,
+            labels: container_spec(spec, c).labels,
+        }
+    }
+
+    #[test]
+    fn fresh_service_creates_every_component() {
+        let spec = service(true);
+        let plan = plan(&spec, &[]);
+        assert_eq!(plan.create.len(), 2);
+        assert!(plan.remove.is_empty() && plan.start.is_empty());
+    }
+
+    #[test]
+    fn identical_running_spec_plans_nothing() {
+        let spec = service(true);
+        let running = [
+            instance(&spec, "web", InstanceState::Running),
+            instance(&spec, "db", InstanceState::Running),
+        ];
+        assert!(plan(&spec, &running).is_empty());
+    }
+
+    #[test]
+    fn changed_component_is_replaced_and_only_it() {
+        let old = service(true);
+        let running = [
+            instance(&old, "web", InstanceState::Running),
+            instance(&old, "db", InstanceState::Running),
+        ];
+        let mut new = old.clone();
+        new.components[0].image = "img:9".into();
+        let plan = plan(&new, &running);
+        assert_eq!(plan.replace_old, ["svc-web"]);
+        assert_eq!(plan.create.len(), 1);
+        assert_eq!(plan.create[0].name.as_str(), "web");
+    }
+
+    #[test]
+    fn dropped_component_is_removed_and_stopped_one_started() {
+        let spec = service(true);
+        let mut stray = instance(&spec, "web", InstanceState::Running);
+        stray.name = "svc-old".into();
+        let instances = [
+            stray,
+            instance(&spec, "web", InstanceState::Exited),
+            instance(&spec, "db", InstanceState::Running),
+        ];
+        let plan = plan(&spec, &instances);
+        assert_eq!(plan.remove, ["svc-old"]);
+        assert_eq!(plan.start, ["svc-web"]);
+        assert!(plan.create.is_empty());
+    }
+
+    #[test]
+    fn inactive_service_runs_nothing_and_stops_what_runs() {
+        let spec = service(false);
+        assert!(plan(&spec, &[]).is_empty());
+        let plan = plan(&spec, &[instance(&spec, "web", InstanceState::Running)]);
+        assert_eq!(plan.stop, ["svc-web"]);
+    }
+}

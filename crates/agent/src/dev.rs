@@ -1,0 +1,105 @@
+//! `mcp-agent --dev`: a self-contained local agent. Creates a CA, the agent's certificate
+//! and an operator certificate in DIR (kept across restarts), and writes `DIR/mcp.toml` so
+//! the CLI can talk to it as node `local`.
+
+use mcp_client::{CliConfig, NodeEntry, TlsFiles};
+use pki::{CertPair, Role};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::config::{AgentConfig, PodmanSection, ServerTls};
+
+pub const DEV_NODE: &str = "local";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DevError + '_ {
+    move |source| DevError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates DIR and its certificates when missing; returns the agent's configuration.
+pub fn prepare(dir: &Path, listen: SocketAddr, podman_args: Vec<String>) -> Result<AgentConfig, DevError> {
+    create_private_dir(dir)?;
+    let tls_dir = dir.join("tls");
+    create_private_dir(&tls_dir)?;
+    let (ca_cert, ca_key) = pki::identity_paths(&tls_dir, "ca");
+    let ca = if ca_cert.exists() {
+        pki::load(&ca_cert, &ca_key)?
+    } else {
+        let ca = pki::create_ca("mcp dev CA")?;
+        pki::save(&ca, &ca_cert, &ca_key)?;
+        ca
+    };
+    let (agent_cert, agent_key) = pki::identity_paths(&tls_dir, "agent");
+    ensure_leaf(&ca, &agent_cert, &agent_key, DEV_NODE, &Role::Node {
+        sans: vec![DEV_NODE.into(), "localhost".into(), "127.0.0.1".into(), "::1".into()],
+    })?;
+    let (op_cert, op_key) = pki::identity_paths(&tls_dir, "operator");
+    ensure_leaf(&ca, &op_cert, &op_key, "operator", &Role::Operator)?;
+    Ok(AgentConfig {
+        node: DEV_NODE.to_string(),
+        listen,
+        state_dir: dir.join("state"),
+        tls: ServerTls {
+            ca: ca_cert,
+            cert: agent_cert,
+            key: agent_key,
+        },
+        podman: PodmanSection {
+            global_args: podman_args,
+            ..PodmanSection::default()
+        },
+        stop_timeout_secs: 10,
+    })
+}
+
+fn ensure_leaf(ca: &CertPair, cert: &Path, key: &Path, name: &str, role: &Role) -> Result<(), DevError> {
+    if !cert.exists() {
+        pki::save(&pki::issue(ca, name, role)?, cert, key)?;
+    }
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), DevError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))
+}
+
+/// Writes `DIR/mcp.toml` for the address the agent actually listens on (atomically).
+pub fn write_cli_config(dir: &Path, config: &AgentConfig, bound: SocketAddr) -> Result<PathBuf, DevError> {
+    let cli = CliConfig {
+        services_dir: None,
+        tls: TlsFiles {
+            ca: config.tls.ca.clone(),
+            cert: dir.join("tls/operator.pem"),
+            key: dir.join("tls/operator.key"),
+        },
+        nodes: vec![NodeEntry {
+            name: DEV_NODE.to_string(),
+            address: format!("https://{bound}"),
+            tls_server_name: None,
+        }],
+    };
+    let path = dir.join("mcp.toml");
+    let tmp = dir.join(".mcp.toml.tmp");
+    std::fs::write(&tmp, cli.to_toml()).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    Ok(path)
+}

@@ -1,0 +1,50 @@
+//! The agent's operation errors; `api` maps them to gRPC statuses in one place.
+
+use runtime::RuntimeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("invalid service spec: {0}")]
+    InvalidSpec(String),
+    #[error("service {service} is for node {wanted}, but this agent is node {this}")]
+    WrongNode {
+        service: String,
+        wanted: String,
+        this: String,
+    },
+    #[error("no service named {0} on this node")]
+    ServiceNotFound(String),
+    #[error("service {service} has no component named {component}")]
+    ComponentNotFound { service: String, component: String },
+    #[error("component {component} needs the {runtime} runtime, which this node does not have")]
+    RuntimeUnavailable { component: String, runtime: String },
+    #[error("{context}: {source}")]
+    Runtime {
+        context: String,
+        #[source]
+        source: RuntimeError,
+    },
+    #[error("component {component} exited right after starting (exit code {exit_code}){}", log_tail(.logs))]
+    Crashed {
+        component: String,
+        exit_code: i32,
+        logs: Vec<String>,
+    },
+    #[error("registry: {0}")]
+    Registry(#[from] registry::RegistryError),
+}
+
+fn log_tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("; last log lines:\n  {}", lines.join("\n  "))
+    }
+}
+
+impl AgentError {
+    pub(crate) fn runtime(context: impl Into<String>) -> impl FnOnce(RuntimeError) -> Self {
+        let context = context.into();
+        move |source| Self::Runtime { context, source }
+    }
+}

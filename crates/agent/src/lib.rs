@@ -1,0 +1,12 @@
+//! The node agent: serves the agent API over mTLS and runs each service's components on
+//! this node through the runtimes, recording desired state in the registry.
+
+mod api;
+pub mod config;
+mod convert;
+pub mod deployer;
+pub mod dev;
+mod error;
+pub mod server;
+
+pub use error::AgentError;

@@ -1,0 +1,145 @@
+//! `mcp.toml`: which agents exist and how the operator authenticates to them.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CliConfig {
+    /// Where a bare SERVICE argument is looked up as `<services_dir>/<SERVICE>.toml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services_dir: Option<PathBuf>,
+    pub tls: TlsFiles,
+    #[serde(default)]
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// The operator's identity and the CA that signed the agents' certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    pub name: String,
+    /// `https://host:port` of the node's agent.
+    pub address: String,
+    /// Name the agent's certificate must carry; defaults to the node name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read CLI config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid CLI config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("unknown node {name:?}: {path} defines {known}")]
+    UnknownNode {
+        name: String,
+        path: PathBuf,
+        known: String,
+    },
+}
+
+impl CliConfig {
+    /// Reads `path`; relative paths inside are taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: CliConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: one_line(&e),
+            })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let absolute = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        absolute(&mut config.tls.ca);
+        absolute(&mut config.tls.cert);
+        absolute(&mut config.tls.key);
+        if let Some(dir) = config.services_dir.as_mut() {
+            absolute(dir);
+        }
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings and paths cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn node(&self, name: &str, path: &Path) -> Result<&NodeEntry, ConfigError> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| ConfigError::UnknownNode {
+                name: name.to_string(),
+                path: path.to_path_buf(),
+                known: if self.nodes.is_empty() {
+                    "no nodes".to_string()
+                } else {
+                    let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+                    format!("nodes {}", names.join(", "))
+                },
+            })
+    }
+}
+
+/// toml's errors span several lines with a source excerpt; keep the position and message.
+fn one_line(e: &toml::de::Error) -> String {
+    e.to_string()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mcp.toml");
+        std::fs::write(
+            &path,
+            "services_dir = \"svc\"\n[tls]\nca = \"tls/ca.pem\"\ncert = \"/abs/op.pem\"\nkey = \"op.key\"\n\
+             [[nodes]]\nname = \"local\"\naddress = \"https://127.0.0.1:7443\"\n",
+        )
+        .unwrap();
+        let config = CliConfig::load(&path).unwrap();
+        assert_eq!(config.tls.ca, dir.path().join("tls/ca.pem"));
+        assert_eq!(config.tls.cert, PathBuf::from("/abs/op.pem"));
+        assert_eq!(config.services_dir, Some(dir.path().join("svc")));
+        assert_eq!(config.node("local", &path).unwrap().address, "https://127.0.0.1:7443");
+        let err = config.node("nope", &path).unwrap_err().to_string();
+        assert!(err.contains("\"nope\"") && err.contains("local"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mcp.toml");
+        std::fs::write(&path, "[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\ncolour = 1\n").unwrap();
+        let err = CliConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+}

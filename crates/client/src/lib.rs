@@ -1,0 +1,10 @@
+//! The operator side's configuration (`mcp.toml`: nodes, TLS identity, services dir) and
+//! mTLS connections to agents. Shared by the `mcp` CLI, the agent's `--dev` bootstrap (which
+//! writes such a file) and the tests.
+
+mod config;
+mod connect;
+pub mod wire;
+
+pub use config::{CliConfig, ConfigError, NodeEntry, TlsFiles};
+pub use connect::{ConnectError, connect, error_chain};

@@ -1,0 +1,166 @@
+//! Service specs between the domain (`servicedef`) and the wire (`mcp_proto`), by hand: the
+//! CLI sends what it parsed, the agent rebuilds and re-validates it.
+
+use mcp_proto::v1 as pb;
+use servicedef::{
+    Component, ComponentName, RestartPolicy, Route, RouteMode, RuntimeKind, Service, ServiceName,
+};
+
+/// A wire spec that does not make a valid domain spec; names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(pub String);
+
+fn invalid(field: &str, e: impl std::fmt::Display) -> WireError {
+    WireError(format!("{field}: {e}"))
+}
+
+fn opt(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+pub fn service_from_wire(spec: pb::ServiceSpec) -> Result<Service, WireError> {
+    let service_runtime = match spec.runtime.as_str() {
+        "" => None,
+        other => Some(other.parse::<RuntimeKind>().map_err(|e| invalid("runtime", e))?),
+    };
+    let components = spec
+        .components
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| component_from_wire(i, c, service_runtime))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Service {
+        name: ServiceName::new(spec.name).map_err(|e| invalid("name", e))?,
+        node: spec.node,
+        active: spec.active,
+        path: opt(spec.path),
+        runtime: service_runtime,
+        build_images: spec.build_images.into_iter().collect(),
+        components,
+    })
+}
+
+fn component_from_wire(
+    index: usize,
+    c: pb::ComponentSpec,
+    service_runtime: Option<RuntimeKind>,
+) -> Result<Component, WireError> {
+    let field = |name: &str| format!("components[{index}].{name}");
+    let runtime = match c.runtime.as_str() {
+        "" => service_runtime.unwrap_or_default(),
+        other => other.parse().map_err(|e| invalid(&field("runtime"), e))?,
+    };
+    let restart = match c.restart.as_str() {
+        "" => RestartPolicy::default(),
+        other => other.parse().map_err(|e| invalid(&field("restart"), e))?,
+    };
+    let routes = c
+        .routes
+        .into_iter()
+        .enumerate()
+        .map(|(j, r)| {
+            let route_field = field(&format!("routes[{j}]"));
+            Ok(Route {
+                name: opt(r.name),
+                port: u16::try_from(r.port)
+                    .map_err(|_| invalid(&format!("{route_field}.port"), "out of range"))?,
+                mode: match r.mode.as_str() {
+                    "" => RouteMode::default(),
+                    other => other
+                        .parse()
+                        .map_err(|e| invalid(&format!("{route_field}.mode"), e))?,
+                },
+                hostname: opt(r.hostname),
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    Ok(Component {
+        name: ComponentName::new(c.name).map_err(|e| invalid(&field("name"), e))?,
+        image: c.image,
+        runtime,
+        memory_mb: (c.memory_mb > 0).then_some(c.memory_mb),
+        vcpus: if c.vcpus == 0 { 1 } else { c.vcpus },
+        cmd: c.cmd,
+        env: c.env,
+        volumes: c.volumes,
+        ports: c.ports,
+        network: opt(c.network),
+        user: opt(c.user),
+        restart,
+        routes,
+        binary: opt(c.binary),
+    })
+}
+
+pub fn service_to_wire(s: &Service) -> pb::ServiceSpec {
+    pb::ServiceSpec {
+        name: s.name.to_string(),
+        node: s.node.clone(),
+        active: s.active,
+        path: s.path.clone().unwrap_or_default(),
+        runtime: s.runtime.map(|r| r.to_string()).unwrap_or_default(),
+        build_images: s.build_images.clone().into_iter().collect(),
+        components: s
+            .components
+            .iter()
+            .map(|c| pb::ComponentSpec {
+                name: c.name.to_string(),
+                image: c.image.clone(),
+                runtime: c.runtime.to_string(),
+                memory_mb: c.memory_mb.unwrap_or(0),
+                vcpus: c.vcpus,
+                cmd: c.cmd.clone(),
+                env: c.env.clone(),
+                volumes: c.volumes.clone(),
+                ports: c.ports.clone(),
+                network: c.network.clone().unwrap_or_default(),
+                user: c.user.clone().unwrap_or_default(),
+                restart: c.restart.to_string(),
+                routes: c
+                    .routes
+                    .iter()
+                    .map(|r| pb::RouteSpec {
+                        name: r.name.clone().unwrap_or_default(),
+                        port: u32::from(r.port),
+                        mode: r.mode.to_string(),
+                        hostname: r.hostname.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+                binary: c.binary.clone().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_service_survives_the_wire_unchanged() {
+        let text = "name = \"hello\"\nnode = \"local\"\nactive = false\npath = \"src\"\n\
+            runtime = \"container\"\n[build.images]\nhello = \"Containerfile\"\n\
+            [[components]]\nname = \"web\"\nimage = \"127.0.0.1:5000/hello:v1\"\nmemory_mb = 64\n\
+            vcpus = 2\ncmd = [\"serve\"]\nenv = [\"A=b\"]\nvolumes = [\"/a:/b\"]\n\
+            ports = [\"127.0.0.1:1234:80\"]\nrestart = \"always\"\n\
+            [[components.routes]]\nname = \"rest\"\nport = 8443\nmode = \"l7\"\n";
+        let service = servicedef::parse_str("t.toml", text).unwrap();
+        let back = service_from_wire(service_to_wire(&service)).unwrap();
+        assert_eq!(back, service);
+    }
+
+    #[test]
+    fn bad_names_from_the_wire_are_refused() {
+        let mut wire = service_to_wire(
+            &servicedef::parse_str(
+                "t.toml",
+                "name = \"a\"\nnode = \"n\"\n[[components]]\nname = \"b\"\nimage = \"i\"\n",
+            )
+            .unwrap(),
+        );
+        wire.name = "../etc".into();
+        assert!(matches!(service_from_wire(wire), Err(WireError(_))));
+    }
+}

@@ -1,0 +1,35 @@
+//! Writing key and certificate files with their modes set at creation.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::PkiError;
+
+fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    let err = |source| PkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(err)?;
+    file.write_all(contents).map_err(err)?;
+    file.sync_all().map_err(err)
+}
+
+/// A new file readable by its owner only (private keys).
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    write_with_mode(path, contents, 0o600)
+}
+
+/// A new world-readable file (certificates, which are public).
+pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    write_with_mode(path, contents, 0o644)
+}

@@ -1,0 +1,73 @@
+//! The registry's error type; variants carry the database path or service name they concern.
+
+use std::path::PathBuf;
+
+/// Anything that can go wrong opening or using the registry.
+#[derive(thiserror::Error, Debug)]
+pub enum RegistryError {
+    /// SQLite could not open or configure the database file.
+    #[error("cannot open registry database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// SQLite refused to switch the database to WAL journaling.
+    #[error("registry database {path} stays in journal mode {mode:?}, WAL is required")]
+    JournalMode { path: PathBuf, mode: String },
+    /// A filesystem operation around the database file failed.
+    #[error("registry file {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bringing the schema up to date failed; the database is left at its previous version.
+    #[error("cannot migrate registry database {path}")]
+    Migration {
+        path: PathBuf,
+        #[source]
+        source: rusqlite_migration::Error,
+    },
+    /// A statement touching one service failed.
+    #[error("registry operation on service {service:?} failed")]
+    Service {
+        service: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A statement not tied to one service failed.
+    #[error("registry query failed")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The named service is not in the registry.
+    #[error("service {service:?} is not deployed on this node")]
+    NotFound { service: String },
+    /// A stored spec no longer deserializes (e.g. written by an incompatible version).
+    #[error("stored spec of service {service:?} is unreadable")]
+    CorruptSpec {
+        service: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The spec could not be serialized for storage.
+    #[error("cannot serialize spec of service {service:?}")]
+    EncodeSpec {
+        service: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Attaches a service name to a SQLite error.
+pub(crate) trait ServiceContext<T> {
+    fn for_service(self, service: &str) -> Result<T, RegistryError>;
+}
+
+impl<T> ServiceContext<T> for Result<T, rusqlite::Error> {
+    fn for_service(self, service: &str) -> Result<T, RegistryError> {
+        self.map_err(|source| RegistryError::Service {
+            service: service.to_owned(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,90 @@
+//! The deploy history: appending events and reading them back.
+
+use rusqlite::{Connection, params};
+
+use crate::error::ServiceContext;
+use crate::{EventRecord, Registry, RegistryError, time};
+
+/// Appends one event on `conn`, which may be a transaction so the event commits (or not) with
+/// the state change it describes.
+pub(crate) fn insert(
+    conn: &Connection,
+    service: &str,
+    action: &str,
+    actor: &str,
+    spec_json: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), RegistryError> {
+    conn.prepare_cached(
+        "INSERT INTO deploy_events (service, action, actor, at, spec_json, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            service,
+            action,
+            actor,
+            time::now(),
+            spec_json,
+            detail
+        ])
+    })
+    .for_service(service)?;
+    Ok(())
+}
+
+impl Registry {
+    /// Appends an event without changing any state, e.g. "deploy-failed" with a detail.
+    pub fn record_event(
+        &mut self,
+        service: &str,
+        action: &str,
+        actor: &str,
+        detail: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        insert(&self.conn, service, action, actor, None, detail)
+    }
+
+    /// Up to `limit` events, newest first, optionally only those of one service.
+    pub fn events(
+        &self,
+        service: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, RegistryError> {
+        // Ordered by id, not time: ids are monotonic even when the clock steps back.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, service, action, actor, at, spec_json, detail FROM deploy_events
+             WHERE ?1 IS NULL OR service = ?1
+             ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![service, limit], |row| {
+                let record = EventRecord {
+                    id: row.get(0)?,
+                    service: row.get(1)?,
+                    action: row.get(2)?,
+                    actor: row.get(3)?,
+                    at: row.get(4)?,
+                    spec: None,
+                    detail: row.get(6)?,
+                };
+                Ok((record, row.get::<_, Option<String>>(5)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        // The spec is parsed outside the row closure so a corrupt one can name its service.
+        rows.into_iter()
+            .map(|(mut record, spec_json)| {
+                if let Some(json) = spec_json {
+                    let spec = serde_json::from_str(&json).map_err(|source| {
+                        RegistryError::CorruptSpec {
+                            service: record.service.clone(),
+                            source,
+                        }
+                    })?;
+                    record.spec = Some(spec);
+                }
+                Ok(record)
+            })
+            .collect()
+    }
+}

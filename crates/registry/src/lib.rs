@@ -1,0 +1,63 @@
+//! SQLite registry of each node's desired state: services, components and the deploy history.
+//!
+//! One [`Registry`] owns one connection. Every mutating call is a single transaction, so a
+//! failure never leaves a half-applied deploy behind. The agent keeps the registry in a
+//! `std::sync::Mutex`; it is `Send` but not `Sync`, like the connection it wraps.
+
+mod error;
+mod events;
+mod migrations;
+mod open;
+mod records;
+mod services;
+mod state;
+mod time;
+
+pub use error::RegistryError;
+pub use records::{ComponentRecord, EventRecord, ServiceRecord};
+pub use state::{DesiredState, ParseDesiredStateError};
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+/// The node's store of desired state and deploy history.
+#[derive(Debug)]
+pub struct Registry {
+    conn: Connection,
+}
+
+impl Registry {
+    /// Opens (creating if needed) the database at `path` with owner-only permissions, WAL
+    /// journaling and foreign keys on, then applies any pending migrations.
+    pub fn open(path: &Path) -> Result<Self, RegistryError> {
+        let mut conn = open::open_file(path)?;
+        migrations::apply(&mut conn, path)?;
+        Ok(Self { conn })
+    }
+
+    /// A private in-memory database, fully migrated; for tests.
+    pub fn open_in_memory() -> Result<Self, RegistryError> {
+        let path = PathBuf::from(":memory:");
+        let mut conn = open::open_memory(&path)?;
+        migrations::apply(&mut conn, &path)?;
+        Ok(Self { conn })
+    }
+
+    /// The number of the last applied migration (SQLite's `user_version`).
+    pub fn schema_version(&self) -> Result<u32, RegistryError> {
+        migrations::version(&self.conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_send() {
+        // The agent shares it across tasks behind a Mutex, which needs Send.
+        fn assert_send<T: Send>() {}
+        assert_send::<Registry>();
+    }
+}

@@ -1,0 +1,59 @@
+//! The deploy history: ordering, filtering, limits and payloads.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use registry::Registry;
+
+#[test]
+fn deploy_event_carries_the_spec() {
+    let mut reg = Registry::open_in_memory().unwrap();
+    let spec = common::svc();
+    reg.record_deploy(&spec, "alice").unwrap();
+    let events = reg.events(None, 10).unwrap();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(
+        (e.service.as_str(), e.action.as_str(), e.actor.as_str()),
+        ("svc", "deploy", "alice")
+    );
+    assert_eq!(e.spec.as_ref(), Some(&spec));
+    assert_eq!(e.detail, None);
+    assert!(e.at > 0);
+}
+
+#[test]
+fn record_event_keeps_detail_and_changes_no_state() {
+    let mut reg = Registry::open_in_memory().unwrap();
+    reg.record_event("svc", "deploy-failed", "bob", Some("image pull failed"))
+        .unwrap();
+    assert!(reg.service("svc").unwrap().is_none());
+    let e = &reg.events(Some("svc"), 10).unwrap()[0];
+    assert_eq!(e.action, "deploy-failed");
+    assert_eq!(e.detail.as_deref(), Some("image pull failed"));
+    assert_eq!(e.spec, None);
+}
+
+#[test]
+fn newest_first_with_filter_and_limit() {
+    let mut reg = Registry::open_in_memory().unwrap();
+    for (service, action) in [("a", "1"), ("b", "2"), ("a", "3"), ("b", "4"), ("a", "5")] {
+        reg.record_event(service, action, "t", None).unwrap();
+    }
+    let actions = |service, limit| -> Vec<String> {
+        reg.events(service, limit)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
+    };
+    assert_eq!(actions(None, 10), ["5", "4", "3", "2", "1"]);
+    assert_eq!(actions(Some("a"), 10), ["5", "3", "1"]);
+    assert_eq!(actions(Some("b"), 1), ["4"]);
+    assert_eq!(actions(None, 2), ["5", "4"]);
+    assert!(actions(Some("zzz"), 10).is_empty());
+    assert!(actions(None, 0).is_empty());
+
+    let ids: Vec<i64> = reg.events(None, 10).unwrap().iter().map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]));
+}

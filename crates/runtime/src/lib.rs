@@ -1,0 +1,60 @@
+//! Workload runtimes behind one small trait: podman containers now, QEMU VMs later.
+//!
+//! The agent holds one `Arc<dyn Runtime>` per backend and picks one per component.
+
+mod error;
+pub mod podman;
+mod spec;
+
+pub use error::RuntimeError;
+pub use podman::{PodmanConfig, PodmanRuntime};
+pub use spec::{
+    ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
+    LogLine, LogStream, LogStreamKind, PortBinding,
+};
+
+use async_trait::async_trait;
+use servicedef::RuntimeKind;
+use std::time::Duration;
+
+/// One backend that runs instances (containers or VMs) on this node.
+///
+/// Instances are addressed by name; every instance a backend creates carries the labels in
+/// `ContainerSpec::labels`, and `list` returns only instances labelled `mcp.service`.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// Which kind of component this backend runs.
+    fn kind(&self) -> RuntimeKind;
+
+    /// Makes `image` available locally. Called on deploy before anything is created, so a
+    /// missing image fails the deploy while nothing exists yet. Present locally: no network.
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError>;
+
+    /// Creates and starts an instance. Called only when no instance of that name exists.
+    /// Returns the runtime's id of the new instance.
+    async fn run(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;
+
+    /// Starts an existing, stopped instance (stop → start keeps the instance).
+    async fn start(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Asks the instance to stop, forcing it after `timeout`. Stopped or gone counts as success.
+    async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError>;
+
+    /// Removes the instance (forcefully if it still runs). Gone counts as success.
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// The instance's current state, or `None` when it does not exist.
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError>;
+
+    /// Every instance of ours on this node, in one call to the backend.
+    async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError>;
+
+    /// The instance's output: the last `tail` lines (all when `None`), then new lines while
+    /// `follow` is set. Dropping the stream ends the underlying reader.
+    async fn logs(
+        &self,
+        name: &str,
+        tail: Option<u32>,
+        follow: bool,
+    ) -> Result<LogStream, RuntimeError>;
+}

@@ -1,0 +1,94 @@
+//! The argument vector of `podman run` for a `ContainerSpec` (pure, so it is unit-tested).
+
+use crate::{ContainerSpec, RuntimeError};
+
+pub(super) fn run_args(spec: &ContainerSpec, extra: &[String]) -> Result<Vec<String>, RuntimeError> {
+    // Option-looking values would be read by podman as flags: refuse them outright.
+    for (what, value) in [("name", &spec.name), ("image", &spec.image)] {
+        if value.is_empty() || value.starts_with('-') {
+            return Err(RuntimeError::InvalidSpec {
+                name: spec.name.clone(),
+                detail: format!("{what} {value:?} is empty or starts with '-'"),
+            });
+        }
+    }
+    let mut argv: Vec<String> = vec!["run".into(), "--detach".into(), "--name".into(), spec.name.clone()];
+    for (key, value) in &spec.labels {
+        argv.push("--label".into());
+        argv.push(format!("{key}={value}"));
+    }
+    for entry in &spec.env {
+        argv.push("--env".into());
+        argv.push(entry.clone());
+    }
+    for volume in &spec.volumes {
+        argv.push("--volume".into());
+        argv.push(volume.clone());
+    }
+    for port in &spec.ports {
+        argv.push("--publish".into());
+        argv.push(port.clone());
+    }
+    if let Some(network) = &spec.network {
+        argv.push("--network".into());
+        argv.push(network.clone());
+    }
+    if let Some(user) = &spec.user {
+        argv.push("--user".into());
+        argv.push(user.clone());
+    }
+    if let Some(mb) = spec.memory_mb {
+        argv.push("--memory".into());
+        argv.push(format!("{mb}m"));
+    }
+    argv.extend(extra.iter().cloned());
+    argv.push(spec.image.clone());
+    argv.extend(spec.cmd.iter().cloned());
+    Ok(argv)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn every_field_reaches_podman_in_order() {
+        let spec = ContainerSpec {
+            name: "hello-web".into(),
+            image: "127.0.0.1:5000/hello:v1".into(),
+            cmd: vec!["serve".into(), "--verbose".into()],
+            env: vec!["GREETING=hi there".into()],
+            volumes: vec!["/srv/a:/a".into()],
+            network: Some("podman".into()),
+            user: Some("1000".into()),
+            restart: "on-failure".into(),
+            ports: vec!["127.0.0.1:48080:8080".into()],
+            memory_mb: Some(64),
+            vcpus: 1,
+            labels: BTreeMap::from([("mcp.service".into(), "hello".into())]),
+        };
+        let argv = run_args(&spec, &["--ulimit".into(), "nofile=1024:1024".into()]).unwrap();
+        assert_eq!(
+            argv,
+            [
+                "run", "--detach", "--name", "hello-web", "--label", "mcp.service=hello",
+                "--env", "GREETING=hi there", "--volume", "/srv/a:/a", "--publish",
+                "127.0.0.1:48080:8080", "--network", "podman", "--user", "1000", "--memory",
+                "64m", "--ulimit", "nofile=1024:1024", "127.0.0.1:5000/hello:v1", "serve",
+                "--verbose",
+            ]
+        );
+    }
+
+    #[test]
+    fn option_like_image_is_refused() {
+        let spec = ContainerSpec {
+            name: "x".into(),
+            image: "--privileged".into(),
+            ..Default::default()
+        };
+        assert!(run_args(&spec, &[]).is_err());
+    }
+}

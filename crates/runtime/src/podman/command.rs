@@ -1,0 +1,108 @@
+//! Running podman: argument vectors, CONTAINERS_CONF selection, stderr captured into errors.
+
+use std::process::Stdio;
+use tokio::process::Command;
+
+use super::PodmanConfig;
+use crate::RuntimeError;
+
+pub(super) struct Podman {
+    config: PodmanConfig,
+}
+
+impl Podman {
+    pub(super) fn new(config: PodmanConfig) -> Self {
+        Self { config }
+    }
+
+    /// A ready-to-spawn command with the global arguments in place.
+    pub(super) fn command<S: AsRef<str>>(&self, args: &[S]) -> Command {
+        let mut cmd = Command::new(&self.config.binary);
+        cmd.args(&self.config.global_args);
+        cmd.args(args.iter().map(AsRef::as_ref));
+        if let Some(conf) = &self.config.containers_conf {
+            cmd.env("CONTAINERS_CONF", conf);
+        }
+        cmd.stdin(Stdio::null());
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs podman to completion; its stdout on success, its stderr in the error otherwise.
+    pub(super) async fn output(&self, what: &str, args: &[&str]) -> Result<String, RuntimeError> {
+        let out = self
+            .command(args)
+            .output()
+            .await
+            .map_err(|source| self.unavailable(source))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(RuntimeError::Command {
+                what: what.to_string(),
+                code: out.status.code().unwrap_or(-1),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    /// Runs a podman predicate (`image exists`, ...): exit 0 is true, 1 is false.
+    pub(super) async fn succeeds(&self, args: &[&str]) -> Result<bool, RuntimeError> {
+        let out = self
+            .command(args)
+            .output()
+            .await
+            .map_err(|source| self.unavailable(source))?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            code => Err(RuntimeError::Command {
+                what: format!("podman {}", args.join(" ")),
+                code: code.unwrap_or(-1),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            }),
+        }
+    }
+
+    pub(super) fn unavailable(&self, source: std::io::Error) -> RuntimeError {
+        RuntimeError::Unavailable {
+            binary: self.config.binary.clone(),
+            source,
+        }
+    }
+}
+
+/// Stop and remove treat an instance that no longer exists as done.
+pub(super) fn gone_is_ok(result: Result<String, RuntimeError>) -> Result<(), RuntimeError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(RuntimeError::Command { stderr, .. }) if is_no_such_container(&stderr) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_no_such_container(stderr: &str) -> bool {
+    let lower = stderr.to_ascii_lowercase();
+    lower.contains("no such container") || lower.contains("no container with name or id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_container_counts_as_gone() {
+        let err = RuntimeError::Command {
+            what: "podman rm x".into(),
+            code: 1,
+            stderr: "Error: no container with name or ID \"x\" found: no such container".into(),
+        };
+        assert!(gone_is_ok(Err(err)).is_ok());
+        let other = RuntimeError::Command {
+            what: "podman rm x".into(),
+            code: 125,
+            stderr: "Error: permission denied".into(),
+        };
+        assert!(gone_is_ok(Err(other)).is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! The podman backend: every call is one `podman` process run with an argument vector.
+
+mod args;
+mod command;
+mod listing;
+mod logs;
+
+use async_trait::async_trait;
+use servicedef::RuntimeKind;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{ContainerInfo, ContainerSpec, LABEL_SERVICE, LogStream, Runtime, RuntimeError};
+use command::Podman;
+
+/// How to invoke podman on this node.
+#[derive(Debug, Clone)]
+pub struct PodmanConfig {
+    pub binary: PathBuf,
+    /// Arguments placed before every subcommand, e.g. `--root`/`--runroot` for a private store.
+    pub global_args: Vec<String>,
+    /// Extra arguments for `podman run`, e.g. `--ulimit` on hosts that need them.
+    pub run_args: Vec<String>,
+    /// A containers.conf selected through `CONTAINERS_CONF` for every podman call.
+    pub containers_conf: Option<PathBuf>,
+}
+
+impl Default for PodmanConfig {
+    fn default() -> Self {
+        Self {
+            binary: PathBuf::from("podman"),
+            global_args: Vec::new(),
+            run_args: Vec::new(),
+            containers_conf: None,
+        }
+    }
+}
+
+pub struct PodmanRuntime {
+    podman: Podman,
+    run_args: Vec<String>,
+}
+
+impl PodmanRuntime {
+    pub fn new(config: PodmanConfig) -> Self {
+        Self {
+            run_args: config.run_args.clone(),
+            podman: Podman::new(config),
+        }
+    }
+
+    /// `podman version`'s client version, for node status.
+    pub async fn version(&self) -> Result<String, RuntimeError> {
+        let out = self
+            .podman
+            .output("version", &["version", "--format", "{{.Client.Version}}"])
+            .await?;
+        Ok(out.trim().to_string())
+    }
+}
+
+#[async_trait]
+impl Runtime for PodmanRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Container
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        if self.podman.succeeds(&["image", "exists", image]).await? {
+            return Ok(());
+        }
+        match self.podman.output("pull", &["pull", "--quiet", image]).await {
+            Ok(_) => Ok(()),
+            Err(RuntimeError::Command { stderr, .. }) => Err(RuntimeError::ImageNotFound {
+                image: image.to_string(),
+                detail: stderr,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn run(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let argv = args::run_args(spec, &self.run_args)?;
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let id = self
+            .podman
+            .output(&format!("podman run {}", spec.name), &refs)
+            .await?;
+        Ok(id.trim().to_string())
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        self.podman
+            .output(&format!("podman start {name}"), &["start", name])
+            .await
+            .map(drop)
+    }
+
+    async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let secs = timeout.as_secs().to_string();
+        command::gone_is_ok(
+            self.podman
+                .output(&format!("podman stop {name}"), &["stop", "-t", &secs, name])
+                .await,
+        )
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        command::gone_is_ok(
+            self.podman
+                .output(
+                    &format!("podman rm {name}"),
+                    &["rm", "--force", "--time", "0", name],
+                )
+                .await,
+        )
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+        // `ps` rather than `inspect`: the same JSON shape as `list`, one parser.
+        let filter = format!("name=^{name}$");
+        let out = self
+            .podman
+            .output(
+                "podman ps",
+                &["ps", "-a", "--filter", &filter, "--format", "json"],
+            )
+            .await?;
+        Ok(listing::parse_ps(&out)?
+            .into_iter()
+            .find(|info| info.name == name))
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let filter = format!("label={LABEL_SERVICE}");
+        let out = self
+            .podman
+            .output(
+                "podman ps",
+                &["ps", "-a", "--filter", &filter, "--format", "json"],
+            )
+            .await?;
+        listing::parse_ps(&out)
+    }
+
+    async fn logs(
+        &self,
+        name: &str,
+        tail: Option<u32>,
+        follow: bool,
+    ) -> Result<LogStream, RuntimeError> {
+        let mut argv = vec!["logs".to_string()];
+        if let Some(n) = tail {
+            argv.push("--tail".into());
+            argv.push(n.to_string());
+        }
+        if follow {
+            argv.push("--follow".into());
+        }
+        argv.push(name.to_string());
+        logs::stream(self.podman.command(&argv), name).await
+    }
+}

@@ -1,0 +1,17 @@
+//! Service definitions: parse a service's TOML file into validated domain types, with errors that
+//! name the file, line, column and field.
+
+mod model;
+mod name;
+mod parse;
+mod position;
+mod raw;
+mod validate;
+
+pub use model::{
+    Component, ComponentName, NameError, ParseEnumError, RestartPolicy, Route, RouteMode,
+    RuntimeKind, Service, ServiceName, SpecError,
+};
+pub use name::MAX_NAME_LEN;
+pub use parse::{DefinitionError, load_file, parse_str};
+pub use validate::{MAX_CONTAINER_NAME_LEN, validate_node_name};

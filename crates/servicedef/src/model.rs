@@ -1,0 +1,260 @@
+//! Domain types of a service definition: what the CLI sends and the agent runs, independent of
+//! the TOML text they came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use crate::name::{ComponentName, NameError, ServiceName};
+
+/// A semantic rule broken by a definition; `field` is a path such as `components[1].routes[0].mode`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// Path of the offending field.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl SpecError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A keyword that is not one of an enum's spellings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} \"{value}\": expected one of {}", quoted(.allowed))]
+pub struct ParseEnumError {
+    /// What was being parsed, e.g. "runtime".
+    pub kind: &'static str,
+    /// The rejected text.
+    pub value: String,
+    /// Every accepted spelling.
+    pub allowed: &'static [&'static str],
+}
+
+fn quoted(allowed: &[&str]) -> String {
+    let quoted: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+    quoted.join(", ")
+}
+
+// The TOML layer reads these keywords as strings so that an unknown one can be reported with its
+// field path; this keeps their spellings in one place, agreeing with the serde renames.
+macro_rules! keyword_enum {
+    ($ty:ident, $kind:literal, $($variant:ident => $text:literal),+) => {
+        impl $ty {
+            /// Every accepted spelling, in declaration order.
+            pub const ALLOWED: &'static [&'static str] = &[$($text),+];
+
+            /// The keyword as written in a definition.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = ParseEnumError;
+            fn from_str(s: &str) -> Result<Self, ParseEnumError> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(ParseEnumError { kind: $kind, value: s.to_owned(), allowed: Self::ALLOWED }),
+                }
+            }
+        }
+    };
+}
+
+/// Which backend runs a component.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// A podman container.
+    #[default]
+    Container,
+    /// A unikernel VM under QEMU.
+    Unikernel,
+}
+keyword_enum!(RuntimeKind, "runtime", Container => "container", Unikernel => "unikernel");
+
+/// How a route's public port is proxied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    /// TCP pass-through.
+    #[default]
+    L4,
+    /// HTTP-aware proxying.
+    L7,
+}
+keyword_enum!(RouteMode, "mode", L4 => "l4", L7 => "l7");
+
+/// When the runtime restarts a stopped component.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never.
+    No,
+    /// When it exits with an error.
+    #[default]
+    OnFailure,
+    /// Whenever it stops.
+    Always,
+}
+keyword_enum!(RestartPolicy, "restart policy", No => "no", OnFailure => "on-failure", Always => "always");
+
+/// A public port of a component; the agent picks a host port and passes it in [`Route::env_var`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Optional only when it is the component's sole route.
+    pub name: Option<String>,
+    /// The public port.
+    pub port: u16,
+    /// Proxy mode.
+    pub mode: RouteMode,
+    /// Host name an L7 proxy matches on.
+    pub hostname: Option<String>,
+}
+
+impl Route {
+    /// The environment variable carrying the assigned host port: `PORT`, or `PORT_<NAME>` with
+    /// the name upper-cased and `-` turned into `_` (e.g. `rest-api` -> `PORT_REST_API`).
+    pub fn env_var(&self) -> String {
+        match &self.name {
+            None => "PORT".to_owned(),
+            Some(name) => format!("PORT_{}", name.to_ascii_uppercase().replace('-', "_")),
+        }
+    }
+}
+
+/// One workload of a service: a container or a unikernel VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    /// Unique within the service.
+    pub name: ComponentName,
+    /// Image reference.
+    pub image: String,
+    /// Resolved runtime: the component's own, else the service's, else container.
+    pub runtime: RuntimeKind,
+    /// Memory limit; required for unikernels.
+    pub memory_mb: Option<u32>,
+    /// Virtual CPUs, 1..=64.
+    pub vcpus: u32,
+    /// Command and arguments.
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    /// `/host:/container[:opts]` mounts.
+    pub volumes: Vec<String>,
+    /// Legacy explicit mappings `[ip:]hostport:containerport[/tcp|udp]`.
+    pub ports: Vec<String>,
+    /// Network to join.
+    pub network: Option<String>,
+    /// User to run as.
+    pub user: Option<String>,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Public ports.
+    pub routes: Vec<Route>,
+    /// Unikernel: path of the ELF inside the image.
+    pub binary: Option<String>,
+}
+
+impl Component {
+    /// Fingerprint of the whole spec, so the agent can tell whether a running component drifted.
+    pub fn spec_hash(&self) -> String {
+        hash_json(self)
+    }
+}
+
+/// A service: one or more components deployed together on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// Service name.
+    pub name: ServiceName,
+    /// Node whose agent runs it.
+    pub node: String,
+    /// False: recorded with desired state "stopped".
+    pub active: bool,
+    /// Source dir under the CLI's build workspace.
+    pub path: Option<String>,
+    /// Service-level runtime default, as written.
+    pub runtime: Option<RuntimeKind>,
+    /// `[build.images]`: image repo name -> build file, relative to `path`.
+    pub build_images: BTreeMap<String, String>,
+    /// The components, in definition order.
+    pub components: Vec<Component>,
+}
+
+impl Service {
+    /// `<service>-<component>`, or just `<service>` when the two names are equal.
+    pub fn container_name(&self, component: &ComponentName) -> String {
+        if self.name.as_str() == component.as_str() {
+            self.name.to_string()
+        } else {
+            format!("{}-{}", self.name, component)
+        }
+    }
+
+    /// The component with this name.
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.name.as_str() == name)
+    }
+
+    /// Checks every semantic rule; for specs that arrive without TOML positions.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        crate::validate::service(self)
+    }
+
+    /// Fingerprint of the whole service spec.
+    pub fn spec_hash(&self) -> String {
+        hash_json(self)
+    }
+}
+
+/// First 16 hex chars of the sha256 of the JSON encoding; JSON of these types is deterministic
+/// (struct fields in order, maps are `BTreeMap`), so equal specs hash equal.
+fn hash_json<T: Serialize>(value: &T) -> String {
+    // Serializing plain structs of strings and numbers to JSON has no failure path.
+    let json = serde_json::to_vec(value).expect("spec types always serialize to JSON");
+    let digest = Sha256::digest(&json);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_round_trip_and_name_allowed_values() {
+        for p in [
+            RestartPolicy::No,
+            RestartPolicy::OnFailure,
+            RestartPolicy::Always,
+        ] {
+            assert_eq!(p.as_str().parse::<RestartPolicy>().unwrap(), p);
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
+        }
+        assert_eq!(RuntimeKind::default().to_string(), "container");
+        assert_eq!(serde_json::to_string(&RouteMode::L7).unwrap(), "\"l7\"");
+        let err = "l5".parse::<RouteMode>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"unknown mode "l5": expected one of "l4", "l7""#
+        );
+    }
+}

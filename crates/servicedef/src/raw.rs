@@ -1,0 +1,161 @@
+//! The TOML file's shape as serde sees it, and its conversion into the domain types. Keywords and
+//! numbers are read loosely (strings, i64) so that a bad value gets a rule's message and a field
+//! path instead of a serde type error.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::model::{
+    Component, ComponentName, RestartPolicy, Route, RouteMode, RuntimeKind, Service, ServiceName,
+    SpecError,
+};
+use crate::validate::{check_memory, check_port, check_vcpus};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    name: String,
+    node: String,
+    active: Option<bool>,
+    path: Option<String>,
+    runtime: Option<String>,
+    build: Option<RawBuild>,
+    #[serde(default)]
+    components: Vec<RawComponent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    #[serde(default)]
+    images: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponent {
+    name: String,
+    image: String,
+    runtime: Option<String>,
+    memory_mb: Option<i64>,
+    vcpus: Option<i64>,
+    #[serde(default)]
+    cmd: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    volumes: Vec<String>,
+    #[serde(default)]
+    ports: Vec<String>,
+    network: Option<String>,
+    user: Option<String>,
+    restart: Option<String>,
+    binary: Option<String>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<String>,
+    port: i64,
+    mode: Option<String>,
+    hostname: Option<String>,
+}
+
+/// Parses an optional keyword, reporting an unknown one at `field`.
+fn keyword<T: FromStr<Err = crate::model::ParseEnumError>>(
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, SpecError> {
+    value
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|e| SpecError::new(field, e.to_string()))
+        })
+        .transpose()
+}
+
+impl RawService {
+    /// Converts to the domain type; only value-level failures here, the rules run afterwards.
+    pub(crate) fn into_service(self) -> Result<Service, SpecError> {
+        let name =
+            ServiceName::new(self.name).map_err(|e| SpecError::new("name", e.to_string()))?;
+        let runtime = keyword::<RuntimeKind>("runtime", self.runtime.as_deref())?;
+        let components = self
+            .components
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| c.into_component(&format!("components[{i}]"), runtime))
+            .collect::<Result<_, _>>()?;
+        Ok(Service {
+            name,
+            node: self.node,
+            active: self.active.unwrap_or(true),
+            path: self.path,
+            runtime,
+            build_images: self.build.map(|b| b.images).unwrap_or_default(),
+            components,
+        })
+    }
+}
+
+impl RawComponent {
+    fn into_component(
+        self,
+        at: &str,
+        service_runtime: Option<RuntimeKind>,
+    ) -> Result<Component, SpecError> {
+        let field = |f: &str| format!("{at}.{f}");
+        let name = ComponentName::new(self.name)
+            .map_err(|e| SpecError::new(field("name"), e.to_string()))?;
+        let runtime = keyword::<RuntimeKind>(&field("runtime"), self.runtime.as_deref())?;
+        let memory_mb = self
+            .memory_mb
+            .map(|m| check_memory(m).map_err(|msg| SpecError::new(field("memory_mb"), msg)))
+            .transpose()?;
+        let vcpus = match self.vcpus {
+            Some(v) => check_vcpus(v).map_err(|msg| SpecError::new(field("vcpus"), msg))?,
+            None => 1,
+        };
+        let restart = keyword::<RestartPolicy>(&field("restart"), self.restart.as_deref())?;
+        let routes = self
+            .routes
+            .into_iter()
+            .enumerate()
+            .map(|(k, r)| r.into_route(&field(&format!("routes[{k}]"))))
+            .collect::<Result<_, _>>()?;
+        Ok(Component {
+            name,
+            image: self.image,
+            runtime: runtime.or(service_runtime).unwrap_or_default(),
+            memory_mb,
+            vcpus,
+            cmd: self.cmd,
+            env: self.env,
+            volumes: self.volumes,
+            ports: self.ports,
+            network: self.network,
+            user: self.user,
+            restart: restart.unwrap_or_default(),
+            routes,
+            binary: self.binary,
+        })
+    }
+}
+
+impl RawRoute {
+    fn into_route(self, at: &str) -> Result<Route, SpecError> {
+        let port = check_port(self.port).map_err(|m| SpecError::new(format!("{at}.port"), m))?;
+        let mode = keyword::<RouteMode>(&format!("{at}.mode"), self.mode.as_deref())?;
+        Ok(Route {
+            name: self.name,
+            port,
+            mode: mode.unwrap_or_default(),
+            hostname: self.hostname,
+        })
+    }
+}
