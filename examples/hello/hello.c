@@ -54,10 +54,17 @@ static void write_all(int fd, const char *buf, size_t len) {
 
 static void answer(int client, int port) {
     char req[2048], body[16384], head[256];
-    size_t used = 0;
-    ssize_t n = read(client, req, sizeof req - 1);
-    if (n <= 0) return;
-    req[n] = 0;
+    size_t used = 0, got = 0;
+    /* The request line may arrive in pieces; read until it is complete. */
+    while (got < sizeof req - 1) {
+        ssize_t n = read(client, req + got, sizeof req - 1 - got);
+        if (n <= 0) break;
+        got += (size_t)n;
+        req[got] = 0;
+        if (strchr(req, '\n')) break;
+    }
+    if (got == 0) return;
+    req[got] = 0;
     char *sp = strchr(req, ' ');
     char *path = sp ? sp + 1 : req;
     char *end = strchr(path, ' ');

@@ -8,9 +8,9 @@ use std::time::Instant;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::AgentError;
 use crate::convert;
 use crate::deployer::Deployer;
-use crate::AgentError;
 
 pub struct AgentApi {
     deployer: Arc<Deployer>,
@@ -37,9 +37,7 @@ fn status(err: AgentError) -> Status {
         AgentError::ServiceNotFound(_) | AgentError::ComponentNotFound { .. } => {
             Status::not_found(err.to_string())
         }
-        AgentError::Runtime { .. } | AgentError::Crashed { .. } => {
-            Status::aborted(err.to_string())
-        }
+        AgentError::Runtime { .. } | AgentError::Crashed { .. } => Status::aborted(err.to_string()),
         AgentError::Registry(inner) => {
             tracing::error!(error = %inner, "registry failure");
             Status::internal("the agent's registry failed; see the agent's log")

@@ -11,7 +11,11 @@ pub fn view_to_wire(v: ServiceView) -> pb::ServiceStatus {
         desired_state: v.desired_state,
         spec_hash: v.spec_hash,
         updated_at: v.updated_at,
-        components: v.components.into_iter().map(component_view_to_wire).collect(),
+        components: v
+            .components
+            .into_iter()
+            .map(component_view_to_wire)
+            .collect(),
     }
 }
 

@@ -31,7 +31,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DevError + '_ {
 }
 
 /// Creates DIR and its certificates when missing; returns the agent's configuration.
-pub fn prepare(dir: &Path, listen: SocketAddr, podman_args: Vec<String>) -> Result<AgentConfig, DevError> {
+pub fn prepare(
+    dir: &Path,
+    listen: SocketAddr,
+    podman_args: Vec<String>,
+) -> Result<AgentConfig, DevError> {
     create_private_dir(dir)?;
     let tls_dir = dir.join("tls");
     create_private_dir(&tls_dir)?;
@@ -44,9 +48,20 @@ pub fn prepare(dir: &Path, listen: SocketAddr, podman_args: Vec<String>) -> Resu
         ca
     };
     let (agent_cert, agent_key) = pki::identity_paths(&tls_dir, "agent");
-    ensure_leaf(&ca, &agent_cert, &agent_key, DEV_NODE, &Role::Node {
-        sans: vec![DEV_NODE.into(), "localhost".into(), "127.0.0.1".into(), "::1".into()],
-    })?;
+    ensure_leaf(
+        &ca,
+        &agent_cert,
+        &agent_key,
+        DEV_NODE,
+        &Role::Node {
+            sans: vec![
+                DEV_NODE.into(),
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "::1".into(),
+            ],
+        },
+    )?;
     let (op_cert, op_key) = pki::identity_paths(&tls_dir, "operator");
     ensure_leaf(&ca, &op_cert, &op_key, "operator", &Role::Operator)?;
     Ok(AgentConfig {
@@ -66,7 +81,13 @@ pub fn prepare(dir: &Path, listen: SocketAddr, podman_args: Vec<String>) -> Resu
     })
 }
 
-fn ensure_leaf(ca: &CertPair, cert: &Path, key: &Path, name: &str, role: &Role) -> Result<(), DevError> {
+fn ensure_leaf(
+    ca: &CertPair,
+    cert: &Path,
+    key: &Path,
+    name: &str,
+    role: &Role,
+) -> Result<(), DevError> {
     if !cert.exists() {
         pki::save(&pki::issue(ca, name, role)?, cert, key)?;
     }
@@ -83,7 +104,11 @@ fn create_private_dir(dir: &Path) -> Result<(), DevError> {
 }
 
 /// Writes `DIR/mcp.toml` for the address the agent actually listens on (atomically).
-pub fn write_cli_config(dir: &Path, config: &AgentConfig, bound: SocketAddr) -> Result<PathBuf, DevError> {
+pub fn write_cli_config(
+    dir: &Path,
+    config: &AgentConfig,
+    bound: SocketAddr,
+) -> Result<PathBuf, DevError> {
     let cli = CliConfig {
         services_dir: None,
         tls: TlsFiles {

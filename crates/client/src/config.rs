@@ -59,11 +59,10 @@ impl CliConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config: CliConfig =
-            toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: one_line(&e),
-            })?;
+        let mut config: CliConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: one_line(&e),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let absolute = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -129,7 +128,10 @@ mod tests {
         assert_eq!(config.tls.ca, dir.path().join("tls/ca.pem"));
         assert_eq!(config.tls.cert, PathBuf::from("/abs/op.pem"));
         assert_eq!(config.services_dir, Some(dir.path().join("svc")));
-        assert_eq!(config.node("local", &path).unwrap().address, "https://127.0.0.1:7443");
+        assert_eq!(
+            config.node("local", &path).unwrap().address,
+            "https://127.0.0.1:7443"
+        );
         let err = config.node("nope", &path).unwrap_err().to_string();
         assert!(err.contains("\"nope\"") && err.contains("local"), "{err}");
     }
@@ -138,7 +140,11 @@ mod tests {
     fn unknown_keys_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mcp.toml");
-        std::fs::write(&path, "[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\ncolour = 1\n").unwrap();
+        std::fs::write(
+            &path,
+            "[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\ncolour = 1\n",
+        )
+        .unwrap();
         let err = CliConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("colour"), "{err}");
     }

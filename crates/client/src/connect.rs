@@ -39,7 +39,10 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ConnectError> {
 }
 
 /// Connects to `node`'s agent, authenticating with the operator identity in `tls`.
-pub async fn connect(node: &NodeEntry, tls: &TlsFiles) -> Result<AgentClient<Channel>, ConnectError> {
+pub async fn connect(
+    node: &NodeEntry,
+    tls: &TlsFiles,
+) -> Result<AgentClient<Channel>, ConnectError> {
     pki::install_crypto_provider();
     let address_err = |detail: String| ConnectError::Address {
         node: node.name.clone(),
@@ -49,7 +52,11 @@ pub async fn connect(node: &NodeEntry, tls: &TlsFiles) -> Result<AgentClient<Cha
     let tls_config = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
         .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?))
-        .domain_name(node.tls_server_name.clone().unwrap_or_else(|| node.name.clone()));
+        .domain_name(
+            node.tls_server_name
+                .clone()
+                .unwrap_or_else(|| node.name.clone()),
+        );
     let endpoint = Endpoint::from_shared(node.address.clone())
         .map_err(|e| address_err(e.to_string()))?
         .tls_config(tls_config)

@@ -22,7 +22,11 @@ fn opt(s: String) -> Option<String> {
 pub fn service_from_wire(spec: pb::ServiceSpec) -> Result<Service, WireError> {
     let service_runtime = match spec.runtime.as_str() {
         "" => None,
-        other => Some(other.parse::<RuntimeKind>().map_err(|e| invalid("runtime", e))?),
+        other => Some(
+            other
+                .parse::<RuntimeKind>()
+                .map_err(|e| invalid("runtime", e))?,
+        ),
     };
     let components = spec
         .components

@@ -9,8 +9,8 @@ mod files;
 pub use files::{write_private, write_public};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
@@ -96,7 +96,9 @@ pub fn create_ca(common_name: &str) -> Result<CertPair, PkiError> {
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     validity(&mut params, CA_YEARS);
-    let cert = params.self_signed(&key).map_err(generate_err(common_name))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(generate_err(common_name))?;
     Ok(CertPair {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
@@ -175,7 +177,17 @@ pub fn save(pair: &CertPair, cert: &Path, key: &Path) -> Result<(), PkiError> {
 
 /// File names of a TLS identity inside a directory: `<stem>.pem` and `<stem>.key`.
 pub fn identity_paths(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")))
+    (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    )
+}
+
+/// Selects aws-lc-rs as the process's rustls provider. tonic's TLS panics without one, and
+/// two linked providers make the choice ambiguous, so both binaries call this first.
+pub fn install_crypto_provider() {
+    // Err means one is already installed, which is all we need.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 #[cfg(test)]
@@ -216,11 +228,4 @@ mod tests {
         let loaded = load(&cert, &key).unwrap();
         assert_eq!(loaded.cert_pem, ca.cert_pem);
     }
-}
-
-/// Selects aws-lc-rs as the process's rustls provider. tonic's TLS panics without one, and
-/// two linked providers make the choice ambiguous, so both binaries call this first.
-pub fn install_crypto_provider() {
-    // Err means one is already installed, which is all we need.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }

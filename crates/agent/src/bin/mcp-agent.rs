@@ -80,7 +80,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let podman = Arc::new(PodmanRuntime::new(config.podman_config()));
     match podman.version().await {
         Ok(v) => tracing::info!(podman = %v, "podman found"),
-        Err(e) => tracing::warn!(error = %e, "podman is not usable; container operations will fail"),
+        Err(e) => {
+            tracing::warn!(error = %e, "podman is not usable; container operations will fail")
+        }
     }
     let deployer = Arc::new(Deployer::new(
         config.node.clone(),
@@ -106,7 +108,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
         return std::future::pending().await;
     };

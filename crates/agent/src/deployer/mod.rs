@@ -198,7 +198,11 @@ impl Deployer {
     }
 
     /// A component that already exited right after `run` failed to start; say why.
-    async fn check_started(&self, spec: &Service, created: &[&Component]) -> Result<(), AgentError> {
+    async fn check_started(
+        &self,
+        spec: &Service,
+        created: &[&Component],
+    ) -> Result<(), AgentError> {
         if created.is_empty() {
             return Ok(());
         }
@@ -234,9 +238,17 @@ impl Deployer {
     }
 
     /// Undo a failed deploy: remove what it created, then bring back the previous spec.
-    async fn roll_back(&self, spec: &Service, plan: &plan::Plan<'_>, previous: Option<&ServiceRecord>) {
+    async fn roll_back(
+        &self,
+        spec: &Service,
+        plan: &plan::Plan<'_>,
+        previous: Option<&ServiceRecord>,
+    ) {
         for component in &plan.create {
-            let _ = self.podman.remove(&spec.container_name(&component.name)).await;
+            let _ = self
+                .podman
+                .remove(&spec.container_name(&component.name))
+                .await;
         }
         let Some(previous) = previous else { return };
         let Ok(instances) = self.service_instances(spec.name.as_str()).await else {
@@ -350,8 +362,10 @@ impl Deployer {
         component: Option<&str>,
         tail: Option<u32>,
         follow: bool,
-    ) -> Result<impl tokio_stream::Stream<Item = (String, Result<LogLine, runtime::RuntimeError>)> + use<>, AgentError>
-    {
+    ) -> Result<
+        impl tokio_stream::Stream<Item = (String, Result<LogLine, runtime::RuntimeError>)> + use<>,
+        AgentError,
+    > {
         let record = self.record(service)?;
         let components: Vec<&Component> = match component {
             Some(wanted) => vec![record.spec.component(wanted).ok_or_else(|| {

@@ -1,6 +1,8 @@
 //! What a deploy must do: compare the desired spec with the service's instances (pure).
 
-use runtime::{ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH};
+use runtime::{
+    ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
+};
 use servicedef::{Component, Service};
 use std::collections::BTreeMap;
 

@@ -42,7 +42,8 @@ pub(crate) fn service_view(record: &ServiceRecord, listing: &[ContainerInfo]) ->
                 image: observed.map_or_else(|| rec.image.clone(), |i| i.image.clone()),
                 runtime: component.runtime.to_string(),
                 desired_state: rec.desired.to_string(),
-                state: observed.map_or_else(|| "missing".to_string(), |i| i.state.as_str().to_string()),
+                state: observed
+                    .map_or_else(|| "missing".to_string(), |i| i.state.as_str().to_string()),
                 started_at: observed.and_then(|i| i.started_at),
                 exit_code: observed.and_then(|i| i.exit_code),
                 ports: observed.map(|i| i.ports.clone()).unwrap_or_default(),

@@ -2,7 +2,10 @@
 
 use crate::{ContainerSpec, RuntimeError};
 
-pub(super) fn run_args(spec: &ContainerSpec, extra: &[String]) -> Result<Vec<String>, RuntimeError> {
+pub(super) fn run_args(
+    spec: &ContainerSpec,
+    extra: &[String],
+) -> Result<Vec<String>, RuntimeError> {
     // Option-looking values would be read by podman as flags: refuse them outright.
     for (what, value) in [("name", &spec.name), ("image", &spec.image)] {
         if value.is_empty() || value.starts_with('-') {
@@ -12,7 +15,12 @@ pub(super) fn run_args(spec: &ContainerSpec, extra: &[String]) -> Result<Vec<Str
             });
         }
     }
-    let mut argv: Vec<String> = vec!["run".into(), "--detach".into(), "--name".into(), spec.name.clone()];
+    let mut argv: Vec<String> = vec![
+        "run".into(),
+        "--detach".into(),
+        "--name".into(),
+        spec.name.clone(),
+    ];
     for (key, value) in &spec.labels {
         argv.push("--label".into());
         argv.push(format!("{key}={value}"));
@@ -73,10 +81,28 @@ mod tests {
         assert_eq!(
             argv,
             [
-                "run", "--detach", "--name", "hello-web", "--label", "mcp.service=hello",
-                "--env", "GREETING=hi there", "--volume", "/srv/a:/a", "--publish",
-                "127.0.0.1:48080:8080", "--network", "podman", "--user", "1000", "--memory",
-                "64m", "--ulimit", "nofile=1024:1024", "127.0.0.1:5000/hello:v1", "serve",
+                "run",
+                "--detach",
+                "--name",
+                "hello-web",
+                "--label",
+                "mcp.service=hello",
+                "--env",
+                "GREETING=hi there",
+                "--volume",
+                "/srv/a:/a",
+                "--publish",
+                "127.0.0.1:48080:8080",
+                "--network",
+                "podman",
+                "--user",
+                "1000",
+                "--memory",
+                "64m",
+                "--ulimit",
+                "nofile=1024:1024",
+                "127.0.0.1:5000/hello:v1",
+                "serve",
                 "--verbose",
             ]
         );

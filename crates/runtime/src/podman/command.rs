@@ -41,7 +41,7 @@ impl Podman {
             Err(RuntimeError::Command {
                 what: what.to_string(),
                 code: out.status.code().unwrap_or(-1),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                stderr: clean_stderr(&out.stderr),
             })
         }
     }
@@ -59,7 +59,7 @@ impl Podman {
             code => Err(RuntimeError::Command {
                 what: format!("podman {}", args.join(" ")),
                 code: code.unwrap_or(-1),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                stderr: clean_stderr(&out.stderr),
             }),
         }
     }
@@ -70,6 +70,21 @@ impl Podman {
             source,
         }
     }
+}
+
+/// podman's stderr without its logrus warning lines (retry chatter), which bury the error.
+fn clean_stderr(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !(l.starts_with("time=") && l.contains("level=warning")))
+        .collect();
+    let kept = if kept.is_empty() {
+        text.lines().collect()
+    } else {
+        kept
+    };
+    kept.join("\n").trim().to_string()
 }
 
 /// Stop and remove treat an instance that no longer exists as done.
@@ -104,5 +119,11 @@ mod tests {
             stderr: "Error: permission denied".into(),
         };
         assert!(gone_is_ok(Err(other)).is_err());
+    }
+
+    #[test]
+    fn retry_warnings_are_dropped_from_errors() {
+        let raw = b"time=\"x\" level=warning msg=\"Failed, retrying\"\nError: connection refused\n";
+        assert_eq!(clean_stderr(raw), "Error: connection refused");
     }
 }

@@ -22,10 +22,18 @@ pub(super) async fn stream(mut cmd: Command, name: &str) -> Result<LogStream, Ru
         // too; when podman fails, the last stderr lines become the error.
         let mut tasks = Vec::new();
         if let Some(out) = stdout {
-            tasks.push(tokio::spawn(forward(out, LogStreamKind::Stdout, tx.clone())));
+            tasks.push(tokio::spawn(forward(
+                out,
+                LogStreamKind::Stdout,
+                tx.clone(),
+            )));
         }
         if let Some(err) = stderr {
-            tasks.push(tokio::spawn(forward(err, LogStreamKind::Stderr, tx.clone())));
+            tasks.push(tokio::spawn(forward(
+                err,
+                LogStreamKind::Stderr,
+                tx.clone(),
+            )));
         }
         let status = tokio::select! {
             status = child.wait() => status,

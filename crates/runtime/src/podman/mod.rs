@@ -69,7 +69,11 @@ impl Runtime for PodmanRuntime {
         if self.podman.succeeds(&["image", "exists", image]).await? {
             return Ok(());
         }
-        match self.podman.output("pull", &["pull", "--quiet", image]).await {
+        match self
+            .podman
+            .output("pull", &["pull", "--quiet", image])
+            .await
+        {
             Ok(_) => Ok(()),
             Err(RuntimeError::Command { stderr, .. }) => Err(RuntimeError::ImageNotFound {
                 image: image.to_string(),

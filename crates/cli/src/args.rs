@@ -1,0 +1,161 @@
+//! Command-line arguments (clap derive). Help texts here are the CLI's reference.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// mcp: deploy and operate services on a small fleet of nodes.
+///
+/// Exit codes: 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable.
+#[derive(Debug, Parser)]
+#[command(name = "mcp", version, about, long_about = None, after_help = "Exit codes: 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable.")]
+pub struct Cli {
+    /// CLI configuration (nodes, TLS identity, services directory).
+    #[arg(long, global = true, env = "MCP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy a service from its definition (FILE.toml, or SERVICE from the services directory).
+    Deploy(DeployArgs),
+    /// Show services and their components, on every node or one service.
+    Status(StatusArgs),
+    /// List every component instance on every node, one line each.
+    Ps(PsArgs),
+    /// Show a service's output (all components, or SERVICE/COMPONENT).
+    Logs(LogsArgs),
+    /// Stop every component of a service; it stays stopped.
+    Stop(ServiceArgs),
+    /// Start a stopped service.
+    Start(ServiceArgs),
+    /// Stop and start every component of a service.
+    Restart(ServiceArgs),
+    /// Remove a service's components and forget it.
+    Undeploy(ServiceArgs),
+    /// Node commands.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Certificates for mutual TLS between the CLI and agents.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Definition file, or a service name resolved in the services directory.
+    pub target: String,
+    /// Deploy to this node instead of the definition's.
+    #[arg(short = 'n', long = "node")]
+    pub node: Option<String>,
+    /// Accepted for compatibility: calls always go straight to the agent.
+    #[arg(long)]
+    pub direct: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this service.
+    pub service: Option<String>,
+    /// Only this node.
+    #[arg(short = 'n', long = "node")]
+    pub node: Option<String>,
+    /// Machine-readable output with stable field names.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Only this node.
+    #[arg(short = 'n', long = "node")]
+    pub node: Option<String>,
+    /// Machine-readable output with stable field names.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// SERVICE or SERVICE/COMPONENT.
+    pub target: String,
+    /// Keep streaming new lines.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Number of lines from the end (default: all).
+    #[arg(short = 'n', long = "tail", value_name = "N")]
+    pub tail: Option<u32>,
+    /// The node running the service (default: found from the definition or by asking).
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    pub service: String,
+    /// The node running the service (default: found from the definition or by asking).
+    #[arg(short = 'n', long = "node")]
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Agent and host facts of every node (or one).
+    Status {
+        #[arg(short = 'n', long = "node")]
+        node: Option<String>,
+        /// Machine-readable output with stable field names.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Certificate authorities.
+    #[command(subcommand)]
+    Ca(TlsCaCommand),
+    /// Node and operator certificates.
+    #[command(subcommand)]
+    Cert(TlsCertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCaCommand {
+    /// Create a CA: writes DIR/ca.pem and DIR/ca.key (0600).
+    Create {
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[arg(long, default_value = "mcp CA")]
+        common_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCertCommand {
+    /// Issue a certificate signed by the CA: writes DIR/NAME.pem and DIR/NAME.key (0600).
+    Create {
+        /// CA certificate.
+        #[arg(long, default_value = "ca.pem")]
+        ca: PathBuf,
+        /// CA private key.
+        #[arg(long, default_value = "ca.key")]
+        ca_key: PathBuf,
+        /// A node (agent) certificate for this node name.
+        #[arg(
+            long,
+            conflicts_with = "operator",
+            required_unless_present = "operator"
+        )]
+        node: Option<String>,
+        /// Extra DNS names or IP addresses the node is reached at (node certificates).
+        #[arg(long, requires = "node")]
+        san: Vec<String>,
+        /// An operator (CLI client) certificate with this name.
+        #[arg(long)]
+        operator: Option<String>,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+}

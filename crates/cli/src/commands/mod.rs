@@ -1,0 +1,31 @@
+//! One module per subcommand; each takes its parsed arguments and returns an exit code.
+
+pub mod deploy;
+pub mod lifecycle;
+pub mod logs;
+pub mod node;
+pub mod status;
+pub mod tls;
+
+use crate::args::{Cli, Command, NodeCommand};
+use crate::context::Context;
+use crate::{CliError, ExitCode};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let load = || Context::load(cli.config.as_deref());
+    match cli.command {
+        Command::Deploy(args) => deploy::run(&load()?, args).await,
+        Command::Status(args) => status::status(&load()?, args).await,
+        Command::Ps(args) => status::ps(&load()?, args).await,
+        Command::Logs(args) => logs::run(&load()?, args).await,
+        Command::Stop(args) => lifecycle::run(&load()?, lifecycle::Verb::Stop, args).await,
+        Command::Start(args) => lifecycle::run(&load()?, lifecycle::Verb::Start, args).await,
+        Command::Restart(args) => lifecycle::run(&load()?, lifecycle::Verb::Restart, args).await,
+        Command::Undeploy(args) => lifecycle::run(&load()?, lifecycle::Verb::Undeploy, args).await,
+        Command::Node(NodeCommand::Status { node, json }) => {
+            node::status(&load()?, node.as_deref(), json).await
+        }
+        Command::Tls(cmd) => tls::run(cmd),
+    }
+}

@@ -1,0 +1,116 @@
+//! `mcp status [SERVICE]` and `mcp ps`: one status call per node, in parallel.
+
+use serde::Serialize;
+
+use crate::args::{PsArgs, StatusArgs};
+use crate::context::{Context, fan_out_status};
+use crate::output::{self, NodeErrorJson, ServiceJson};
+use crate::{CliError, ExitCode};
+
+#[derive(Serialize)]
+struct StatusJson {
+    services: Vec<ServiceJson>,
+    /// Nodes that could not answer.
+    errors: Vec<NodeErrorJson>,
+}
+
+/// Collects every node's services; a missing service on one node is not an error when
+/// another node has it.
+async fn collect(
+    ctx: &Context,
+    node: Option<&str>,
+    service: Option<&str>,
+) -> Result<(Vec<ServiceJson>, Vec<CliError>, Vec<NodeErrorJson>), CliError> {
+    if let Some(name) = node {
+        ctx.node(name)?;
+    }
+    let now = output::now_unix();
+    let mut services = Vec::new();
+    let mut failures = Vec::new();
+    let mut errors = Vec::new();
+    for (entry, result) in fan_out_status(ctx, node, service.unwrap_or_default()).await {
+        match result {
+            Ok(resp) => services.extend(resp.services.iter().map(|s| output::service_json(s, now))),
+            Err(e) if service.is_some() && e.code == ExitCode::BadInput => {}
+            Err(e) => {
+                errors.push(NodeErrorJson {
+                    node: entry.name.clone(),
+                    error: e.message.clone(),
+                });
+                failures.push(e);
+            }
+        }
+    }
+    services.sort_by(|a, b| (&a.name, &a.node).cmp(&(&b.name, &b.node)));
+    Ok((services, failures, errors))
+}
+
+fn finish(
+    services_found: bool,
+    service: Option<&str>,
+    failures: Vec<CliError>,
+) -> Result<ExitCode, CliError> {
+    for failure in &failures {
+        eprintln!("mcp: {failure}");
+    }
+    if let Some(first) = failures.first() {
+        return Ok(first.code);
+    }
+    match service {
+        Some(name) if !services_found => Err(CliError::bad_input(format!(
+            "no node runs a service named {name}"
+        ))),
+        _ => Ok(ExitCode::Ok),
+    }
+}
+
+pub async fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode, CliError> {
+    let (services, failures, errors) =
+        collect(ctx, args.node.as_deref(), args.service.as_deref()).await?;
+    let found = !services.is_empty();
+    if args.json {
+        output::print_json(&StatusJson { services, errors })?;
+    } else if found {
+        print!("{}", output::status_table(&services));
+        println!();
+    } else if args.service.is_none() && failures.is_empty() {
+        println!("no services deployed");
+    }
+    finish(found, args.service.as_deref(), failures)
+}
+
+pub async fn ps(ctx: &Context, args: PsArgs) -> Result<ExitCode, CliError> {
+    let (services, failures, errors) = collect(ctx, args.node.as_deref(), None).await?;
+    if args.json {
+        #[derive(Serialize)]
+        struct Instance<'a> {
+            node: &'a str,
+            service: &'a str,
+            #[serde(flatten)]
+            component: &'a output::ComponentJson,
+        }
+        #[derive(Serialize)]
+        struct PsJson<'a> {
+            instances: Vec<Instance<'a>>,
+            errors: &'a [NodeErrorJson],
+        }
+        let instances = services
+            .iter()
+            .flat_map(|s| {
+                s.components.iter().map(|c| Instance {
+                    node: &s.node,
+                    service: &s.name,
+                    component: c,
+                })
+            })
+            .collect();
+        output::print_json(&PsJson {
+            instances,
+            errors: &errors,
+        })?;
+    } else {
+        print!("{}", output::ps_table(&services));
+        println!();
+    }
+    finish(true, None, failures)
+}

@@ -1,0 +1,159 @@
+//! What every command needs: the CLI config, the node a command targets, a connection.
+
+use mcp_client::{CliConfig, NodeEntry};
+use mcp_proto::v1 as pb;
+use mcp_proto::v1::agent_client::AgentClient;
+use std::path::{Path, PathBuf};
+use tonic::transport::Channel;
+
+use crate::CliError;
+
+pub struct Context {
+    pub config: CliConfig,
+    pub config_path: PathBuf,
+}
+
+impl Context {
+    pub fn load(path: Option<&Path>) -> Result<Self, CliError> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => default_config_path().ok_or_else(|| {
+                CliError::bad_input(
+                    "no CLI config: pass --config FILE or set MCP_CONFIG \
+                     (mcp-agent --dev writes one as DIR/mcp.toml)",
+                )
+            })?,
+        };
+        Ok(Self {
+            config: CliConfig::load(&path)?,
+            config_path: path,
+        })
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeEntry, CliError> {
+        Ok(self.config.node(name, &self.config_path)?)
+    }
+
+    /// The nodes a fan-out command talks to: one, or all of them.
+    pub fn nodes(&self, only: Option<&str>) -> Result<Vec<NodeEntry>, CliError> {
+        match only {
+            Some(name) => Ok(vec![self.node(name)?.clone()]),
+            None => Ok(self.config.nodes.clone()),
+        }
+    }
+
+    pub async fn connect(&self, node: &NodeEntry) -> Result<AgentClient<Channel>, CliError> {
+        Ok(mcp_client::connect(node, &self.config.tls).await?)
+    }
+
+    /// `<services_dir>/<service>.toml`, when such a file exists.
+    pub fn definition_path(&self, service: &str) -> Option<PathBuf> {
+        let path = self
+            .config
+            .services_dir
+            .as_ref()?
+            .join(format!("{service}.toml"));
+        path.is_file().then_some(path)
+    }
+
+    /// The node a service-level command goes to: `--node`, else the definition's node,
+    /// else the only node, else whichever node reports the service.
+    pub async fn node_of_service(
+        &self,
+        service: &str,
+        explicit: Option<&str>,
+    ) -> Result<NodeEntry, CliError> {
+        if let Some(name) = explicit {
+            return Ok(self.node(name)?.clone());
+        }
+        if let Some(path) = self.definition_path(service) {
+            let def = servicedef::load_file(&path)?;
+            return Ok(self.node(&def.node)?.clone());
+        }
+        if let [only] = self.config.nodes.as_slice() {
+            return Ok(only.clone());
+        }
+        let mut unreachable = Vec::new();
+        for (node, result) in fan_out_status(self, None, service).await {
+            match result {
+                Ok(resp) if !resp.services.is_empty() => return Ok(node),
+                Ok(_) => {}
+                Err(e) if e.code == crate::ExitCode::Unreachable => unreachable.push(e.message),
+                Err(_) => {}
+            }
+        }
+        if unreachable.is_empty() {
+            Err(CliError::bad_input(format!(
+                "no node runs a service named {service}"
+            )))
+        } else {
+            Err(CliError {
+                code: crate::ExitCode::Unreachable,
+                message: format!(
+                    "service {service} not found on reachable nodes; {}",
+                    unreachable.join("; ")
+                ),
+            })
+        }
+    }
+}
+
+fn default_config_path() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let path = PathBuf::from(home).join(".config/mcp/mcp.toml");
+    path.is_file().then_some(path)
+}
+
+/// Who is acting, for the agents' deploy history.
+pub fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{user}@{host}")
+}
+
+/// Asks every node (or one) for status in parallel; results in config order.
+pub async fn fan_out_status(
+    ctx: &Context,
+    only_node: Option<&str>,
+    service: &str,
+) -> Vec<(NodeEntry, Result<pb::StatusResponse, CliError>)> {
+    let nodes = match ctx.nodes(only_node) {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            return vec![(
+                NodeEntry {
+                    name: only_node.unwrap_or_default().to_string(),
+                    address: String::new(),
+                    tls_server_name: None,
+                },
+                Err(e),
+            )];
+        }
+    };
+    let mut tasks = Vec::new();
+    for node in nodes {
+        let tls = ctx.config.tls.clone();
+        let service = service.to_string();
+        tasks.push(tokio::spawn(async move {
+            let result = async {
+                let mut client = mcp_client::connect(&node, &tls).await?;
+                client
+                    .status(pb::StatusRequest { service })
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| CliError::from_status(&node.name, &s))
+            }
+            .await;
+            (node, result)
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        if let Ok(pair) = task.await {
+            out.push(pair);
+        }
+    }
+    out
+}

@@ -1,0 +1,96 @@
+//! Failures of the CLI and their documented exit codes.
+
+use mcp_client::{ConfigError, ConnectError};
+
+/// 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    Ok = 0,
+    Failed = 1,
+    BadInput = 2,
+    Unreachable = 3,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CliError {
+    pub code: ExitCode,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self {
+            code: ExitCode::BadInput,
+            message: message.into(),
+        }
+    }
+
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self {
+            code: ExitCode::Failed,
+            message: message.into(),
+        }
+    }
+
+    /// An agent's answer, with the node it came from.
+    pub fn from_status(node: &str, status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let code = match status.code() {
+            Code::InvalidArgument
+            | Code::NotFound
+            | Code::FailedPrecondition
+            | Code::AlreadyExists => ExitCode::BadInput,
+            Code::Unavailable => ExitCode::Unreachable,
+            _ => ExitCode::Failed,
+        };
+        // Transport failures (refused TLS, reset connections) surface as bare
+        // "transport error" statuses; their cause chain says what happened.
+        let transport = matches!(status.code(), Code::Unknown | Code::Cancelled)
+            && std::error::Error::source(status).is_some();
+        let code = if transport {
+            ExitCode::Unreachable
+        } else {
+            code
+        };
+        let message = if transport {
+            let cause = std::error::Error::source(status)
+                .map(mcp_client::error_chain)
+                .unwrap_or_default();
+            format!(
+                "agent of node {node} closed the connection ({cause}); \
+                 is the operator certificate signed by the agent's CA?"
+            )
+        } else if status.code() == Code::Unavailable {
+            format!("agent of node {node} is unreachable: {}", status.message())
+        } else {
+            format!("node {node}: {}", status.message())
+        };
+        Self { code, message }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        Self::bad_input(e.to_string())
+    }
+}
+
+impl From<ConnectError> for CliError {
+    fn from(e: ConnectError) -> Self {
+        let code = match e {
+            ConnectError::Unreachable { .. } => ExitCode::Unreachable,
+            ConnectError::TlsFile { .. } | ConnectError::Address { .. } => ExitCode::BadInput,
+        };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<servicedef::DefinitionError> for CliError {
+    fn from(e: servicedef::DefinitionError) -> Self {
+        Self::bad_input(e.to_string())
+    }
+}

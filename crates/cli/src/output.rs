@@ -1,0 +1,243 @@
+//! Human tables and stable JSON for status-like output.
+//!
+//! The JSON field names below are a public interface: add fields, never rename them.
+
+use comfy_table::{Table, presets::NOTHING};
+use mcp_proto::v1 as pb;
+use serde::Serialize;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Serialize)]
+pub struct PortJson {
+    pub host_ip: String,
+    pub host_port: u32,
+    pub container_port: u32,
+    pub protocol: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ComponentJson {
+    pub name: String,
+    pub instance: String,
+    pub image: String,
+    pub runtime: String,
+    pub desired_state: String,
+    pub state: String,
+    /// Unix seconds of the last start, when running.
+    pub started_at: Option<i64>,
+    pub uptime_secs: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub ports: Vec<PortJson>,
+    pub id: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceJson {
+    pub name: String,
+    pub node: String,
+    pub desired_state: String,
+    pub spec_hash: String,
+    pub updated_at: i64,
+    pub components: Vec<ComponentJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeErrorJson {
+    pub node: String,
+    pub error: String,
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+pub fn component_json(c: &pb::ComponentStatus, now: i64) -> ComponentJson {
+    let running = c.state == "running" && c.started_at > 0;
+    ComponentJson {
+        name: c.name.clone(),
+        instance: c.instance.clone(),
+        image: c.image.clone(),
+        runtime: c.runtime.clone(),
+        desired_state: c.desired_state.clone(),
+        state: c.state.clone(),
+        started_at: running.then_some(c.started_at),
+        uptime_secs: running.then(|| (now - c.started_at).max(0)),
+        exit_code: (c.state == "exited").then_some(c.exit_code),
+        ports: c
+            .ports
+            .iter()
+            .map(|p| PortJson {
+                host_ip: p.host_ip.clone(),
+                host_port: p.host_port,
+                container_port: p.container_port,
+                protocol: p.protocol.clone(),
+            })
+            .collect(),
+        id: c.id.clone(),
+    }
+}
+
+pub fn service_json(s: &pb::ServiceStatus, now: i64) -> ServiceJson {
+    ServiceJson {
+        name: s.name.clone(),
+        node: s.node.clone(),
+        desired_state: s.desired_state.clone(),
+        spec_hash: s.spec_hash.clone(),
+        updated_at: s.updated_at,
+        components: s
+            .components
+            .iter()
+            .map(|c| component_json(c, now))
+            .collect(),
+    }
+}
+
+/// `5s`, `3m12s`, `2h05m`, `3d04h`.
+pub fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+fn ports_text(ports: &[PortJson]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip, p.host_port, p.container_port, p.protocol
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn state_text(c: &ComponentJson) -> String {
+    match (c.state.as_str(), c.exit_code) {
+        ("exited", Some(code)) => format!("exited ({code})"),
+        (state, _)
+            if state != c.desired_state && !(state == "exited" && c.desired_state == "stopped") =>
+        {
+            format!("{state} (want {})", c.desired_state)
+        }
+        (state, _) => state.to_string(),
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_style(NOTHING).set_header(header.iter().copied());
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    table
+}
+
+/// One row per component, grouped by service.
+pub fn status_table(services: &[ServiceJson]) -> String {
+    let mut t = table(&[
+        "SERVICE",
+        "NODE",
+        "COMPONENT",
+        "RUNTIME",
+        "STATE",
+        "UPTIME",
+        "IMAGE",
+        "PORTS",
+    ]);
+    for s in services {
+        for (i, c) in s.components.iter().enumerate() {
+            let (service, node) = if i == 0 {
+                (s.name.as_str(), s.node.as_str())
+            } else {
+                ("", "")
+            };
+            t.add_row(vec![
+                service.to_string(),
+                node.to_string(),
+                c.name.clone(),
+                c.runtime.clone(),
+                state_text(c),
+                c.uptime_secs
+                    .map(human_duration)
+                    .unwrap_or_else(|| "-".into()),
+                c.image.clone(),
+                ports_text(&c.ports),
+            ]);
+        }
+    }
+    t.trim_fmt()
+}
+
+/// One row per instance, `podman ps` style.
+pub fn ps_table(services: &[ServiceJson]) -> String {
+    let mut t = table(&[
+        "NODE",
+        "INSTANCE",
+        "SERVICE",
+        "COMPONENT",
+        "STATE",
+        "UPTIME",
+        "ID",
+        "PORTS",
+    ]);
+    for s in services {
+        for c in &s.components {
+            t.add_row(vec![
+                s.node.clone(),
+                c.instance.clone(),
+                s.name.clone(),
+                c.name.clone(),
+                state_text(c),
+                c.uptime_secs
+                    .map(human_duration)
+                    .unwrap_or_else(|| "-".into()),
+                c.id.chars().take(12).collect(),
+                ports_text(&c.ports),
+            ]);
+        }
+    }
+    t.trim_fmt()
+}
+
+pub fn print_json<T: Serialize>(value: &T) -> Result<(), crate::CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| crate::CliError::failed(format!("cannot encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(192), "3m12s");
+        assert_eq!(human_duration(2 * 3600 + 5 * 60), "2h05m");
+        assert_eq!(human_duration(3 * 86_400 + 4 * 3600), "3d04h");
+        assert_eq!(human_duration(-3), "0s");
+    }
+
+    #[test]
+    fn uptime_only_for_running_components() {
+        let mut c = pb::ComponentStatus {
+            state: "running".into(),
+            started_at: 1000,
+            ..Default::default()
+        };
+        assert_eq!(component_json(&c, 1060).uptime_secs, Some(60));
+        c.state = "exited".into();
+        c.exit_code = 3;
+        let json = component_json(&c, 1060);
+        assert_eq!(json.uptime_secs, None);
+        assert_eq!(json.exit_code, Some(3));
+    }
+}

@@ -1,0 +1,133 @@
+//! Bad input gets a clear error, the documented exit code, and leaves nothing behind.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn malformed_toml_names_line_and_column() {
+    let agent = Agent::start();
+    let def = agent.definition(
+        "broken",
+        "name = \"broken\"\nnode = \"local\"\n[[components]\nname = \"web\"\n",
+    );
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("broken.toml:3:"), "{}", run.stderr);
+}
+
+#[test]
+fn unknown_key_invalid_name_and_unknown_node_are_rejected() {
+    let agent = Agent::start();
+    let def = agent.definition(
+        "typo",
+        &format!("name = \"typo\"\nnode = \"local\"\n[[components]]\nname = \"web\"\nimage = \"{}\"\nimgae = \"x\"\n", image()),
+    );
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("typo.toml:6:1") && run.stderr.contains("imgae"),
+        "{}",
+        run.stderr
+    );
+
+    let def = agent.definition("badname", &web_service("Bad_Name", free_port(), "x"));
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("badname.toml:1:8") && run.stderr.contains("Bad_Name"),
+        "{}",
+        run.stderr
+    );
+
+    let def = agent.definition(
+        "elsewhere",
+        &web_service("elsewhere", free_port(), "x").replace("\"local\"", "\"mars\""),
+    );
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("unknown node \"mars\""),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        agent.status_json()["services"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn missing_image_fails_and_leaves_nothing() {
+    let agent = Agent::start();
+    let name = unique("noimage");
+    // Port 9 on loopback refuses at once: the pull fails without leaving the machine.
+    let body = web_service(&name, free_port(), "x").replace(&image(), "127.0.0.1:9/missing:v1");
+    let def = agent.definition(&name, &body);
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("127.0.0.1:9/missing:v1"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("connection refused"),
+        "the backend's reason is shown: {}",
+        run.stderr
+    );
+    assert!(containers_of(&name).is_empty());
+    let registry = registry::Registry::open(&agent.registry_path()).unwrap();
+    assert!(registry.service(&name).unwrap().is_none());
+}
+
+#[test]
+fn a_component_that_dies_at_once_fails_the_deploy_with_its_logs() {
+    let agent = Agent::start();
+    let name = unique("crash");
+    let body = format!(
+        "name = \"{name}\"\nnode = \"local\"\n[[components]]\nname = \"web\"\nimage = \"{}\"\ncmd = [\"--exit\", \"7\"]\n",
+        image()
+    );
+    let def = agent.definition(&name, &body);
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    if run.code == 0 {
+        // Too quick to catch only if the check ran before the process exited; then the
+        // container must at least be visibly exited, never reported as healthy.
+        let web = agent.component(&name, "web");
+        assert_eq!(web["state"], "exited", "{web}");
+        return;
+    }
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("exit code 7"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("exiting with status 7 as asked"),
+        "log tail shown: {}",
+        run.stderr
+    );
+    assert!(
+        containers_of(&name).is_empty(),
+        "the failed container is removed"
+    );
+    let registry = registry::Registry::open(&agent.registry_path()).unwrap();
+    assert!(registry.service(&name).unwrap().is_none());
+}
+
+#[test]
+fn unreachable_agent_exits_3() {
+    let mut agent = Agent::start();
+    agent.kill_with(nix::sys::signal::Signal::SIGKILL);
+    let run = agent.mcp(&["status"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("unreachable"), "{}", run.stderr);
+    let run = agent.mcp(&[
+        "deploy",
+        agent
+            .definition("x", &web_service("x", 1, "x"))
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+}

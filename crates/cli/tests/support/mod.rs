@@ -1,0 +1,367 @@
+//! End-to-end harness: a real `mcp-agent --dev` process per test, the real `mcp` binary,
+//! real podman with a private store shared by the test run, and the example HTTP server
+//! as the test image.
+//!
+//! Needs podman (with runc) and gcc on the machine; a missing one fails the test loudly,
+//! it never skips.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The test image, tagged with a hash of its sources so an edited server is rebuilt.
+pub fn image() -> String {
+    let root = repo_root();
+    let mut sources = std::fs::read(root.join("examples/hello/hello.c")).unwrap();
+    sources.extend(std::fs::read(root.join("examples/hello/Containerfile")).unwrap());
+    format!("localhost/mcp-test-hello:{:08x}", fnv1a(&sources))
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `<target>/debug`, where cargo put `mcp` and (built by the same workspace build) `mcp-agent`.
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_mcp"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn mcp_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mcp"))
+}
+
+pub fn agent_bin() -> PathBuf {
+    let path = bin_dir().join("mcp-agent");
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace's binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// Short, per-checkout paths: podman's runroot holds sockets with a length limit.
+fn store_base() -> PathBuf {
+    PathBuf::from(format!(
+        "/var/tmp/mcpt-{:08x}",
+        fnv1a(repo_root().to_string_lossy().as_bytes())
+    ))
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(2_166_136_261, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(16_777_619)
+    })
+}
+
+pub fn podman_global_args() -> Vec<String> {
+    let base = store_base();
+    vec![
+        format!("--root={}", base.join("root").display()),
+        format!("--runroot={}", base.join("run").display()),
+    ]
+}
+
+pub fn containers_conf() -> PathBuf {
+    repo_root().join("config/podman-sandbox.conf")
+}
+
+pub fn podman(args: &[&str]) -> Output {
+    Command::new("podman")
+        .args(podman_global_args())
+        .args(args)
+        .env("CONTAINERS_CONF", containers_conf())
+        .stdin(Stdio::null())
+        .output()
+        .expect("podman must be installed for the end-to-end tests")
+}
+
+/// Builds the test image once per store; concurrent test processes wait on a lock file.
+pub fn ensure_image() {
+    let base = store_base();
+    std::fs::create_dir_all(&base).unwrap();
+    let lock = std::fs::File::create(base.join("image.lock")).unwrap();
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let image = image();
+    if podman(&["image", "exists", &image]).status.success() {
+        return;
+    }
+    let ctx = base.join("image-context");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let source = repo_root().join("examples/hello/hello.c");
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(ctx.join("hello"))
+        .arg(&source)
+        .output()
+        .expect("gcc must be installed to build the test image");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(
+        repo_root().join("examples/hello/Containerfile"),
+        ctx.join("Containerfile"),
+    )
+    .unwrap();
+    let out = podman(&["build", "-t", &image, ctx.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "podman build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A service name unique to this test process and call.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub address: String,
+    services: std::sync::Mutex<Vec<String>>,
+}
+
+impl Agent {
+    pub fn start() -> Self {
+        ensure_image();
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = Self {
+            dir,
+            child: None,
+            address: String::new(),
+            services: std::sync::Mutex::new(Vec::new()),
+        };
+        agent.spawn();
+        agent
+    }
+
+    /// Starts (again) the agent process on the same directory.
+    pub fn spawn(&mut self) {
+        let mut cmd = Command::new(agent_bin());
+        cmd.arg("--dev")
+            .arg("--dir")
+            .arg(self.dir.path().join("agent"))
+            .args(["--listen", "127.0.0.1:0"]);
+        for arg in podman_global_args() {
+            cmd.arg(format!("--podman-arg={arg}"));
+        }
+        let mut child = cmd
+            .env("CONTAINERS_CONF", containers_conf())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("mcp-agent listening on ") {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        self.address = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the agent did not start listening within 60 s");
+        self.child = Some(child);
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("agent/mcp.toml")
+    }
+
+    pub fn registry_path(&self) -> PathBuf {
+        self.dir.path().join("agent/state/registry.db")
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.as_ref().unwrap().id()).unwrap()
+    }
+
+    /// Sends `signal` and waits for the process to exit; returns its exit status.
+    pub fn kill_with(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("agent is running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, signal).unwrap();
+        child.wait().unwrap()
+    }
+
+    /// Runs the CLI against this agent.
+    pub fn mcp(&self, args: &[&str]) -> Run {
+        let out = Command::new(mcp_bin())
+            .args(args)
+            .env("MCP_CONFIG", self.config())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Run::from(out)
+    }
+
+    /// Writes a definition into the test dir and remembers the service for cleanup.
+    pub fn definition(&self, name: &str, body: &str) -> PathBuf {
+        self.services.lock().unwrap().push(name.to_string());
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let run = self.mcp(&["status", "--json"]);
+        assert_eq!(run.code, 0, "status failed: {}", run.stderr);
+        serde_json::from_str(&run.stdout).unwrap()
+    }
+
+    /// The status JSON of one component.
+    pub fn component(&self, service: &str, component: &str) -> serde_json::Value {
+        let status = self.status_json();
+        status["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == service)
+            .and_then(|s| {
+                s["components"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["name"] == component)
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("{service}/{component} not in status: {status}"))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for service in self.services.lock().unwrap().iter() {
+            for id in containers_of(service) {
+                podman(&["rm", "-f", "-t", "0", &id]);
+            }
+        }
+    }
+}
+
+/// IDs of every container (any state) labelled with `service`.
+pub fn containers_of(service: &str) -> Vec<String> {
+    let filter = format!("label=mcp.service={service}");
+    let out = podman(&["ps", "-a", "-q", "--no-trunc", "--filter", &filter]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// GET `path` on 127.0.0.1:`port`, retrying briefly while the server comes up.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(body) = http_get_once(port, path) {
+            return Some(body);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn http_get_once(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Polls `check` until it holds or `timeout` passes; the condition, not the clock, is
+/// what the test asserts.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
+}
+
+/// A one-component service on the test image with a legacy port mapping.
+pub fn web_service(name: &str, port: u16, greeting: &str) -> String {
+    format!(
+        "name = \"{name}\"\nnode = \"local\"\n\n[[components]]\nname = \"web\"\nimage = \"{}\"\n\
+         env = [\"GREETING={greeting}\"]\nports = [\"127.0.0.1:{port}:8080\"]\n",
+        image()
+    )
+}
