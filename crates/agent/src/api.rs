@@ -37,6 +37,7 @@ fn status(err: AgentError) -> Status {
         AgentError::ServiceNotFound(_) | AgentError::ComponentNotFound { .. } => {
             Status::not_found(err.to_string())
         }
+        AgentError::Ports(_) => Status::resource_exhausted(err.to_string()),
         AgentError::Runtime { .. } | AgentError::Crashed { .. } => Status::aborted(err.to_string()),
         AgentError::Registry(inner) => {
             tracing::error!(error = %inner, "registry failure");

@@ -2,7 +2,7 @@
 
 use runtime::PodmanConfig;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ pub struct AgentConfig {
     pub tls: ServerTls,
     #[serde(default)]
     pub podman: PodmanSection,
+    #[serde(default)]
+    pub ports: PortsSection,
     /// Seconds a component gets to exit after SIGTERM before it is killed.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_secs: u64,
@@ -42,6 +44,41 @@ pub struct PodmanSection {
     pub run_args: Vec<String>,
     #[serde(default)]
     pub containers_conf: Option<PathBuf>,
+}
+
+/// Where routes' host ports come from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsSection {
+    #[serde(default = "default_range_start")]
+    pub range_start: u16,
+    #[serde(default = "default_range_end")]
+    pub range_end: u16,
+    /// Host address the ports are published on; loopback unless the operator says otherwise.
+    #[serde(default = "default_bind")]
+    pub bind_address: IpAddr,
+}
+
+impl Default for PortsSection {
+    fn default() -> Self {
+        Self {
+            range_start: default_range_start(),
+            range_end: default_range_end(),
+            bind_address: default_bind(),
+        }
+    }
+}
+
+fn default_range_start() -> u16 {
+    10_000
+}
+
+fn default_range_end() -> u16 {
+    60_000
+}
+
+fn default_bind() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
 }
 
 fn default_stop_timeout() -> u64 {
@@ -74,6 +111,12 @@ impl AgentConfig {
         let mut config: AgentConfig = toml::from_str(&text)
             .map_err(|e| invalid(e.to_string().lines().collect::<Vec<_>>().join(" ")))?;
         servicedef::validate_node_name(&config.node).map_err(|e| invalid(e.to_string()))?;
+        if config.ports.range_start == 0 || config.ports.range_start > config.ports.range_end {
+            return Err(invalid(format!(
+                "ports: range {}-{} is empty or starts at 0",
+                config.ports.range_start, config.ports.range_end
+            )));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.state_dir,
@@ -100,6 +143,13 @@ impl AgentConfig {
             run_args: self.podman.run_args.clone(),
             containers_conf: self.podman.containers_conf.clone(),
         }
+    }
+
+    pub fn port_allocator(&self) -> crate::ports::PortAllocator {
+        crate::ports::PortAllocator::new(
+            self.ports.range_start..=self.ports.range_end,
+            self.ports.bind_address,
+        )
     }
 
     pub fn registry_path(&self) -> PathBuf {

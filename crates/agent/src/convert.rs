@@ -40,5 +40,17 @@ fn component_view_to_wire(c: ComponentView) -> pb::ComponentStatus {
             })
             .collect(),
         id: c.id,
+        routes: c
+            .routes
+            .into_iter()
+            .map(|r| pb::RouteStatus {
+                name: r.name.unwrap_or_default(),
+                port: u32::from(r.port),
+                mode: r.mode,
+                hostname: r.hostname.unwrap_or_default(),
+                host_port: r.host_port.map_or(0, u32::from),
+                env: r.env,
+            })
+            .collect(),
     }
 }

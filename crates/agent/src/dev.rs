@@ -7,7 +7,7 @@ use pki::{CertPair, Role};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{AgentConfig, PodmanSection, ServerTls};
+use crate::config::{AgentConfig, PodmanSection, PortsSection, ServerTls};
 
 pub const DEV_NODE: &str = "local";
 
@@ -35,8 +35,11 @@ pub fn prepare(
     dir: &Path,
     listen: SocketAddr,
     podman_args: Vec<String>,
+    ports: PortsSection,
 ) -> Result<AgentConfig, DevError> {
     create_private_dir(dir)?;
+    // Paths written into mcp.toml must not depend on the agent's working directory.
+    let dir = &std::path::absolute(dir).map_err(io_err(dir))?;
     let tls_dir = dir.join("tls");
     create_private_dir(&tls_dir)?;
     let (ca_cert, ca_key) = pki::identity_paths(&tls_dir, "ca");
@@ -77,6 +80,7 @@ pub fn prepare(
             global_args: podman_args,
             ..PodmanSection::default()
         },
+        ports,
         stop_timeout_secs: 10,
     })
 }
@@ -109,6 +113,7 @@ pub fn write_cli_config(
     config: &AgentConfig,
     bound: SocketAddr,
 ) -> Result<PathBuf, DevError> {
+    let dir = &std::path::absolute(dir).map_err(io_err(dir))?;
     let cli = CliConfig {
         services_dir: None,
         tls: TlsFiles {

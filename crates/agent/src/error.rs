@@ -30,6 +30,8 @@ pub enum AgentError {
         exit_code: i32,
         logs: Vec<String>,
     },
+    #[error("{0}")]
+    Ports(String),
     #[error("registry: {0}")]
     Registry(#[from] registry::RegistryError),
 }

@@ -78,8 +78,8 @@ impl Context {
             match result {
                 Ok(resp) if !resp.services.is_empty() => return Ok(node),
                 Ok(_) => {}
-                Err(e) if e.code == crate::ExitCode::Unreachable => unreachable.push(e.message),
-                Err(_) => {}
+                Err(e) if e.not_found => {}
+                Err(e) => unreachable.push(e.message),
             }
         }
         if unreachable.is_empty() {
@@ -88,6 +88,7 @@ impl Context {
             )))
         } else {
             Err(CliError {
+                not_found: false,
                 code: crate::ExitCode::Unreachable,
                 message: format!(
                     "service {service} not found on reachable nodes; {}",

@@ -16,6 +16,8 @@ pub enum ExitCode {
 pub struct CliError {
     pub code: ExitCode,
     pub message: String,
+    /// The agent answered that the service does not exist there (fan-out skips these).
+    pub not_found: bool,
 }
 
 impl CliError {
@@ -23,6 +25,7 @@ impl CliError {
         Self {
             code: ExitCode::BadInput,
             message: message.into(),
+            not_found: false,
         }
     }
 
@@ -30,6 +33,7 @@ impl CliError {
         Self {
             code: ExitCode::Failed,
             message: message.into(),
+            not_found: false,
         }
     }
 
@@ -66,7 +70,11 @@ impl CliError {
         } else {
             format!("node {node}: {}", status.message())
         };
-        Self { code, message }
+        Self {
+            code,
+            message,
+            not_found: status.code() == Code::NotFound,
+        }
     }
 }
 
@@ -85,6 +93,7 @@ impl From<ConnectError> for CliError {
         Self {
             code,
             message: e.to_string(),
+            not_found: false,
         }
     }
 }

@@ -16,6 +16,19 @@ pub struct PortJson {
 }
 
 #[derive(Debug, Serialize)]
+pub struct RouteJson {
+    /// Null for a component's single unnamed route.
+    pub name: Option<String>,
+    pub port: u32,
+    pub mode: String,
+    pub hostname: Option<String>,
+    /// Null while released (the service is stopped).
+    pub host_port: Option<u32>,
+    /// The variable the component reads its host port from.
+    pub env: String,
+}
+
+#[derive(Debug, Serialize)]
 pub struct ComponentJson {
     pub name: String,
     pub instance: String,
@@ -28,6 +41,7 @@ pub struct ComponentJson {
     pub uptime_secs: Option<i64>,
     pub exit_code: Option<i32>,
     pub ports: Vec<PortJson>,
+    pub routes: Vec<RouteJson>,
     pub id: String,
 }
 
@@ -75,6 +89,18 @@ pub fn component_json(c: &pb::ComponentStatus, now: i64) -> ComponentJson {
                 protocol: p.protocol.clone(),
             })
             .collect(),
+        routes: c
+            .routes
+            .iter()
+            .map(|r| RouteJson {
+                name: (!r.name.is_empty()).then(|| r.name.clone()),
+                port: r.port,
+                mode: r.mode.clone(),
+                hostname: (!r.hostname.is_empty()).then(|| r.hostname.clone()),
+                host_port: (r.host_port > 0).then_some(r.host_port),
+                env: r.env.clone(),
+            })
+            .collect(),
         id: c.id.clone(),
     }
 }
@@ -118,6 +144,38 @@ fn ports_text(ports: &[PortJson]) -> String {
         .join(", ")
 }
 
+/// Published ports other than the routes' own (those show under ROUTES).
+fn legacy_ports_text(c: &ComponentJson) -> String {
+    let routed: Vec<u32> = c.routes.iter().filter_map(|r| r.host_port).collect();
+    let legacy: Vec<PortJson> = c
+        .ports
+        .iter()
+        .filter(|p| !routed.contains(&p.host_port))
+        .map(|p| PortJson {
+            host_ip: p.host_ip.clone(),
+            host_port: p.host_port,
+            container_port: p.container_port,
+            protocol: p.protocol.clone(),
+        })
+        .collect();
+    ports_text(&legacy)
+}
+
+/// `rest 8443/l7 -> :20001`; the host port is `-` while released.
+fn routes_text(routes: &[RouteJson]) -> String {
+    routes
+        .iter()
+        .map(|r| {
+            let host = r
+                .host_port
+                .map_or_else(|| "-".to_string(), |p| format!(":{p}"));
+            let name = r.name.as_deref().unwrap_or("(port)");
+            format!("{name} {}/{} -> {host}", r.port, r.mode)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn state_text(c: &ComponentJson) -> String {
     match (c.state.as_str(), c.exit_code) {
         ("exited", Some(code)) => format!("exited ({code})"),
@@ -149,6 +207,7 @@ pub fn status_table(services: &[ServiceJson]) -> String {
         "STATE",
         "UPTIME",
         "IMAGE",
+        "ROUTES",
         "PORTS",
     ]);
     for s in services {
@@ -168,7 +227,8 @@ pub fn status_table(services: &[ServiceJson]) -> String {
                     .map(human_duration)
                     .unwrap_or_else(|| "-".into()),
                 c.image.clone(),
-                ports_text(&c.ports),
+                routes_text(&c.routes),
+                legacy_ports_text(c),
             ]);
         }
     }

@@ -1,5 +1,7 @@
 //! Bad input gets a clear error, the documented exit code, and leaves nothing behind.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use support::*;

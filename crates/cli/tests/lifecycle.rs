@@ -1,6 +1,8 @@
 //! A service's whole life through the real CLI and agent: deploy, serve, status, logs,
 //! stop/start/restart, redeploy, undeploy.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::io::{BufRead, BufReader};

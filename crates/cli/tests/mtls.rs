@@ -1,5 +1,7 @@
 //! The agent serves nothing to a client whose certificate another CA signed.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use support::*;

@@ -9,12 +9,14 @@ mod events;
 mod migrations;
 mod open;
 mod records;
+mod routes;
 mod services;
 mod state;
 mod time;
 
 pub use error::RegistryError;
 pub use records::{ComponentRecord, EventRecord, ServiceRecord};
+pub use routes::{HostPorts, RouteKey, RouteRecord};
 pub use state::{DesiredState, ParseDesiredStateError};
 
 use std::path::{Path, PathBuf};

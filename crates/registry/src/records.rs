@@ -2,7 +2,7 @@
 
 use servicedef::Service;
 
-use crate::DesiredState;
+use crate::{DesiredState, RouteRecord};
 
 /// One component of a deployed service.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +28,18 @@ pub struct ServiceRecord {
     pub updated_at: i64,
     /// In the order they appear in the spec.
     pub components: Vec<ComponentRecord>,
+    /// Every route of every component, with its host port.
+    pub routes: Vec<RouteRecord>,
+}
+
+impl ServiceRecord {
+    /// The host ports currently held by the service's routes.
+    pub fn host_ports(&self) -> crate::HostPorts {
+        self.routes
+            .iter()
+            .filter_map(|r| r.host_port.map(|port| (r.key(), port)))
+            .collect()
+    }
 }
 
 /// One entry of the deploy history.

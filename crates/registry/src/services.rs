@@ -4,16 +4,21 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use servicedef::Service;
 
 use crate::error::ServiceContext;
-use crate::{ComponentRecord, DesiredState, Registry, RegistryError, ServiceRecord, events, time};
+use crate::{
+    ComponentRecord, DesiredState, HostPorts, Registry, RegistryError, ServiceRecord, events,
+    routes, time,
+};
 
 impl Registry {
     /// Records a deploy in one transaction: upserts the service row (keeping `created_at`),
-    /// replaces its component rows and appends a "deploy" event carrying the spec.
+    /// replaces its component and route rows (routes get `host_ports`; a route missing
+    /// there has none) and appends a "deploy" event carrying the spec.
     /// The desired state is Running if `spec.active`, else Stopped, for the service and every
     /// component.
     pub fn record_deploy(
         &mut self,
         spec: &Service,
+        host_ports: &HostPorts,
         actor: &str,
     ) -> Result<ServiceRecord, RegistryError> {
         let name = spec.name.as_str();
@@ -74,7 +79,9 @@ impl Registry {
                 components.push(record);
             }
         }
+        routes::replace(&tx, spec, host_ports)?;
         events::insert(&tx, name, "deploy", actor, Some(&spec_json), None)?;
+        let routes = routes::load(&tx, name)?;
         tx.commit().for_service(name)?;
 
         Ok(ServiceRecord {
@@ -84,6 +91,7 @@ impl Registry {
             created_at,
             updated_at: now,
             components,
+            routes,
         })
     }
 
@@ -113,12 +121,14 @@ impl Registry {
     }
 
     /// Sets the desired state of a service and all its components and appends an event named
-    /// `action` (e.g. "stop", "start", "restart"), in one transaction.
+    /// `action` (e.g. "stop", "start", "restart"), in one transaction. Stopped releases every
+    /// host port of the service; `host_ports` (a start) records the ports given out.
     /// Errors with [`RegistryError::NotFound`] if the service is unknown.
     pub fn set_desired_state(
         &mut self,
         name: &str,
         desired: DesiredState,
+        host_ports: Option<&HostPorts>,
         action: &str,
         actor: &str,
     ) -> Result<(), RegistryError> {
@@ -139,6 +149,12 @@ impl Registry {
             params![desired, name],
         )
         .for_service(name)?;
+        if desired == DesiredState::Stopped {
+            routes::release(&tx, name)?;
+        }
+        if let Some(ports) = host_ports {
+            routes::assign(&tx, name, ports)?;
+        }
         events::insert(&tx, name, action, actor, None, None)?;
         tx.commit().for_service(name)
     }
@@ -207,7 +223,9 @@ impl RawService {
                 .collect::<Result<Vec<_>, _>>()
             })
             .for_service(&self.name)?;
+        let routes = routes::load(conn, &self.name)?;
         Ok(ServiceRecord {
+            routes,
             spec,
             desired: self.desired,
             spec_hash: self.spec_hash,

@@ -3,13 +3,15 @@
 
 mod common;
 
+use registry::HostPorts;
 use registry::Registry;
 
 #[test]
 fn deploy_event_carries_the_spec() {
     let mut reg = Registry::open_in_memory().unwrap();
     let spec = common::svc();
-    reg.record_deploy(&spec, "alice").unwrap();
+    reg.record_deploy(&spec, &HostPorts::new(), "alice")
+        .unwrap();
     let events = reg.events(None, 10).unwrap();
     assert_eq!(events.len(), 1);
     let e = &events[0];

@@ -6,6 +6,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
+use registry::HostPorts;
 use registry::Registry;
 use rusqlite::Connection;
 
@@ -41,7 +42,8 @@ fn wal_mode_and_foreign_keys_active() {
         .unwrap();
     assert_eq!(mode, "wal");
     // foreign_keys is per connection: prove ours has it through the cascade.
-    reg.record_deploy(&common::svc(), "test").unwrap();
+    reg.record_deploy(&common::svc(), &HostPorts::new(), "test")
+        .unwrap();
     reg.delete_service("svc", "test").unwrap();
     assert_eq!(common::count(&other, "components"), 0);
 }
@@ -49,7 +51,7 @@ fn wal_mode_and_foreign_keys_active() {
 #[test]
 fn migrations_run_once_and_reopen_is_a_no_op() {
     let (_dir, path, reg) = common::temp_registry();
-    assert_eq!(reg.schema_version().unwrap(), 2);
+    assert_eq!(reg.schema_version().unwrap(), 3);
     drop(reg);
 
     let conn = Connection::open(&path).unwrap();
@@ -57,7 +59,7 @@ fn migrations_run_once_and_reopen_is_a_no_op() {
     conn.execute("UPDATE schema_migrations SET applied_at = 7", [])
         .unwrap();
     let reg = Registry::open(&path).unwrap();
-    assert_eq!(reg.schema_version().unwrap(), 2);
+    assert_eq!(reg.schema_version().unwrap(), 3);
 
     let rows: Vec<(i64, String, i64)> = conn
         .prepare("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
@@ -68,14 +70,19 @@ fn migrations_run_once_and_reopen_is_a_no_op() {
         .unwrap();
     assert_eq!(
         rows,
-        vec![(1, "services".into(), 7), (2, "deploy_events".into(), 7)]
+        vec![
+            (1, "services".into(), 7),
+            (2, "deploy_events".into(), 7),
+            (3, "component_routes".into(), 7)
+        ]
     );
 }
 
 #[test]
 fn data_survives_reopen() {
     let (_dir, path, mut reg) = common::temp_registry();
-    reg.record_deploy(&common::svc(), "test").unwrap();
+    reg.record_deploy(&common::svc(), &HostPorts::new(), "test")
+        .unwrap();
     drop(reg);
     let reg = Registry::open(&path).unwrap();
     assert_eq!(reg.service("svc").unwrap().unwrap().spec, common::svc());
@@ -84,6 +91,6 @@ fn data_survives_reopen() {
 #[test]
 fn in_memory_is_migrated() {
     let reg = Registry::open_in_memory().unwrap();
-    assert_eq!(reg.schema_version().unwrap(), 2);
+    assert_eq!(reg.schema_version().unwrap(), 3);
     assert!(reg.services().unwrap().is_empty());
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use registry::HostPorts;
 use registry::{DesiredState, Registry, RegistryError};
 use rusqlite::Connection;
 
@@ -10,7 +11,9 @@ use rusqlite::Connection;
 fn deploy_round_trips_the_spec() {
     let mut reg = Registry::open_in_memory().unwrap();
     let spec = common::service("app", true, &[("web", "img:1"), ("db", "pg:16")]);
-    let recorded = reg.record_deploy(&spec, "alice").unwrap();
+    let recorded = reg
+        .record_deploy(&spec, &HostPorts::new(), "alice")
+        .unwrap();
 
     let loaded = reg.service("app").unwrap().unwrap();
     assert_eq!(loaded, recorded);
@@ -36,7 +39,11 @@ fn deploy_round_trips_the_spec() {
 fn inactive_spec_is_recorded_stopped() {
     let mut reg = Registry::open_in_memory().unwrap();
     let rec = reg
-        .record_deploy(&common::service("app", false, &[("web", "i")]), "a")
+        .record_deploy(
+            &common::service("app", false, &[("web", "i")]),
+            &HostPorts::new(),
+            "a",
+        )
         .unwrap();
     assert_eq!(rec.desired, DesiredState::Stopped);
     assert_eq!(rec.components[0].desired, DesiredState::Stopped);
@@ -54,6 +61,7 @@ fn redeploy_keeps_created_at_and_replaces_components() {
     let (_dir, path, mut reg) = common::temp_registry();
     reg.record_deploy(
         &common::service("app", true, &[("web", "img:1"), ("worker", "img:1")]),
+        &HostPorts::new(),
         "a",
     )
     .unwrap();
@@ -64,7 +72,7 @@ fn redeploy_keeps_created_at_and_replaces_components() {
         .unwrap();
 
     let v2 = common::service("app", true, &[("web", "img:2")]);
-    let rec = reg.record_deploy(&v2, "b").unwrap();
+    let rec = reg.record_deploy(&v2, &HostPorts::new(), "b").unwrap();
     assert_eq!(rec.created_at, 1);
     assert!(rec.updated_at > 1);
 
@@ -80,8 +88,12 @@ fn redeploy_keeps_created_at_and_replaces_components() {
 fn services_are_sorted_by_name() {
     let mut reg = Registry::open_in_memory().unwrap();
     for name in ["zeta", "alpha", "mid"] {
-        reg.record_deploy(&common::service(name, true, &[("web", "i")]), "a")
-            .unwrap();
+        reg.record_deploy(
+            &common::service(name, true, &[("web", "i")]),
+            &HostPorts::new(),
+            "a",
+        )
+        .unwrap();
     }
     let names: Vec<_> = reg
         .services()
@@ -97,10 +109,11 @@ fn set_desired_state_updates_service_and_components() {
     let mut reg = Registry::open_in_memory().unwrap();
     reg.record_deploy(
         &common::service("app", true, &[("a", "i"), ("b", "i")]),
+        &HostPorts::new(),
         "x",
     )
     .unwrap();
-    reg.set_desired_state("app", DesiredState::Stopped, "stop", "bob")
+    reg.set_desired_state("app", DesiredState::Stopped, None, "stop", "bob")
         .unwrap();
 
     let loaded = reg.service("app").unwrap().unwrap();
@@ -122,7 +135,7 @@ fn set_desired_state_updates_service_and_components() {
 fn set_desired_state_on_unknown_is_not_found() {
     let mut reg = Registry::open_in_memory().unwrap();
     let err = reg
-        .set_desired_state("ghost", DesiredState::Running, "start", "a")
+        .set_desired_state("ghost", DesiredState::Running, None, "start", "a")
         .unwrap_err();
     assert!(matches!(err, RegistryError::NotFound { ref service } if service == "ghost"));
     assert!(
@@ -136,6 +149,7 @@ fn delete_removes_rows_but_keeps_history() {
     let (_dir, path, mut reg) = common::temp_registry();
     reg.record_deploy(
         &common::service("app", true, &[("a", "i"), ("b", "i")]),
+        &HostPorts::new(),
         "x",
     )
     .unwrap();
@@ -174,7 +188,7 @@ fn failed_first_deploy_leaves_nothing() {
     // second component insert violates the primary key after the service row was written.
     let mut bad = common::service("app", true, &[("web", "i")]);
     bad.components.push(bad.components[0].clone());
-    let err = reg.record_deploy(&bad, "a").unwrap_err();
+    let err = reg.record_deploy(&bad, &HostPorts::new(), "a").unwrap_err();
     assert!(matches!(err, RegistryError::Service { ref service, .. } if service == "app"));
 
     let other = Connection::open(&path).unwrap();
@@ -188,11 +202,11 @@ fn failed_first_deploy_leaves_nothing() {
 fn failed_redeploy_keeps_previous_deploy() {
     let mut reg = Registry::open_in_memory().unwrap();
     let good = common::service("app", true, &[("web", "img:1"), ("db", "pg")]);
-    let before = reg.record_deploy(&good, "a").unwrap();
+    let before = reg.record_deploy(&good, &HostPorts::new(), "a").unwrap();
 
     let mut bad = common::service("app", false, &[("web", "img:2")]);
     bad.components.push(bad.components[0].clone());
-    reg.record_deploy(&bad, "a").unwrap_err();
+    reg.record_deploy(&bad, &HostPorts::new(), "a").unwrap_err();
 
     assert_eq!(reg.service("app").unwrap().unwrap(), before);
     assert_eq!(reg.events(None, 10).unwrap().len(), 1);
@@ -222,7 +236,7 @@ mode = "l4"
 "#;
     let spec = servicedef::parse_str("hello.toml", text).unwrap();
     let mut reg = Registry::open_in_memory().unwrap();
-    reg.record_deploy(&spec, "a").unwrap();
+    reg.record_deploy(&spec, &HostPorts::new(), "a").unwrap();
     let loaded = reg.service("hello").unwrap().unwrap();
     assert_eq!(loaded.spec, spec);
     assert_eq!(loaded.spec.spec_hash(), spec.spec_hash());
@@ -231,7 +245,8 @@ mode = "l4"
 #[test]
 fn corrupt_stored_spec_names_the_service() {
     let (_dir, path, mut reg) = common::temp_registry();
-    reg.record_deploy(&common::svc(), "a").unwrap();
+    reg.record_deploy(&common::svc(), &HostPorts::new(), "a")
+        .unwrap();
     Connection::open(&path)
         .unwrap()
         .execute("UPDATE services SET spec_json = '{'", [])

@@ -32,6 +32,21 @@ struct Args {
     /// Extra global podman argument for --dev, e.g. --podman-arg=--root=/var/tmp/store.
     #[arg(long = "podman-arg", allow_hyphen_values = true)]
     podman_args: Vec<String>,
+    /// Host ports for routes, for --dev: START-END.
+    #[arg(long, value_parser = parse_range, default_value = "10000-60000")]
+    port_range: (u16, u16),
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or("expected START-END, e.g. 10000-60000")?;
+    let start: u16 = a.trim().parse().map_err(|e| format!("start {a:?}: {e}"))?;
+    let end: u16 = b.trim().parse().map_err(|e| format!("end {b:?}: {e}"))?;
+    if start == 0 || start > end {
+        return Err(format!("{s} is empty or starts at 0"));
+    }
+    Ok((start, end))
 }
 
 fn main() -> ExitCode {
@@ -69,8 +84,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (config, dev_dir) = match (&args.config, &args.dir) {
         (Some(path), _) => (AgentConfig::load(path)?, None),
         (None, Some(dir)) => (
-            agent::dev::prepare(dir, args.listen, args.podman_args.clone())
-                .context("preparing the --dev directory")?,
+            agent::dev::prepare(
+                dir,
+                args.listen,
+                args.podman_args.clone(),
+                agent::config::PortsSection {
+                    range_start: args.port_range.0,
+                    range_end: args.port_range.1,
+                    ..Default::default()
+                },
+            )
+            .context("preparing the --dev directory")?,
             Some(dir.clone()),
         ),
         (None, None) => anyhow::bail!("give --config FILE or --dev --dir DIR"),
@@ -88,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.node.clone(),
         registry,
         podman,
+        config.port_allocator(),
         config.stop_timeout(),
     ));
     let tls = agent::server::tls_config(&config.tls)?;

@@ -6,9 +6,10 @@
 //! state (or nothing, for a new service).
 
 mod plan;
+mod routes;
 mod status;
 
-pub use status::{ComponentView, ServiceView};
+pub use status::{ComponentView, RouteView, ServiceView};
 
 use registry::{DesiredState, Registry, ServiceRecord};
 use runtime::{ContainerInfo, InstanceState, LogLine, LogStream, Runtime};
@@ -19,6 +20,7 @@ use std::time::Duration;
 use tokio_stream::{StreamExt, StreamMap};
 
 use crate::AgentError;
+use crate::ports::PortAllocator;
 
 /// What a deploy did.
 #[derive(Debug)]
@@ -34,6 +36,7 @@ pub struct Deployer {
     node: String,
     registry: Mutex<Registry>,
     podman: Arc<dyn Runtime>,
+    ports: PortAllocator,
     stop_timeout: Duration,
     service_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -46,12 +49,14 @@ impl Deployer {
         node: String,
         registry: Registry,
         podman: Arc<dyn Runtime>,
+        ports: PortAllocator,
         stop_timeout: Duration,
     ) -> Self {
         Self {
             node,
             registry: Mutex::new(registry),
             podman,
+            ports,
             stop_timeout,
             service_locks: Mutex::new(HashMap::new()),
         }
@@ -132,7 +137,7 @@ impl Deployer {
         let _guard = self.lock_service(&name).await;
         let previous = self.registry(|r| r.service(&name))?;
         let instances = self.service_instances(&name).await?;
-        let plan = plan::plan(&spec, &instances);
+        let mut plan = plan::plan(&spec, &instances);
         let unchanged = previous
             .as_ref()
             .is_some_and(|p| p.spec_hash == spec.spec_hash() && p.spec.active == spec.active);
@@ -143,20 +148,21 @@ impl Deployer {
                 status: self.view_of(&name).await?,
             });
         }
-        // Pull everything first: a missing image fails the deploy before anything changes.
-        for component in &plan.create {
-            let rt = self.runtime_for(component)?;
-            rt.pull(&component.image)
-                .await
-                .map_err(AgentError::runtime(format!("component {}", component.name)))?;
-        }
-        if let Err(err) = self.apply(&spec, &plan).await {
+        // Ports and images first: either failing fails the deploy before anything changes.
+        let (reservation, host_ports) = if spec.active {
+            self.reserve_ports(&spec, &mut plan, previous.as_ref())?
+        } else {
+            self.reserve_ports(&spec, &mut plan::Plan::default(), None)?
+        };
+        self.pull_images(&plan).await?;
+        if let Err(err) = self.apply(&spec, &plan, &host_ports).await {
             self.roll_back(&spec, &plan, previous.as_ref()).await;
             let detail = err.to_string();
             let _ = self.registry(|r| r.record_event(&name, "deploy-failed", actor, Some(&detail)));
             return Err(err);
         }
-        self.registry(|r| r.record_deploy(&spec, actor))?;
+        self.registry(|r| r.record_deploy(&spec, &host_ports, actor))?;
+        drop(reservation);
         Ok(DeployOutcome {
             changed: true,
             replaced: plan.create.iter().map(|c| c.name.to_string()).collect(),
@@ -164,7 +170,22 @@ impl Deployer {
         })
     }
 
-    async fn apply(&self, spec: &Service, plan: &plan::Plan<'_>) -> Result<(), AgentError> {
+    async fn pull_images(&self, plan: &plan::Plan<'_>) -> Result<(), AgentError> {
+        for component in &plan.create {
+            self.runtime_for(component)?
+                .pull(&component.image)
+                .await
+                .map_err(AgentError::runtime(format!("component {}", component.name)))?;
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        spec: &Service,
+        plan: &plan::Plan<'_>,
+        host_ports: &registry::HostPorts,
+    ) -> Result<(), AgentError> {
         for instance in plan.remove.iter().chain(plan.replace_old.iter()) {
             self.podman
                 .stop(instance, self.stop_timeout)
@@ -188,7 +209,8 @@ impl Deployer {
                 .map_err(AgentError::runtime(format!("starting {instance}")))?;
         }
         for component in &plan.create {
-            let container = plan::container_spec(spec, component);
+            let container =
+                plan::container_spec(spec, component, host_ports, self.ports.bind_address());
             self.runtime_for(component)?
                 .run(&container)
                 .await
@@ -255,7 +277,10 @@ impl Deployer {
             return;
         };
         let restore = plan::plan(&previous.spec, &instances);
-        if let Err(err) = self.apply(&previous.spec, &restore).await {
+        if let Err(err) = self
+            .apply(&previous.spec, &restore, &previous.host_ports())
+            .await
+        {
             tracing::warn!(service = %spec.name, error = %err, "could not restore the previous spec");
         }
     }
@@ -270,7 +295,7 @@ impl Deployer {
                 .await
                 .map_err(AgentError::runtime(format!("stopping {}", instance.name)))?;
         }
-        self.registry(|r| r.set_desired_state(name, DesiredState::Stopped, "stop", actor))?;
+        self.registry(|r| r.set_desired_state(name, DesiredState::Stopped, None, "stop", actor))?;
         drop(record);
         self.view_of(name).await
     }
@@ -279,18 +304,24 @@ impl Deployer {
     /// re-creating any that disappeared.
     pub async fn start(&self, name: &str, actor: &str) -> Result<ServiceView, AgentError> {
         let _guard = self.lock_service(name).await;
-        let mut record = self.record(name)?;
-        record.spec.active = true;
+        let record = self.record(name)?;
+        let mut spec = record.spec.clone();
+        spec.active = true;
         let instances = self.service_instances(name).await?;
-        let plan = plan::plan(&record.spec, &instances);
-        for component in &plan.create {
-            self.runtime_for(component)?
-                .pull(&component.image)
-                .await
-                .map_err(AgentError::runtime(format!("component {}", component.name)))?;
-        }
-        self.apply(&record.spec, &plan).await?;
-        self.registry(|r| r.set_desired_state(name, DesiredState::Running, "start", actor))?;
+        let mut plan = plan::plan(&spec, &instances);
+        let (reservation, host_ports) = self.reserve_ports(&spec, &mut plan, Some(&record))?;
+        self.pull_images(&plan).await?;
+        self.apply(&spec, &plan, &host_ports).await?;
+        self.registry(|r| {
+            r.set_desired_state(
+                name,
+                DesiredState::Running,
+                Some(&host_ports),
+                "start",
+                actor,
+            )
+        })?;
+        drop(reservation);
         self.view_of(name).await
     }
 

@@ -1,10 +1,12 @@
 //! What a deploy must do: compare the desired spec with the service's instances (pure).
 
+use registry::HostPorts;
 use runtime::{
     ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
 };
 use servicedef::{Component, Service};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// Steps in the order they are applied: remove, stop, start, create.
 #[derive(Debug, Default)]
@@ -63,8 +65,31 @@ pub(crate) fn plan<'a>(spec: &'a Service, instances: &[ContainerInfo]) -> Plan<'
     plan
 }
 
-/// The runtime's view of one component of `spec`, labelled so it can be found again.
-pub(crate) fn container_spec(spec: &Service, component: &Component) -> ContainerSpec {
+/// The runtime's view of one component of `spec`, labelled so it can be found again. Each
+/// route's host port is published as `bind:port:port` and passed in `$PORT`/`$PORT_<NAME>`:
+/// the component listens on the host port number itself.
+pub(crate) fn container_spec(
+    spec: &Service,
+    component: &Component,
+    host_ports: &HostPorts,
+    bind: IpAddr,
+) -> ContainerSpec {
+    let mut env = component.env.clone();
+    let mut ports = component.ports.clone();
+    for route in &component.routes {
+        let key = (
+            component.name.to_string(),
+            route.name.clone().unwrap_or_default(),
+        );
+        if let Some(port) = host_ports.get(&key) {
+            env.push(format!("{}={port}", route.env_var()));
+            let host = match bind {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                IpAddr::V4(v4) => v4.to_string(),
+            };
+            ports.push(format!("{host}:{port}:{port}/tcp"));
+        }
+    }
     let labels = BTreeMap::from([
         (LABEL_SERVICE.to_string(), spec.name.to_string()),
         (LABEL_COMPONENT.to_string(), component.name.to_string()),
@@ -74,12 +99,12 @@ pub(crate) fn container_spec(spec: &Service, component: &Component) -> Container
         name: spec.container_name(&component.name),
         image: component.image.clone(),
         cmd: component.cmd.clone(),
-        env: component.env.clone(),
+        env,
         volumes: component.volumes.clone(),
         network: component.network.clone(),
         user: component.user.clone(),
         restart: component.restart.to_string(),
-        ports: component.ports.clone(),
+        ports,
         memory_mb: component.memory_mb,
         vcpus: component.vcpus,
         labels,
@@ -115,7 +140,7 @@ mod tests {
             exit_code: None,
             ports: vec![],
             runtime: RuntimeKind::Container,
-            labels: container_spec(spec, c).labels,
+            labels: container_spec(spec, c, &HostPorts::new(), IpAddr::from([127, 0, 0, 1])).labels,
         }
     }
 
@@ -166,6 +191,42 @@ mod tests {
         assert_eq!(plan.remove, ["svc-old"]);
         assert_eq!(plan.start, ["svc-web"]);
         assert!(plan.create.is_empty());
+    }
+
+    #[test]
+    fn routes_become_env_and_published_host_ports() {
+        let spec = servicedef::parse_str(
+            "t.toml",
+            "name = \"svc\"\nnode = \"n\"\n[[components]]\nname = \"web\"\nimage = \"i\"\n\
+             ports = [\"127.0.0.1:8000:80\"]\n\
+             [[components.routes]]\nname = \"rest-api\"\nport = 443\n\
+             [[components.routes]]\nname = \"admin\"\nport = 9000\n",
+        )
+        .unwrap();
+        let ports = HostPorts::from([
+            (("web".into(), "rest-api".into()), 20001),
+            (("web".into(), "admin".into()), 20002),
+        ]);
+        let c = container_spec(
+            &spec,
+            &spec.components[0],
+            &ports,
+            IpAddr::from([127, 0, 0, 1]),
+        );
+        assert!(
+            c.env.contains(&"PORT_REST_API=20001".to_string()),
+            "{:?}",
+            c.env
+        );
+        assert!(c.env.contains(&"PORT_ADMIN=20002".to_string()));
+        assert_eq!(
+            c.ports,
+            [
+                "127.0.0.1:8000:80",
+                "127.0.0.1:20001:20001/tcp",
+                "127.0.0.1:20002:20002/tcp"
+            ]
+        );
     }
 
     #[test]

@@ -16,6 +16,17 @@ pub struct ComponentView {
     pub exit_code: Option<i32>,
     pub ports: Vec<PortBinding>,
     pub id: String,
+    pub routes: Vec<RouteView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteView {
+    pub name: Option<String>,
+    pub port: u16,
+    pub mode: String,
+    pub hostname: Option<String>,
+    pub host_port: Option<u16>,
+    pub env: String,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +59,24 @@ pub(crate) fn service_view(record: &ServiceRecord, listing: &[ContainerInfo]) ->
                 exit_code: observed.and_then(|i| i.exit_code),
                 ports: observed.map(|i| i.ports.clone()).unwrap_or_default(),
                 id: observed.map(|i| i.id.clone()).unwrap_or_default(),
+                routes: component
+                    .routes
+                    .iter()
+                    .map(|route| {
+                        let recorded = record
+                            .routes
+                            .iter()
+                            .find(|r| r.component == rec.name && r.route == route.name);
+                        RouteView {
+                            name: route.name.clone(),
+                            port: route.port,
+                            mode: route.mode.to_string(),
+                            hostname: route.hostname.clone(),
+                            host_port: recorded.and_then(|r| r.host_port),
+                            env: route.env_var(),
+                        }
+                    })
+                    .collect(),
                 instance,
             }
         })

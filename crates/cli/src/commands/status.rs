@@ -31,7 +31,7 @@ async fn collect(
     for (entry, result) in fan_out_status(ctx, node, service.unwrap_or_default()).await {
         match result {
             Ok(resp) => services.extend(resp.services.iter().map(|s| output::service_json(s, now))),
-            Err(e) if service.is_some() && e.code == ExitCode::BadInput => {}
+            Err(e) if service.is_some() && e.not_found => {}
             Err(e) => {
                 errors.push(NodeErrorJson {
                     node: entry.name.clone(),

@@ -144,6 +144,7 @@ pub fn unique(prefix: &str) -> String {
 
 pub struct Agent {
     pub dir: tempfile::TempDir,
+    extra_args: Vec<String>,
     child: Option<Child>,
     pub address: String,
     services: std::sync::Mutex<Vec<String>>,
@@ -151,10 +152,16 @@ pub struct Agent {
 
 impl Agent {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// An agent with extra `mcp-agent` arguments (e.g. `--port-range`).
+    pub fn start_with(extra_args: &[&str]) -> Self {
         ensure_image();
         let dir = tempfile::tempdir().unwrap();
         let mut agent = Self {
             dir,
+            extra_args: extra_args.iter().map(ToString::to_string).collect(),
             child: None,
             address: String::new(),
             services: std::sync::Mutex::new(Vec::new()),
@@ -169,16 +176,23 @@ impl Agent {
         cmd.arg("--dev")
             .arg("--dir")
             .arg(self.dir.path().join("agent"))
-            .args(["--listen", "127.0.0.1:0"]);
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&self.extra_args);
         for arg in podman_global_args() {
             cmd.arg(format!("--podman-arg={arg}"));
         }
+        // The agent's log goes to a file beside its state; `log()` shows it on failure.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .unwrap();
         let mut child = cmd
             .env("CONTAINERS_CONF", containers_conf())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -197,8 +211,18 @@ impl Agent {
         });
         self.address = rx
             .recv_timeout(Duration::from_secs(60))
-            .expect("the agent did not start listening within 60 s");
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the agent did not start listening within 60 s:\n{}",
+                    self.log()
+                )
+            });
         self.child = Some(child);
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
 
     pub fn config(&self) -> PathBuf {
@@ -268,6 +292,9 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- agent log ---\n{}", self.log());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -355,6 +382,35 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     check()
+}
+
+/// A one-component service on the test image with routes (`None` name: the unnamed one).
+pub fn routed_service(name: &str, routes: &[Option<&str>]) -> String {
+    let mut body = format!(
+        "name = \"{name}\"\nnode = \"local\"\n\n[[components]]\nname = \"api\"\nimage = \"{}\"\n",
+        image()
+    );
+    for (i, route) in routes.iter().enumerate() {
+        body.push_str("[[components.routes]]\n");
+        if let Some(route) = route {
+            body.push_str(&format!("name = \"{route}\"\n"));
+        }
+        body.push_str(&format!("port = {}\n", 8000 + i));
+    }
+    body
+}
+
+/// The host ports of a component's routes, by route name ("" for the unnamed one).
+pub fn route_ports(component: &serde_json::Value) -> std::collections::BTreeMap<String, u16> {
+    component["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            let port = u16::try_from(r["host_port"].as_u64()?).ok()?;
+            Some((r["name"].as_str().unwrap_or_default().to_string(), port))
+        })
+        .collect()
 }
 
 /// A one-component service on the test image with a legacy port mapping.

@@ -1,0 +1,93 @@
+//! Host ports for the components a plan runs: kept when possible, re-allocated otherwise.
+
+use registry::{HostPorts, ServiceRecord};
+use servicedef::Service;
+use std::collections::BTreeSet;
+
+use super::Deployer;
+use super::plan::Plan;
+use crate::AgentError;
+use crate::ports::{Reservation, Wanted};
+
+impl Deployer {
+    /// Reserves a host port for every route of every component that `plan` creates or
+    /// starts, and returns the reservation plus the service's complete port map (kept
+    /// components keep theirs). A stopped instance whose old ports are gone is moved from
+    /// "start" to "replace", since a container's published ports are fixed at creation.
+    pub(super) fn reserve_ports<'a>(
+        &self,
+        spec: &'a Service,
+        plan: &mut Plan<'a>,
+        previous: Option<&ServiceRecord>,
+    ) -> Result<(Reservation, HostPorts), AgentError> {
+        let current: HostPorts = previous.map(ServiceRecord::host_ports).unwrap_or_default();
+        let last: HostPorts = previous
+            .map(|p| {
+                p.routes
+                    .iter()
+                    .filter_map(|r| r.last_host_port.map(|port| (r.key(), port)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let runs = |c: &servicedef::Component| {
+            plan.create.iter().any(|created| created.name == c.name)
+                || plan.start.contains(&spec.container_name(&c.name))
+        };
+        let mut wanted = Vec::new();
+        for component in spec.components.iter().filter(|c| runs(c)) {
+            for route in &component.routes {
+                let key = (
+                    component.name.to_string(),
+                    route.name.clone().unwrap_or_default(),
+                );
+                let owned = current.get(&key).copied();
+                wanted.push(Wanted {
+                    preferred: owned.or_else(|| last.get(&key).copied()),
+                    owned: owned.is_some(),
+                    key,
+                });
+            }
+        }
+        let wanted_keys: BTreeSet<_> = wanted.iter().map(|w| w.key.clone()).collect();
+        // Everything recorded stays off-limits except the ports of the routes being placed.
+        let mut held = self.registry(|r| r.held_host_ports(None))?;
+        for (key, port) in &current {
+            if wanted_keys.contains(key) {
+                held.remove(port);
+            }
+        }
+        let reservation = self
+            .ports
+            .allocate(&held, &wanted)
+            .map_err(|e| AgentError::Ports(e.to_string()))?;
+
+        for name in plan.start.clone() {
+            let Some(component) = spec
+                .components
+                .iter()
+                .find(|c| spec.container_name(&c.name) == name)
+            else {
+                continue;
+            };
+            let moved = component.routes.iter().any(|route| {
+                let key = (
+                    component.name.to_string(),
+                    route.name.clone().unwrap_or_default(),
+                );
+                let before = current.get(&key).or_else(|| last.get(&key));
+                before != reservation.ports.get(&key)
+            });
+            if moved {
+                plan.start.retain(|n| *n != name);
+                plan.replace_old.push(name);
+                plan.create.push(component);
+            }
+        }
+        let mut all: HostPorts = current
+            .into_iter()
+            .filter(|(key, _)| !wanted_keys.contains(key))
+            .collect();
+        all.extend(reservation.ports.clone());
+        Ok((reservation, all))
+    }
+}

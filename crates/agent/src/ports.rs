@@ -1,0 +1,235 @@
+//! Host ports for routes: random within the configured range, checked by binding, never one
+//! that the registry records for another route or that an in-flight deploy reserved.
+//!
+//! Architecture invariant: choosing a port and reserving it happen under one lock, and a
+//! reservation lasts until the deploy recorded the port in the registry or gave up, so two
+//! concurrent deploys never get the same port.
+
+use registry::{HostPorts, RouteKey};
+use std::collections::BTreeSet;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, TcpListener};
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex, PoisonError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("no free host port left in {start}-{end} (bind address {bind}) for route {route}")]
+    Exhausted {
+        start: u16,
+        end: u16,
+        bind: IpAddr,
+        route: String,
+    },
+}
+
+/// What a deploy wants: each route, and the port it would like back (its current one).
+pub struct Wanted {
+    pub key: RouteKey,
+    pub preferred: Option<u16>,
+    /// True when `preferred` is recorded for this very route (it may be bound by the route's
+    /// own, about to be replaced, instance, so a bind check would wrongly fail).
+    pub owned: bool,
+}
+
+pub struct PortAllocator {
+    range: RangeInclusive<u16>,
+    bind: IpAddr,
+    reserved: Arc<Mutex<BTreeSet<u16>>>,
+}
+
+/// Ports handed to one operation; unreserved when dropped (after the registry has them, or
+/// when the operation failed).
+pub struct Reservation {
+    pub ports: HostPorts,
+    reserved: Arc<Mutex<BTreeSet<u16>>>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        for port in self.ports.values() {
+            reserved.remove(port);
+        }
+    }
+}
+
+impl PortAllocator {
+    pub fn new(range: RangeInclusive<u16>, bind: IpAddr) -> Self {
+        Self {
+            range,
+            bind,
+            reserved: Arc::default(),
+        }
+    }
+
+    pub fn bind_address(&self) -> IpAddr {
+        self.bind
+    }
+
+    /// A port for every wanted route. `held` are ports the registry records for other
+    /// services' routes. All or nothing: on error nothing stays reserved.
+    pub fn allocate(
+        &self,
+        held: &BTreeSet<u16>,
+        wanted: &[Wanted],
+    ) -> Result<Reservation, PortError> {
+        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut chosen = HostPorts::new();
+        let mut taken: BTreeSet<u16> = BTreeSet::new();
+        let usable = |port: u16, taken: &BTreeSet<u16>, reserved: &BTreeSet<u16>| {
+            self.range.contains(&port)
+                && !held.contains(&port)
+                && !taken.contains(&port)
+                && !reserved.contains(&port)
+        };
+        for want in wanted {
+            let keep = want
+                .preferred
+                .filter(|&p| usable(p, &taken, &reserved) && (want.owned || self.bindable(p)));
+            let port = match keep {
+                Some(port) => port,
+                None => self
+                    .search(|p| usable(p, &taken, &reserved) && self.bindable(p))
+                    .ok_or_else(|| PortError::Exhausted {
+                        start: *self.range.start(),
+                        end: *self.range.end(),
+                        bind: self.bind,
+                        route: format!(
+                            "{}/{}",
+                            want.key.0,
+                            if want.key.1.is_empty() {
+                                "(unnamed)"
+                            } else {
+                                &want.key.1
+                            }
+                        ),
+                    })?,
+            };
+            taken.insert(port);
+            chosen.insert(want.key.clone(), port);
+        }
+        reserved.extend(taken);
+        Ok(Reservation {
+            ports: chosen,
+            reserved: Arc::clone(&self.reserved),
+        })
+    }
+
+    /// Random probes first (cheap, spreads ports), then a full sweep from a random offset so
+    /// "exhausted" is only said when it is true.
+    fn search(&self, ok: impl Fn(u16) -> bool) -> Option<u16> {
+        let start = u32::from(*self.range.start());
+        let len = u32::from(*self.range.end()) - start + 1;
+        let random = |salt: u32| {
+            let r = RandomState::new().hash_one(salt);
+            // Truncation is the point: a uniform value below `len`.
+            #[allow(clippy::cast_possible_truncation)]
+            let offset = (r % u64::from(len)) as u32;
+            offset
+        };
+        let to_port = |offset: u32| u16::try_from(start + offset % len).ok();
+        for salt in 0..32 {
+            if let Some(port) = to_port(random(salt)).filter(|&p| ok(p)) {
+                return Some(port);
+            }
+        }
+        let from = random(u32::MAX);
+        (0..len).filter_map(|i| to_port(from + i)).find(|&p| ok(p))
+    }
+
+    /// Free right now on the bind address (a foreign listener makes it unusable).
+    fn bindable(&self, port: u16) -> bool {
+        TcpListener::bind((self.bind, port)).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn wanted(route: &str) -> Wanted {
+        Wanted {
+            key: ("web".into(), route.into()),
+            preferred: None,
+            owned: false,
+        }
+    }
+
+    fn free_range(n: u16) -> RangeInclusive<u16> {
+        // A window of n ports starting at one the OS just handed out; tests re-check binds.
+        let base = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let start = base.min(65535 - n);
+        start..=start + n - 1
+    }
+
+    #[test]
+    fn concurrent_reservations_never_overlap_and_drop_releases() {
+        let range = free_range(40);
+        let alloc = PortAllocator::new(range.clone(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let a = alloc
+            .allocate(&BTreeSet::new(), &[wanted("a"), wanted("b")])
+            .unwrap();
+        let b = alloc
+            .allocate(&BTreeSet::new(), &[wanted("a"), wanted("b")])
+            .unwrap();
+        let mut all: Vec<u16> = a.ports.values().chain(b.ports.values()).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 4);
+        assert!(all.iter().all(|p| range.contains(p)));
+        drop(a);
+        assert_eq!(alloc.reserved.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn held_and_foreign_ports_are_skipped_and_exhaustion_is_an_error() {
+        let range = free_range(3);
+        let (p0, p1, p2) = (*range.start(), *range.start() + 1, *range.end());
+        let foreign = TcpListener::bind(("127.0.0.1", p1));
+        let alloc = PortAllocator::new(range, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let held = BTreeSet::from([p0]);
+        let got = alloc.allocate(&held, &[wanted("a")]);
+        if foreign.is_ok() {
+            assert_eq!(
+                got.unwrap().ports.values().copied().collect::<Vec<_>>(),
+                vec![p2]
+            );
+            let err = alloc
+                .allocate(&BTreeSet::from([p0, p2]), &[wanted("a")])
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("no free host port"), "{err}");
+        }
+    }
+
+    #[test]
+    fn preferred_port_is_kept_when_free() {
+        let range = free_range(20);
+        let want = *range.start() + 7;
+        let alloc = PortAllocator::new(range, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let mut w = wanted("a");
+        w.preferred = Some(want);
+        w.owned = true;
+        let got = alloc.allocate(&BTreeSet::new(), &[w]).unwrap();
+        assert_eq!(got.ports.values().next(), Some(&want));
+    }
+
+    #[test]
+    fn all_or_nothing() {
+        let range = free_range(1);
+        let alloc = PortAllocator::new(range, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert!(
+            alloc
+                .allocate(&BTreeSet::new(), &[wanted("a"), wanted("b")])
+                .is_err()
+        );
+        assert!(alloc.reserved.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,220 @@
+//! Routes: host ports allocated by the agent, injected as $PORT / $PORT_<NAME>, published,
+//! released on stop, recycled on start, never handed out twice.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use support::*;
+
+#[test]
+fn two_named_routes_get_both_variables_and_answer_on_both_ports() {
+    let agent = Agent::start();
+    let name = unique("tworoutes");
+    let def = agent.definition(
+        &name,
+        &routed_service(&name, &[Some("rest"), Some("admin-ui")]),
+    );
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    let api = agent.component(&name, "api");
+    let ports = route_ports(&api);
+    assert_eq!(ports.len(), 2, "{api}");
+    let (rest, admin) = (ports["rest"], ports["admin-ui"]);
+    assert_ne!(rest, admin);
+    for port in [rest, admin] {
+        assert!((10_000..=60_000).contains(&port), "default range: {port}");
+        let env = http_get(port, "/env").unwrap_or_else(|| panic!("nothing answers on {port}"));
+        assert!(env.contains(&format!("PORT_REST={rest}\n")), "{env}");
+        assert!(env.contains(&format!("PORT_ADMIN_UI={admin}\n")), "{env}");
+    }
+    let routes = api["routes"].as_array().unwrap();
+    let rest_json = routes.iter().find(|r| r["name"] == "rest").unwrap();
+    assert_eq!(rest_json["env"], "PORT_REST");
+    assert_eq!(rest_json["port"], 8000);
+    assert_eq!(rest_json["mode"], "l4");
+    let table = agent.mcp(&["status", &name]).ok().stdout;
+    assert!(
+        table.contains(&format!("rest 8000/l4 -> :{rest}")),
+        "{table}"
+    );
+}
+
+#[test]
+fn stop_releases_start_recycles_and_restart_keeps_ports() {
+    let agent = Agent::start();
+    let name = unique("recycle");
+    let def = agent.definition(&name, &routed_service(&name, &[None]));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    let port = route_ports(&agent.component(&name, "api"))[""];
+    let env = http_get(port, "/env").unwrap();
+    assert!(
+        env.contains(&format!("PORT={port}\n")),
+        "single unnamed route is $PORT: {env}"
+    );
+
+    agent.mcp(&["restart", &name]).ok();
+    assert_eq!(
+        route_ports(&agent.component(&name, "api"))[""],
+        port,
+        "restart keeps the port"
+    );
+
+    agent.mcp(&["stop", &name]).ok();
+    let api = agent.component(&name, "api");
+    assert!(
+        route_ports(&api).is_empty(),
+        "stop releases the port: {api}"
+    );
+    let registry = registry::Registry::open(&agent.registry_path()).unwrap();
+    assert!(!registry.held_host_ports(None).unwrap().contains(&port));
+
+    agent.mcp(&["start", &name]).ok();
+    assert_eq!(
+        route_ports(&agent.component(&name, "api"))[""],
+        port,
+        "free again: kept"
+    );
+    assert!(http_get(port, "/").is_some());
+
+    agent.mcp(&["stop", &name]).ok();
+    let squatter = TcpListener::bind(("127.0.0.1", port)).expect("the released port is free");
+    agent.mcp(&["start", &name]).ok();
+    let moved = route_ports(&agent.component(&name, "api"))[""];
+    assert_ne!(moved, port, "a port taken meanwhile is not reused");
+    let env = http_get(moved, "/env").unwrap();
+    assert!(
+        env.contains(&format!("PORT={moved}\n")),
+        "the new port reaches the component: {env}"
+    );
+    drop(squatter);
+}
+
+#[test]
+fn fifty_concurrent_deploys_get_distinct_reachable_ports_and_undeploy_frees_them() {
+    let agent = Agent::start();
+    let names: Vec<String> = (0..50).map(|_| unique("many")).collect();
+    let defs: Vec<_> = names
+        .iter()
+        .map(|n| agent.definition(n, &routed_service(n, &[None])))
+        .collect();
+    let deploys: Vec<_> = defs
+        .iter()
+        .map(|def| {
+            Command::new(mcp_bin())
+                .args(["deploy", def.to_str().unwrap()])
+                .env("MCP_CONFIG", agent.config())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in deploys {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let status = agent.status_json();
+    let mut ports = Vec::new();
+    for service in status["services"].as_array().unwrap() {
+        ports.extend(route_ports(&service["components"][0]).into_values());
+    }
+    assert_eq!(ports.len(), 50);
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        50,
+        "every route got its own port: {ports:?}"
+    );
+    for &port in &ports {
+        assert!(http_get(port, "/").is_some(), "port {port} answers");
+    }
+
+    let undeploys: Vec<_> = names
+        .iter()
+        .map(|n| {
+            Command::new(mcp_bin())
+                .args(["undeploy", n])
+                .env("MCP_CONFIG", agent.config())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in undeploys {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let registry = registry::Registry::open(&agent.registry_path()).unwrap();
+    assert!(
+        registry.held_host_ports(None).unwrap().is_empty(),
+        "the registry holds no port"
+    );
+    for &port in &ports {
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is free again"
+        );
+    }
+}
+
+/// Two adjacent free ports, for a tiny range.
+fn two_free_ports() -> (u16, u16) {
+    for _ in 0..100 {
+        let a = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if a < 65_535 && TcpListener::bind(("127.0.0.1", a + 1)).is_ok() {
+            return (a, a + 1);
+        }
+    }
+    panic!("no two adjacent free ports");
+}
+
+#[test]
+fn a_port_held_by_a_foreign_process_is_skipped() {
+    let (held, free) = two_free_ports();
+    let _foreign = TcpListener::bind(("127.0.0.1", held)).unwrap();
+    let range = format!("{held}-{free}");
+    let agent = Agent::start_with(&["--port-range", &range]);
+    let name = unique("skip");
+    let def = agent.definition(&name, &routed_service(&name, &[None]));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    assert_eq!(route_ports(&agent.component(&name, "api"))[""], free);
+    assert!(http_get(free, "/").is_some());
+}
+
+#[test]
+fn an_exhausted_range_fails_the_deploy_and_leaves_nothing() {
+    let (held, _) = two_free_ports();
+    let _foreign = TcpListener::bind(("127.0.0.1", held)).unwrap();
+    let range = format!("{held}-{held}");
+    let agent = Agent::start_with(&["--port-range", &range]);
+    let name = unique("exhaust");
+    let def = agent.definition(&name, &routed_service(&name, &[Some("a")]));
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("no free host port left in {range}")),
+        "{}",
+        run.stderr
+    );
+    assert!(containers_of(&name).is_empty());
+    let registry = registry::Registry::open(&agent.registry_path()).unwrap();
+    assert!(registry.service(&name).unwrap().is_none());
+}
