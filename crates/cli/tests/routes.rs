@@ -99,26 +99,11 @@ fn fifty_concurrent_deploys_get_distinct_reachable_ports_and_undeploy_frees_them
         .iter()
         .map(|n| agent.definition(n, &routed_service(n, &[None])))
         .collect();
-    let deploys: Vec<_> = defs
-        .iter()
-        .map(|def| {
-            Command::new(mcp_bin())
-                .args(["deploy", def.to_str().unwrap()])
-                .env("MCP_CONFIG", agent.config())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in deploys {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_concurrently(
+        &agent,
+        defs.iter()
+            .map(|def| vec!["deploy".to_string(), def.display().to_string()]),
+    );
     let status = agent.status_json();
     let mut ports = Vec::new();
     for service in status["services"].as_array().unwrap() {
@@ -137,26 +122,12 @@ fn fifty_concurrent_deploys_get_distinct_reachable_ports_and_undeploy_frees_them
         assert!(http_get(port, "/").is_some(), "port {port} answers");
     }
 
-    let undeploys: Vec<_> = names
-        .iter()
-        .map(|n| {
-            Command::new(mcp_bin())
-                .args(["undeploy", n])
-                .env("MCP_CONFIG", agent.config())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in undeploys {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_concurrently(
+        &agent,
+        names
+            .iter()
+            .map(|n| vec!["undeploy".to_string(), n.clone()]),
+    );
     let registry = registry::Registry::open(&agent.registry_path()).unwrap();
     assert!(
         registry.held_host_ports(None).unwrap().is_empty(),
@@ -166,6 +137,29 @@ fn fifty_concurrent_deploys_get_distinct_reachable_ports_and_undeploy_frees_them
         assert!(
             TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "port {port} is free again"
+        );
+    }
+}
+
+/// Starts one `mcp` per argument list at once, then expects every one to succeed.
+fn run_concurrently(agent: &Agent, commands: impl Iterator<Item = Vec<String>>) {
+    let children: Vec<_> = commands
+        .map(|args| {
+            Command::new(mcp_bin())
+                .args(args)
+                .env("MCP_CONFIG", agent.config())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }
