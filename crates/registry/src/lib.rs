@@ -6,8 +6,10 @@
 
 mod error;
 mod events;
+mod health;
 mod migrations;
 mod open;
+mod pending;
 mod records;
 mod routes;
 mod services;
@@ -15,6 +17,8 @@ mod state;
 mod time;
 
 pub use error::RegistryError;
+pub use health::Health;
+pub use pending::PendingOperation;
 pub use records::{ComponentRecord, EventRecord, ServiceRecord};
 pub use routes::{HostPorts, RouteKey, RouteRecord};
 pub use state::{DesiredState, ParseDesiredStateError};

@@ -134,6 +134,18 @@ pub(crate) fn assign(
 }
 
 impl Registry {
+    /// Records host ports given to some of the service's routes outside a deploy (the
+    /// monitor re-creating a component whose old port was taken).
+    pub fn assign_host_ports(
+        &mut self,
+        service: &str,
+        host_ports: &HostPorts,
+    ) -> Result<(), RegistryError> {
+        let tx = self.conn.transaction().for_service(service)?;
+        assign(&tx, service, host_ports)?;
+        tx.commit().for_service(service)
+    }
+
     /// Every host port recorded for a route of any service except `except`.
     pub fn held_host_ports(&self, except: Option<&str>) -> Result<BTreeSet<u16>, RegistryError> {
         let mut stmt = self.conn.prepare_cached(

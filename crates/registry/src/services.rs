@@ -6,7 +6,7 @@ use servicedef::Service;
 use crate::error::ServiceContext;
 use crate::{
     ComponentRecord, DesiredState, HostPorts, Registry, RegistryError, ServiceRecord, events,
-    routes, time,
+    health, routes, time,
 };
 
 impl Registry {
@@ -80,6 +80,8 @@ impl Registry {
             }
         }
         routes::replace(&tx, spec, host_ports)?;
+        // A new spec starts with a clean restart history.
+        health::clear(&tx, name)?;
         events::insert(&tx, name, "deploy", actor, Some(&spec_json), None)?;
         let routes = routes::load(&tx, name)?;
         tx.commit().for_service(name)?;
@@ -155,6 +157,8 @@ impl Registry {
         if let Some(ports) = host_ports {
             routes::assign(&tx, name, ports)?;
         }
+        // An operator's stop/start/restart resets the back-off: it is a fresh intent.
+        health::clear(&tx, name)?;
         events::insert(&tx, name, action, actor, None, None)?;
         tx.commit().for_service(name)
     }

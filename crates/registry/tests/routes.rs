@@ -114,3 +114,53 @@ fn undeploy_frees_every_port() {
     reg.delete_service("a", "t").unwrap();
     assert!(reg.held_host_ports(None).unwrap().is_empty());
 }
+
+#[test]
+fn monitor_bookkeeping_round_trips_and_resets_on_deploy() {
+    let mut reg = Registry::open_in_memory().unwrap();
+    reg.record_deploy(
+        &routed("a"),
+        &ports(&[("rest", 20001), ("admin", 20002)]),
+        "t",
+    )
+    .unwrap();
+    let health = registry::Health {
+        restart_count: 3,
+        last_exit_code: Some(7),
+        backoff_ms: 4000,
+        backoff_until: Some(1_000),
+        drift: Some("exited".into()),
+        ..Default::default()
+    };
+    reg.set_health("a", "web", &health, Some(("restart", "restart #3")))
+        .unwrap();
+    assert_eq!(reg.health("a", "web").unwrap(), health);
+    assert_eq!(reg.all_health().unwrap().len(), 1);
+    assert_eq!(reg.events(Some("a"), 1).unwrap()[0].actor, "monitor");
+    // Gone services are not tracked.
+    reg.set_health("ghost", "web", &health, None).unwrap();
+    assert_eq!(reg.all_health().unwrap().len(), 1);
+    reg.record_deploy(
+        &routed("a"),
+        &ports(&[("rest", 20001), ("admin", 20002)]),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(reg.health("a", "web").unwrap(), registry::Health::default());
+}
+
+#[test]
+fn pending_operations_are_journaled_until_ended() {
+    let mut reg = Registry::open_in_memory().unwrap();
+    let spec = routed("a");
+    reg.begin_operation("a", "deploy", "alice", Some(&spec))
+        .unwrap();
+    let pending = reg.pending_operations().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].action, "deploy");
+    assert_eq!(pending[0].spec.as_ref(), Some(&spec));
+    reg.begin_operation("a", "stop", "alice", None).unwrap();
+    assert_eq!(reg.pending_operation("a").unwrap().unwrap().action, "stop");
+    reg.end_operation("a").unwrap();
+    assert!(reg.pending_operations().unwrap().is_empty());
+}

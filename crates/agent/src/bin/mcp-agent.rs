@@ -115,6 +115,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.port_allocator(),
         config.stop_timeout(),
     ));
+    for line in deployer
+        .recover()
+        .await
+        .context("recovering interrupted operations")?
+    {
+        tracing::warn!("recovered: {line}");
+    }
     let tls = agent::server::tls_config(&config.tls)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

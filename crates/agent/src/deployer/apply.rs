@@ -1,0 +1,129 @@
+//! Carrying out a plan on the runtime, checking what it started, and undoing a failed one.
+
+use runtime::{InstanceState, LogLine};
+use servicedef::{Component, Service};
+use tokio_stream::StreamExt;
+
+use super::{Deployer, ServiceRecord, plan};
+use crate::{AgentError, failpoint};
+
+/// Lines of a crashed component's output shown in the error.
+const CRASH_LOG_LINES: u32 = 20;
+
+impl Deployer {
+    pub(super) async fn pull_images(&self, plan: &plan::Plan<'_>) -> Result<(), AgentError> {
+        for component in &plan.create {
+            self.runtime_for(component)?
+                .pull(&component.image)
+                .await
+                .map_err(AgentError::runtime(format!("component {}", component.name)))?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn apply(
+        &self,
+        spec: &Service,
+        plan: &plan::Plan<'_>,
+        host_ports: &registry::HostPorts,
+    ) -> Result<(), AgentError> {
+        for instance in plan.remove.iter().chain(plan.replace_old.iter()) {
+            self.podman
+                .stop(instance, self.stop_timeout)
+                .await
+                .map_err(AgentError::runtime(format!("stopping {instance}")))?;
+            self.podman
+                .remove(instance)
+                .await
+                .map_err(AgentError::runtime(format!("removing {instance}")))?;
+        }
+        for instance in &plan.stop {
+            self.podman
+                .stop(instance, self.stop_timeout)
+                .await
+                .map_err(AgentError::runtime(format!("stopping {instance}")))?;
+        }
+        for instance in &plan.start {
+            self.podman
+                .start(instance)
+                .await
+                .map_err(AgentError::runtime(format!("starting {instance}")))?;
+        }
+        for component in &plan.create {
+            let container =
+                plan::container_spec(spec, component, host_ports, self.ports.bind_address());
+            self.runtime_for(component)?
+                .run(&container)
+                .await
+                .map_err(AgentError::runtime(format!("component {}", component.name)))?;
+            failpoint::hit("apply:created-one");
+        }
+        self.check_started(spec, &plan.create).await
+    }
+
+    /// A component that already exited right after `run` failed to start; say why.
+    async fn check_started(
+        &self,
+        spec: &Service,
+        created: &[&Component],
+    ) -> Result<(), AgentError> {
+        if created.is_empty() {
+            return Ok(());
+        }
+        let instances = self.service_instances(spec.name.as_str()).await?;
+        for component in created {
+            if component.restart == servicedef::RestartPolicy::No {
+                continue;
+            }
+            let name = spec.container_name(&component.name);
+            let Some(info) = instances.iter().find(|i| i.name == name) else {
+                continue;
+            };
+            if info.state == InstanceState::Exited {
+                return Err(AgentError::Crashed {
+                    component: component.name.to_string(),
+                    exit_code: info.exit_code.unwrap_or(-1),
+                    logs: self.last_lines(&name, CRASH_LOG_LINES).await,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn last_lines(&self, instance: &str, n: u32) -> Vec<String> {
+        let Ok(mut stream) = self.podman.logs(instance, Some(n), false).await else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        while let Some(Ok(LogLine { line, .. })) = stream.next().await {
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// Undo a failed deploy: remove what it created, then bring back the previous spec.
+    pub(super) async fn roll_back(
+        &self,
+        spec: &Service,
+        plan: &plan::Plan<'_>,
+        previous: Option<&ServiceRecord>,
+    ) {
+        for component in &plan.create {
+            let _ = self
+                .podman
+                .remove(&spec.container_name(&component.name))
+                .await;
+        }
+        let Some(previous) = previous else { return };
+        let Ok(instances) = self.service_instances(spec.name.as_str()).await else {
+            return;
+        };
+        let restore = plan::plan(&previous.spec, &instances);
+        if let Err(err) = self
+            .apply(&previous.spec, &restore, &previous.host_ports())
+            .await
+        {
+            tracing::warn!(service = %spec.name, error = %err, "could not restore the previous spec");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! After a crash: finish or undo what the journal says was interrupted. Runs once at start,
+//! before the agent serves or the monitor looks.
+//!
+//! Stop, start, restart and undeploy are idempotent, so they are finished. An interrupted
+//! deploy is undone: the client saw it fail, and the registry still holds the previous spec,
+//! so instances it does not describe are removed and the previous ones brought back.
+
+use registry::DesiredState;
+
+use super::Deployer;
+use crate::AgentError;
+
+const ACTOR: &str = "agent-recovery";
+
+impl Deployer {
+    /// Returns one line per recovered operation, for the agent's log.
+    pub async fn recover(&self) -> Result<Vec<String>, AgentError> {
+        let mut report = Vec::new();
+        for op in self.registry(|r| r.pending_operations())? {
+            let _guard = self.lock_service(&op.service).await;
+            let result = match op.action.as_str() {
+                "deploy" => self.undo_deploy(&op.service).await,
+                "stop" => self.stop_locked(&op.service, ACTOR).await,
+                "start" | "restart" => self.start_locked(&op.service, &op.action, ACTOR).await,
+                "undeploy" => self.undeploy_locked(&op.service, ACTOR).await,
+                _ => Ok(()),
+            };
+            let verb = if op.action == "deploy" {
+                "undone"
+            } else {
+                "finished"
+            };
+            let line = match &result {
+                Ok(()) => format!("{} by {} interrupted, {verb}", op.action, op.actor),
+                Err(e) => format!(
+                    "{} by {} interrupted, could not be {verb}: {e}",
+                    op.action, op.actor
+                ),
+            };
+            let _ = self.registry(|r| r.record_event(&op.service, "recovered", ACTOR, Some(&line)));
+            self.end_operation(&op.service);
+            report.push(format!("{}: {line}", op.service));
+        }
+        Ok(report)
+    }
+
+    async fn undo_deploy(&self, service: &str) -> Result<(), AgentError> {
+        let record = self.registry(|r| r.service(service))?;
+        for instance in self.service_instances(service).await? {
+            let described = record.as_ref().is_some_and(|rec| {
+                rec.spec.components.iter().any(|c| {
+                    rec.spec.container_name(&c.name) == instance.name
+                        && instance.spec_hash() == Some(c.spec_hash().as_str())
+                })
+            });
+            if !described {
+                self.podman
+                    .remove(&instance.name)
+                    .await
+                    .map_err(AgentError::runtime(format!("removing {}", instance.name)))?;
+            }
+        }
+        match record {
+            Some(rec) if rec.desired == DesiredState::Running => {
+                self.start_locked(service, "deploy-rolled-back", ACTOR)
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+}
