@@ -5,8 +5,8 @@
  *   GET /     "hello from <component>: <GREETING>"
  *   GET /env  the process environment, one VAR=value per line
  * logs one line per request on stdout, and exits promptly on SIGTERM so that a
- * graceful stop is fast. `hello --exit N` exits at once with status N (a crashing
- * component, for tests of restart policies). */
+ * graceful stop is fast. For tests of restart policies: `hello --exit N` exits at once
+ * with status N; `hello --exit-after-ms MS N` serves for MS milliseconds, then exits N. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
@@ -88,13 +88,19 @@ static void answer(int client, int port) {
 }
 
 int main(int argc, char **argv) {
-    int ports[MAX_PORTS], nports = 0, fds[MAX_PORTS];
+    int ports[MAX_PORTS], nports = 0, fds[MAX_PORTS], exit_code = 0;
+    long exit_after_ms = -1;
     struct pollfd pfds[MAX_PORTS];
     struct sigaction sa;
 
     if (argc == 3 && strcmp(argv[1], "--exit") == 0) {
         printf("hello: exiting with status %s as asked\n", argv[2]);
         return atoi(argv[2]);
+    }
+    if (argc == 4 && strcmp(argv[1], "--exit-after-ms") == 0) {
+        exit_after_ms = atol(argv[2]);
+        exit_code = atoi(argv[3]);
+        argc = 1;
     }
     for (int i = 1; i < argc && nports < MAX_PORTS; i++)
         if (atoi(argv[i]) > 0) ports[nports++] = atoi(argv[i]);
@@ -121,8 +127,19 @@ int main(int argc, char **argv) {
         printf("hello: listening on port %d\n", ports[i]);
     }
     fflush(stdout);
+    long waited_ms = 0;
     while (!stopping) {
-        if (poll(pfds, (nfds_t)nports, 1000) <= 0) continue;
+        if (exit_after_ms >= 0 && waited_ms >= exit_after_ms) {
+            printf("hello: exiting with status %d after %ld ms as asked\n", exit_code, waited_ms);
+            fflush(stdout);
+            return exit_code;
+        }
+        int slice = exit_after_ms >= 0 ? 50 : 1000;
+        int ready = poll(pfds, (nfds_t)nports, slice);
+        if (ready <= 0) {
+            waited_ms += slice;
+            continue;
+        }
         for (int i = 0; i < nports; i++) {
             if (!(pfds[i].revents & POLLIN)) continue;
             int client = accept(fds[i], NULL, NULL);

@@ -140,8 +140,16 @@ impl Agent for AgentApi {
         let req = request.into_inner();
         let only = (!req.service.is_empty()).then_some(req.service.as_str());
         let views = self.deployer.status(only).await.map_err(status)?;
+        let strays = self
+            .deployer
+            .strays()
+            .into_iter()
+            .filter(|s| only.is_none_or(|name| s.service == name))
+            .map(convert::stray_to_wire)
+            .collect();
         Ok(Response::new(pb::StatusResponse {
             services: views.into_iter().map(convert::view_to_wire).collect(),
+            strays,
         }))
     }
 
@@ -168,6 +176,23 @@ impl Agent for AgentApi {
             Err(e) => Err(Status::aborted(format!("logs of {component}: {e}"))),
         });
         Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn events(
+        &self,
+        request: Request<pb::EventsRequest>,
+    ) -> Result<Response<pb::EventsResponse>, Status> {
+        let req = request.into_inner();
+        let only = (!req.service.is_empty()).then_some(req.service.as_str());
+        let limit = if req.limit == 0 {
+            50
+        } else {
+            req.limit.min(10_000)
+        };
+        let events = self.deployer.events(only, limit).map_err(status)?;
+        Ok(Response::new(pb::EventsResponse {
+            events: events.into_iter().map(convert::event_to_wire).collect(),
+        }))
     }
 
     async fn node_status(

@@ -19,6 +19,8 @@ pub struct AgentConfig {
     pub podman: PodmanSection,
     #[serde(default)]
     pub ports: PortsSection,
+    #[serde(default)]
+    pub monitor: MonitorSection,
     /// Seconds a component gets to exit after SIGTERM before it is killed.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_secs: u64,
@@ -44,6 +46,62 @@ pub struct PodmanSection {
     pub run_args: Vec<String>,
     #[serde(default)]
     pub containers_conf: Option<PathBuf>,
+}
+
+/// How often the monitor looks and how it backs off restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSection {
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    #[serde(default = "default_backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// A component up this long has its restart count reset.
+    #[serde(default = "default_backoff_reset_ms")]
+    pub backoff_reset_ms: u64,
+}
+
+impl Default for MonitorSection {
+    fn default() -> Self {
+        Self {
+            interval_ms: default_interval_ms(),
+            backoff_base_ms: default_backoff_base_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            backoff_reset_ms: default_backoff_reset_ms(),
+        }
+    }
+}
+
+impl MonitorSection {
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms.max(10))
+    }
+
+    pub fn policy(&self) -> crate::monitor::BackoffPolicy {
+        crate::monitor::BackoffPolicy {
+            base: Duration::from_millis(self.backoff_base_ms),
+            max: Duration::from_millis(self.backoff_max_ms.max(self.backoff_base_ms)),
+            reset_after: Duration::from_millis(self.backoff_reset_ms),
+        }
+    }
+}
+
+fn default_interval_ms() -> u64 {
+    5_000
+}
+
+fn default_backoff_base_ms() -> u64 {
+    10_000
+}
+
+fn default_backoff_max_ms() -> u64 {
+    300_000
+}
+
+fn default_backoff_reset_ms() -> u64 {
+    600_000
 }
 
 /// Where routes' host ports come from.

@@ -2,7 +2,7 @@
 
 use mcp_proto::v1 as pb;
 
-use crate::deployer::{ComponentView, ServiceView};
+use crate::deployer::{ComponentView, ServiceView, StrayView};
 
 pub fn view_to_wire(v: ServiceView) -> pb::ServiceStatus {
     pb::ServiceStatus {
@@ -52,5 +52,34 @@ fn component_view_to_wire(c: ComponentView) -> pb::ComponentStatus {
                 env: r.env,
             })
             .collect(),
+        restart_policy: c.restart_policy,
+        restart_count: c.restart_count,
+        last_exit_code: c.last_exit_code,
+        last_exit_at: c.last_exit_at.unwrap_or(0),
+        drift: c.drift.unwrap_or_default(),
+        drift_detail: c.drift_detail.unwrap_or_default(),
+        backoff_until_ms: c.backoff_until.unwrap_or(0),
+    }
+}
+
+pub fn stray_to_wire(s: StrayView) -> pb::StrayInstance {
+    pb::StrayInstance {
+        instance: s.instance,
+        service: s.service,
+        component: s.component,
+        state: s.state,
+        image: s.image,
+        id: s.id,
+    }
+}
+
+pub fn event_to_wire(e: registry::EventRecord) -> pb::Event {
+    pb::Event {
+        id: e.id,
+        service: e.service,
+        action: e.action,
+        actor: e.actor,
+        at: e.at,
+        detail: e.detail.unwrap_or_default(),
     }
 }

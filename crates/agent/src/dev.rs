@@ -7,7 +7,7 @@ use pki::{CertPair, Role};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{AgentConfig, PodmanSection, PortsSection, ServerTls};
+use crate::config::{AgentConfig, MonitorSection, PodmanSection, PortsSection, ServerTls};
 
 pub const DEV_NODE: &str = "local";
 
@@ -36,6 +36,7 @@ pub fn prepare(
     listen: SocketAddr,
     podman_args: Vec<String>,
     ports: PortsSection,
+    monitor: MonitorSection,
 ) -> Result<AgentConfig, DevError> {
     create_private_dir(dir)?;
     // Paths written into mcp.toml must not depend on the agent's working directory.
@@ -81,6 +82,7 @@ pub fn prepare(
             ..PodmanSection::default()
         },
         ports,
+        monitor,
         stop_timeout_secs: 10,
     })
 }

@@ -8,6 +8,7 @@ pub mod deployer;
 pub mod dev;
 mod error;
 pub mod failpoint;
+pub mod monitor;
 pub mod ports;
 pub mod server;
 

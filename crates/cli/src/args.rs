@@ -34,6 +34,8 @@ pub enum Command {
     Restart(ServiceArgs),
     /// Remove a service's components and forget it.
     Undeploy(ServiceArgs),
+    /// The history: deploys, operations, drift, restarts, strays (newest first).
+    Events(EventsArgs),
     /// Node commands.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -89,6 +91,21 @@ pub struct LogsArgs {
     /// The node running the service (default: found from the definition or by asking).
     #[arg(long)]
     pub node: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this service.
+    pub service: Option<String>,
+    /// How many events (per node).
+    #[arg(short = 'n', long = "limit", default_value_t = 50)]
+    pub limit: u32,
+    /// Only this node.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Machine-readable output with stable field names.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -43,6 +43,39 @@ pub struct ComponentJson {
     pub ports: Vec<PortJson>,
     pub routes: Vec<RouteJson>,
     pub id: String,
+    pub restart_policy: String,
+    /// Restarts by the agent's monitor since the last deploy or start.
+    pub restart_count: u32,
+    pub last_exit_code: Option<i32>,
+    pub last_exit_at: Option<i64>,
+    /// Null when observed matches desired; else "missing", "exited", ...
+    pub drift: Option<String>,
+    pub drift_detail: Option<String>,
+    /// Unix milliseconds before which the monitor will not restart it.
+    pub backoff_until_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StrayJson {
+    pub node: String,
+    pub instance: String,
+    pub service: String,
+    pub component: String,
+    pub state: String,
+    pub image: String,
+    pub id: String,
+}
+
+pub fn stray_json(node: &str, s: &pb::StrayInstance) -> StrayJson {
+    StrayJson {
+        node: node.to_string(),
+        instance: s.instance.clone(),
+        service: s.service.clone(),
+        component: s.component.clone(),
+        state: s.state.clone(),
+        image: s.image.clone(),
+        id: s.id.clone(),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +135,13 @@ pub fn component_json(c: &pb::ComponentStatus, now: i64) -> ComponentJson {
             })
             .collect(),
         id: c.id.clone(),
+        restart_policy: c.restart_policy.clone(),
+        restart_count: c.restart_count,
+        last_exit_code: c.last_exit_code,
+        last_exit_at: (c.last_exit_at > 0).then_some(c.last_exit_at),
+        drift: (!c.drift.is_empty()).then(|| c.drift.clone()),
+        drift_detail: (!c.drift_detail.is_empty()).then(|| c.drift_detail.clone()),
+        backoff_until_ms: (c.backoff_until_ms > 0).then_some(c.backoff_until_ms),
     }
 }
 
@@ -177,7 +217,22 @@ fn routes_text(routes: &[RouteJson]) -> String {
 }
 
 fn state_text(c: &ComponentJson) -> String {
+    let base = plain_state_text(c);
+    match &c.drift {
+        // "exited" and "missing" already say it; other drift is worth spelling out.
+        Some(kind) if !base.starts_with(kind.as_str()) && kind != "exited" => {
+            format!("{base} [drift: {kind}]")
+        }
+        _ => base,
+    }
+}
+
+fn plain_state_text(c: &ComponentJson) -> String {
     match (c.state.as_str(), c.exit_code) {
+        ("backoff", _) => match c.last_exit_code {
+            Some(code) => format!("backoff (exit {code})"),
+            None => "backoff".to_string(),
+        },
         ("exited", Some(code)) => format!("exited ({code})"),
         (state, _)
             if state != c.desired_state && !(state == "exited" && c.desired_state == "stopped") =>
@@ -206,6 +261,7 @@ pub fn status_table(services: &[ServiceJson]) -> String {
         "RUNTIME",
         "STATE",
         "UPTIME",
+        "RESTARTS",
         "IMAGE",
         "ROUTES",
         "PORTS",
@@ -226,6 +282,7 @@ pub fn status_table(services: &[ServiceJson]) -> String {
                 c.uptime_secs
                     .map(human_duration)
                     .unwrap_or_else(|| "-".into()),
+                c.restart_count.to_string(),
                 c.image.clone(),
                 routes_text(&c.routes),
                 legacy_ports_text(c),

@@ -84,15 +84,15 @@ impl Registry {
         Ok(rows)
     }
 
-    /// Stores the component's bookkeeping, and appends `event` (action, detail) to the
-    /// history in the same transaction when given. A service that is gone is not an error:
+    /// Stores the component's bookkeeping, and appends `events` (action, detail) to the
+    /// history in the same transaction. A service that is gone is not an error:
     /// the monitor may race an undeploy, and then there is nothing left to track.
     pub fn set_health(
         &mut self,
         service: &str,
         component: &str,
         health: &Health,
-        event: Option<(&str, &str)>,
+        events: &[(&str, &str)],
     ) -> Result<(), RegistryError> {
         let tx = self.conn.transaction().for_service(service)?;
         let known: bool = tx
@@ -131,7 +131,7 @@ impl Registry {
             ],
         )
         .for_service(service)?;
-        if let Some((action, detail)) = event {
+        for (action, detail) in events {
             crate::events::insert(&tx, service, action, "monitor", None, Some(detail))?;
         }
         tx.commit().for_service(service)

@@ -132,13 +132,13 @@ fn monitor_bookkeeping_round_trips_and_resets_on_deploy() {
         drift: Some("exited".into()),
         ..Default::default()
     };
-    reg.set_health("a", "web", &health, Some(("restart", "restart #3")))
+    reg.set_health("a", "web", &health, &[("restart", "restart #3")])
         .unwrap();
     assert_eq!(reg.health("a", "web").unwrap(), health);
     assert_eq!(reg.all_health().unwrap().len(), 1);
     assert_eq!(reg.events(Some("a"), 1).unwrap()[0].actor, "monitor");
     // Gone services are not tracked.
-    reg.set_health("ghost", "web", &health, None).unwrap();
+    reg.set_health("ghost", "web", &health, &[]).unwrap();
     assert_eq!(reg.all_health().unwrap().len(), 1);
     reg.record_deploy(
         &routed("a"),

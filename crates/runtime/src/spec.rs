@@ -85,6 +85,8 @@ pub struct ContainerInfo {
     /// Unix seconds, from the runtime's own record; `None` when never started.
     pub started_at: Option<i64>,
     pub exit_code: Option<i32>,
+    /// Unix seconds of the last exit, when it has exited.
+    pub exited_at: Option<i64>,
     pub ports: Vec<PortBinding>,
     pub runtime: RuntimeKind,
     pub labels: BTreeMap<String, String>,

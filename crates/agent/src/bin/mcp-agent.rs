@@ -35,6 +35,15 @@ struct Args {
     /// Host ports for routes, for --dev: START-END.
     #[arg(long, value_parser = parse_range, default_value = "10000-60000")]
     port_range: (u16, u16),
+    /// Monitor interval for --dev, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    monitor_interval_ms: u64,
+    /// First restart back-off for --dev, in milliseconds (doubles per restart).
+    #[arg(long, default_value_t = 10_000)]
+    backoff_base_ms: u64,
+    /// Back-off cap for --dev, in milliseconds.
+    #[arg(long, default_value_t = 300_000)]
+    backoff_max_ms: u64,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -93,6 +102,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     range_end: args.port_range.1,
                     ..Default::default()
                 },
+                agent::config::MonitorSection {
+                    interval_ms: args.monitor_interval_ms,
+                    backoff_base_ms: args.backoff_base_ms,
+                    backoff_max_ms: args.backoff_max_ms,
+                    ..Default::default()
+                },
             )
             .context("preparing the --dev directory")?,
             Some(dir.clone()),
@@ -133,7 +148,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // Tests and scripts wait for this exact line.
     println!("mcp-agent listening on {bound} as node {}", config.node);
-    agent::server::serve(deployer, listener, tls, shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let monitor = tokio::spawn(agent::monitor::run(
+        Arc::clone(&deployer),
+        config.monitor.interval(),
+        config.monitor.policy(),
+        stop_rx,
+    ));
+    let shutdown = async move {
+        shutdown_signal().await;
+        // The monitor finishes the pass it is in, then stops.
+        let _ = stop_tx.send(true);
+    };
+    agent::server::serve(deployer, listener, tls, shutdown).await?;
+    let _ = monitor.await;
     tracing::info!("stopped; workloads keep running");
     Ok(())
 }

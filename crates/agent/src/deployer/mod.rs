@@ -6,13 +6,15 @@
 //! state (or nothing, for a new service).
 
 mod apply;
+mod heal;
 mod ops;
 mod plan;
 mod recover;
 mod routes;
 mod status;
 
-pub use status::{ComponentView, RouteView, ServiceView};
+pub use heal::PassReport;
+pub use status::{ComponentView, RouteView, ServiceView, StrayView};
 
 use registry::{Registry, ServiceRecord};
 use runtime::{ContainerInfo, LogLine, LogStream, Runtime};
@@ -42,6 +44,10 @@ pub struct Deployer {
     ports: PortAllocator,
     stop_timeout: Duration,
     service_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Labelled instances the registry does not know, as of the last monitor pass.
+    strays: Mutex<Vec<ContainerInfo>>,
+    /// Instances that looked stray in the last pass (confirmed if the next agrees).
+    stray_candidates: Mutex<Vec<ContainerInfo>>,
 }
 
 impl Deployer {
@@ -59,6 +65,8 @@ impl Deployer {
             ports,
             stop_timeout,
             service_locks: Mutex::new(HashMap::new()),
+            strays: Mutex::new(Vec::new()),
+            stray_candidates: Mutex::new(Vec::new()),
         }
     }
 
@@ -89,15 +97,75 @@ impl Deployer {
         Ok(f(&mut guard)?)
     }
 
+    fn service_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .service_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(name.to_string()).or_default().clone()
+    }
+
     async fn lock_service(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self
-                .service_locks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            locks.entry(name.to_string()).or_default().clone()
-        };
-        lock.lock_owned().await
+        self.service_lock(name).lock_owned().await
+    }
+
+    /// The service's lock if no operation holds it (the monitor never waits for one).
+    fn try_lock_service(&self, name: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.service_lock(name).try_lock_owned().ok()
+    }
+
+    /// Remembers (and returns the names of) labelled instances no registry record describes.
+    /// An instance counts as a stray only when two passes in a row saw it so, because a deploy
+    /// in flight creates instances before the registry records them; a new stray is recorded
+    /// as an event once.
+    fn note_strays(&self, records: &[ServiceRecord], listing: &[ContainerInfo]) -> Vec<String> {
+        let known: std::collections::HashSet<String> = records
+            .iter()
+            .flat_map(|r| {
+                r.spec
+                    .components
+                    .iter()
+                    .map(|c| r.spec.container_name(&c.name))
+            })
+            .collect();
+        let candidates: Vec<ContainerInfo> = listing
+            .iter()
+            .filter(|i| !known.contains(&i.name))
+            .filter(|i| {
+                i.service()
+                    .is_none_or(|s| self.try_lock_service(s).is_some())
+            })
+            .cloned()
+            .collect();
+        let mut seen = self
+            .stray_candidates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let confirmed: Vec<ContainerInfo> = candidates
+            .iter()
+            .filter(|c| seen.iter().any(|p| p.id == c.id))
+            .cloned()
+            .collect();
+        *seen = candidates;
+        drop(seen);
+        let mut strays = self
+            .strays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for stray in &confirmed {
+            if !strays.iter().any(|p| p.id == stray.id) {
+                let detail = format!(
+                    "{} ({}) carries our labels but no deployed service describes it; left alone",
+                    stray.name, stray.image
+                );
+                let service = stray.service().unwrap_or("?").to_string();
+                let _ =
+                    self.registry(|r| r.record_event(&service, "stray", "monitor", Some(&detail)));
+            }
+        }
+        let names = confirmed.iter().map(|s| s.name.clone()).collect();
+        *strays = confirmed;
+        names
     }
 
     fn record(&self, name: &str) -> Result<ServiceRecord, AgentError> {
@@ -126,10 +194,30 @@ impl Deployer {
             None => self.registry(|r| r.services())?,
         };
         let listing = self.listing().await?;
+        let health = self.registry(|r| r.all_health())?;
         Ok(records
             .iter()
-            .map(|record| status::service_view(record, &listing))
+            .map(|record| status::service_view(record, &listing, &health))
             .collect())
+    }
+
+    /// The history, newest first.
+    pub fn events(
+        &self,
+        service: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<registry::EventRecord>, AgentError> {
+        self.registry(|r| r.events(service, limit))
+    }
+
+    /// Stray instances as of the last monitor pass.
+    pub fn strays(&self) -> Vec<StrayView> {
+        self.strays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(StrayView::from)
+            .collect()
     }
 
     async fn view_of(&self, name: &str) -> Result<ServiceView, AgentError> {

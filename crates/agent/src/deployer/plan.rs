@@ -138,6 +138,7 @@ mod tests {
             state,
             started_at: None,
             exit_code: None,
+            exited_at: None,
             ports: vec![],
             runtime: RuntimeKind::Container,
             labels: container_spec(spec, c, &HostPorts::new(), IpAddr::from([127, 0, 0, 1])).labels,

@@ -1,6 +1,6 @@
 //! Status views: the registry's desired state merged with the runtime's listing.
 
-use registry::ServiceRecord;
+use registry::{Health, ServiceRecord};
 use runtime::{ContainerInfo, PortBinding};
 
 #[derive(Debug, Clone)]
@@ -17,6 +17,39 @@ pub struct ComponentView {
     pub ports: Vec<PortBinding>,
     pub id: String,
     pub routes: Vec<RouteView>,
+    pub restart_policy: String,
+    pub restart_count: u32,
+    pub last_exit_code: Option<i32>,
+    pub last_exit_at: Option<i64>,
+    /// Kind of drift seen by the last monitor pass, if any.
+    pub drift: Option<String>,
+    pub drift_detail: Option<String>,
+    /// Unix milliseconds before which the monitor will not restart it.
+    pub backoff_until: Option<i64>,
+}
+
+/// A labelled instance no deployed service describes.
+#[derive(Debug, Clone)]
+pub struct StrayView {
+    pub instance: String,
+    pub service: String,
+    pub component: String,
+    pub state: String,
+    pub image: String,
+    pub id: String,
+}
+
+impl From<&ContainerInfo> for StrayView {
+    fn from(info: &ContainerInfo) -> Self {
+        Self {
+            instance: info.name.clone(),
+            service: info.service().unwrap_or_default().to_string(),
+            component: info.component().unwrap_or_default().to_string(),
+            state: info.state.as_str().to_string(),
+            image: info.image.clone(),
+            id: info.id.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -39,7 +72,11 @@ pub struct ServiceView {
     pub components: Vec<ComponentView>,
 }
 
-pub(crate) fn service_view(record: &ServiceRecord, listing: &[ContainerInfo]) -> ServiceView {
+pub(crate) fn service_view(
+    record: &ServiceRecord,
+    listing: &[ContainerInfo],
+    health: &[(String, String, Health)],
+) -> ServiceView {
     let spec = &record.spec;
     let components = record
         .components
@@ -48,13 +85,31 @@ pub(crate) fn service_view(record: &ServiceRecord, listing: &[ContainerInfo]) ->
         .map(|(rec, component)| {
             let instance = spec.container_name(&component.name);
             let observed = listing.iter().find(|i| i.name == instance);
+            let default = Health::default();
+            let h = health
+                .iter()
+                .find(|(s, c, _)| s == spec.name.as_str() && c == &rec.name)
+                .map_or(&default, |(_, _, h)| h);
+            let state =
+                observed.map_or_else(|| "missing".to_string(), |i| i.state.as_str().to_string());
+            let state = if super::heal::in_backoff(h, &state) {
+                "backoff".to_string()
+            } else {
+                state
+            };
             ComponentView {
+                restart_policy: component.restart.to_string(),
+                restart_count: h.restart_count,
+                last_exit_code: h.last_exit_code,
+                last_exit_at: h.last_exit_at,
+                drift: h.drift.clone(),
+                drift_detail: h.drift_detail.clone(),
+                backoff_until: h.backoff_until,
                 name: rec.name.clone(),
                 image: observed.map_or_else(|| rec.image.clone(), |i| i.image.clone()),
                 runtime: component.runtime.to_string(),
                 desired_state: rec.desired.to_string(),
-                state: observed
-                    .map_or_else(|| "missing".to_string(), |i| i.state.as_str().to_string()),
+                state,
                 started_at: observed.and_then(|i| i.started_at),
                 exit_code: observed.and_then(|i| i.exit_code),
                 ports: observed.map(|i| i.ports.clone()).unwrap_or_default(),

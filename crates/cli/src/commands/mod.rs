@@ -1,6 +1,7 @@
 //! One module per subcommand; each takes its parsed arguments and returns an exit code.
 
 pub mod deploy;
+pub mod events;
 pub mod lifecycle;
 pub mod logs;
 pub mod node;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Start(args) => lifecycle::run(&load()?, lifecycle::Verb::Start, args).await,
         Command::Restart(args) => lifecycle::run(&load()?, lifecycle::Verb::Restart, args).await,
         Command::Undeploy(args) => lifecycle::run(&load()?, lifecycle::Verb::Undeploy, args).await,
+        Command::Events(args) => events::run(&load()?, args).await,
         Command::Node(NodeCommand::Status { node, json }) => {
             node::status(&load()?, node.as_deref(), json).await
         }

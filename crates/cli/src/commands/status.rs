@@ -4,13 +4,23 @@ use serde::Serialize;
 
 use crate::args::{PsArgs, StatusArgs};
 use crate::context::{Context, fan_out_status};
-use crate::output::{self, NodeErrorJson, ServiceJson};
+use crate::output::{self, NodeErrorJson, ServiceJson, StrayJson};
 use crate::{CliError, ExitCode};
 
 #[derive(Serialize)]
 struct StatusJson {
     services: Vec<ServiceJson>,
+    /// Instances carrying our labels that no deployed service describes.
+    strays: Vec<StrayJson>,
     /// Nodes that could not answer.
+    errors: Vec<NodeErrorJson>,
+}
+
+/// Every node's answer, gathered.
+struct Collected {
+    services: Vec<ServiceJson>,
+    strays: Vec<StrayJson>,
+    failures: Vec<CliError>,
     errors: Vec<NodeErrorJson>,
 }
 
@@ -20,17 +30,25 @@ async fn collect(
     ctx: &Context,
     node: Option<&str>,
     service: Option<&str>,
-) -> Result<(Vec<ServiceJson>, Vec<CliError>, Vec<NodeErrorJson>), CliError> {
+) -> Result<Collected, CliError> {
     if let Some(name) = node {
         ctx.node(name)?;
     }
     let now = output::now_unix();
     let mut services = Vec::new();
+    let mut strays = Vec::new();
     let mut failures = Vec::new();
     let mut errors = Vec::new();
     for (entry, result) in fan_out_status(ctx, node, service.unwrap_or_default()).await {
         match result {
-            Ok(resp) => services.extend(resp.services.iter().map(|s| output::service_json(s, now))),
+            Ok(resp) => {
+                services.extend(resp.services.iter().map(|s| output::service_json(s, now)));
+                strays.extend(
+                    resp.strays
+                        .iter()
+                        .map(|s| output::stray_json(&entry.name, s)),
+                );
+            }
             Err(e) if service.is_some() && e.not_found => {}
             Err(e) => {
                 errors.push(NodeErrorJson {
@@ -42,7 +60,12 @@ async fn collect(
         }
     }
     services.sort_by(|a, b| (&a.name, &a.node).cmp(&(&b.name, &b.node)));
-    Ok((services, failures, errors))
+    Ok(Collected {
+        services,
+        strays,
+        failures,
+        errors,
+    })
 }
 
 fn finish(
@@ -65,22 +88,43 @@ fn finish(
 }
 
 pub async fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode, CliError> {
-    let (services, failures, errors) =
-        collect(ctx, args.node.as_deref(), args.service.as_deref()).await?;
+    let Collected {
+        services,
+        strays,
+        failures,
+        errors,
+    } = collect(ctx, args.node.as_deref(), args.service.as_deref()).await?;
     let found = !services.is_empty();
     if args.json {
-        output::print_json(&StatusJson { services, errors })?;
-    } else if found {
-        print!("{}", output::status_table(&services));
-        println!();
-    } else if args.service.is_none() && failures.is_empty() {
-        println!("no services deployed");
+        output::print_json(&StatusJson {
+            services,
+            strays,
+            errors,
+        })?;
+    } else {
+        if found {
+            print!("{}", output::status_table(&services));
+            println!();
+        } else if args.service.is_none() && failures.is_empty() {
+            println!("no services deployed");
+        }
+        for stray in &strays {
+            println!(
+                "stray on node {}: {} ({}, {}) carries mcp labels for service {} but no deployed service describes it",
+                stray.node, stray.instance, stray.image, stray.state, stray.service
+            );
+        }
     }
     finish(found, args.service.as_deref(), failures)
 }
 
 pub async fn ps(ctx: &Context, args: PsArgs) -> Result<ExitCode, CliError> {
-    let (services, failures, errors) = collect(ctx, args.node.as_deref(), None).await?;
+    let Collected {
+        services,
+        failures,
+        errors,
+        ..
+    } = collect(ctx, args.node.as_deref(), None).await?;
     if args.json {
         #[derive(Serialize)]
         struct Instance<'a> {

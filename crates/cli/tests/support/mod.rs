@@ -145,6 +145,8 @@ pub fn unique(prefix: &str) -> String {
 pub struct Agent {
     pub dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Extra environment for the next `spawn` (e.g. MCP_AGENT_FAILPOINT).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     pub address: String,
     services: std::sync::Mutex<Vec<String>>,
@@ -162,6 +164,7 @@ impl Agent {
         let mut agent = Self {
             dir,
             extra_args: extra_args.iter().map(ToString::to_string).collect(),
+            env: Vec::new(),
             child: None,
             address: String::new(),
             services: std::sync::Mutex::new(Vec::new()),
@@ -190,6 +193,7 @@ impl Agent {
         let mut child = cmd
             .env("CONTAINERS_CONF", containers_conf())
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -244,6 +248,30 @@ impl Agent {
         nix::sys::signal::kill(pid, signal).unwrap();
         child.wait().unwrap()
     }
+
+    /// Like `kill_with`, but fine when the agent is not running.
+    pub fn kill_with_if_running(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+    ) -> Option<std::process::ExitStatus> {
+        self.child.is_some().then(|| self.kill_with(signal))
+    }
+
+    /// Waits for an agent that killed itself (a failpoint) to be gone.
+    pub fn wait_dead(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("agent was started");
+        child.wait().unwrap()
+    }
+
+    /// A fast monitor for tests: looks every 200 ms, backs off from 300 ms up to 3 s.
+    pub const FAST_MONITOR: [&'static str; 6] = [
+        "--monitor-interval-ms",
+        "200",
+        "--backoff-base-ms",
+        "300",
+        "--backoff-max-ms",
+        "3000",
+    ];
 
     /// Runs the CLI against this agent.
     pub fn mcp(&self, args: &[&str]) -> Run {

@@ -23,6 +23,8 @@ struct PsEntry {
     #[serde(default)]
     exited: bool,
     #[serde(default)]
+    exited_at: i64,
+    #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     ports: Option<Vec<PsPort>>,
@@ -73,6 +75,8 @@ fn into_info(entry: PsEntry) -> ContainerInfo {
         // podman reports 0 (or a pre-epoch value) for "never started".
         started_at: (entry.started_at > 0).then_some(entry.started_at),
         exit_code: (entry.exited || state == InstanceState::Exited).then_some(entry.exit_code),
+        // podman reports year 1 (a large negative number) for "never exited".
+        exited_at: (entry.exited_at > 0).then_some(entry.exited_at),
         state,
         ports,
         runtime: RuntimeKind::Container,
@@ -113,9 +117,10 @@ mod tests {
     #[test]
     fn exited_container_keeps_its_exit_code() {
         let json = r#"[{"Id":"a","Names":["n"],"State":"exited","Exited":true,"ExitCode":3,
-          "StartedAt":0,"Labels":null,"Ports":null}]"#;
+          "ExitedAt":1795741500,"StartedAt":0,"Labels":null,"Ports":null}]"#;
         let info = &parse_ps(json).unwrap()[0];
         assert_eq!(info.exit_code, Some(3));
+        assert_eq!(info.exited_at, Some(1_795_741_500));
         assert_eq!(info.started_at, None);
     }
 }

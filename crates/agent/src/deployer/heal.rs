@@ -1,0 +1,363 @@
+//! One monitor pass: one merged listing compared with the registry; drift is recorded,
+//! crashed components are restarted under back-off, missing ones re-created, ones that run
+//! against a "stopped" intent stopped, and strays reported (never removed unasked).
+
+use registry::{DesiredState, Health, ServiceRecord};
+use runtime::{ContainerInfo, InstanceState};
+use servicedef::{Component, RestartPolicy};
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Deployer, plan};
+use crate::AgentError;
+use crate::monitor::BackoffPolicy;
+
+/// What one pass saw and did, for the agent's log.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub restarted: Vec<String>,
+    pub drifting: Vec<String>,
+    pub strays: Vec<String>,
+}
+
+impl PassReport {
+    pub fn is_quiet(&self) -> bool {
+        self.restarted.is_empty() && self.drifting.is_empty() && self.strays.is_empty()
+    }
+}
+
+impl std::fmt::Display for PassReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "restarted [{}], drifting [{}], strays [{}]",
+            self.restarted.join(", "),
+            self.drifting.join(", "),
+            self.strays.join(", ")
+        )
+    }
+}
+
+/// How one component compares with its desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Observation {
+    InLine,
+    Missing,
+    Exited {
+        code: i32,
+        at: Option<i64>,
+    },
+    UnexpectedRunning,
+    /// Running, but created from another spec of the component (replaced behind our back).
+    SpecMismatch,
+}
+
+impl Observation {
+    fn drift(&self) -> Option<(&'static str, String)> {
+        match self {
+            Self::InLine => None,
+            Self::Missing => Some(("missing", "no instance exists".to_string())),
+            Self::Exited { code, .. } => Some(("exited", format!("exited with code {code}"))),
+            Self::UnexpectedRunning => {
+                Some(("unexpected-running", "runs while desired stopped".into()))
+            }
+            Self::SpecMismatch => Some((
+                "spec-mismatch",
+                "instance was not created from the desired spec".into(),
+            )),
+        }
+    }
+}
+
+pub(crate) fn observe(
+    component: &Component,
+    desired: DesiredState,
+    instance: Option<&ContainerInfo>,
+) -> Observation {
+    let running = instance.is_some_and(|i| i.state == InstanceState::Running);
+    match (desired, instance) {
+        (DesiredState::Running, None) => Observation::Missing,
+        (DesiredState::Running, Some(info)) if !running && info.state != InstanceState::Paused => {
+            Observation::Exited {
+                code: info.exit_code.unwrap_or(-1),
+                at: info.exited_at,
+            }
+        }
+        (DesiredState::Running, Some(info))
+            if info.spec_hash() != Some(component.spec_hash().as_str()) =>
+        {
+            Observation::SpecMismatch
+        }
+        (DesiredState::Stopped, Some(_)) if running => Observation::UnexpectedRunning,
+        _ => Observation::InLine,
+    }
+}
+
+fn wants_restart(policy: RestartPolicy, observation: &Observation) -> bool {
+    match observation {
+        Observation::Missing => true,
+        Observation::Exited { code, .. } => match policy {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => *code != 0,
+            RestartPolicy::No => false,
+        },
+        _ => false,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Deployer {
+    /// One comparison of the node with the registry, acting on what differs.
+    pub async fn monitor_pass(&self, policy: &BackoffPolicy) -> Result<PassReport, AgentError> {
+        let mut report = PassReport::default();
+        let listing = self.listing().await?;
+        let records = self.registry(|r| r.services())?;
+        let busy: HashSet<String> = self
+            .registry(|r| r.pending_operations())?
+            .into_iter()
+            .map(|op| op.service)
+            .collect();
+        report.strays = self.note_strays(&records, &listing);
+        for record in &records {
+            let name = record.spec.name.as_str();
+            // An operator's operation owns the service while it runs; look next time.
+            if busy.contains(name) {
+                continue;
+            }
+            let Some(_guard) = self.try_lock_service(name) else {
+                continue;
+            };
+            for component in &record.spec.components {
+                let instance_name = record.spec.container_name(&component.name);
+                let instance = listing.iter().find(|i| i.name == instance_name);
+                let desired = record
+                    .components
+                    .iter()
+                    .find(|c| c.name == component.name.as_str())
+                    .map_or(record.desired, |c| c.desired);
+                let observation = observe(component, desired, instance);
+                let label = format!("{name}/{}", component.name);
+                if observation != Observation::InLine {
+                    report.drifting.push(label.clone());
+                }
+                if self
+                    .heal(record, component, instance, &observation, policy)
+                    .await?
+                {
+                    report.restarted.push(label);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Records what changed about one component and acts; true when it restarted it.
+    async fn heal(
+        &self,
+        record: &ServiceRecord,
+        component: &Component,
+        instance: Option<&ContainerInfo>,
+        observation: &Observation,
+        policy: &BackoffPolicy,
+    ) -> Result<bool, AgentError> {
+        let service = record.spec.name.as_str();
+        let name = component.name.as_str();
+        let before = self.registry(|r| r.health(service, name))?;
+        let mut health = before.clone();
+        let now = now_ms();
+        let mut events: Vec<(&str, String)> = Vec::new();
+
+        match observation.drift() {
+            Some((kind, detail)) => {
+                if health.drift.as_deref() != Some(kind) {
+                    health.drift_since = Some(now / 1000);
+                    events.push(("drift", format!("{name}: {kind}: {detail}")));
+                }
+                health.drift = Some(kind.to_string());
+                health.drift_detail = Some(detail);
+            }
+            None => {
+                if let Some(kind) = health.drift.take() {
+                    events.push(("drift-cleared", format!("{name}: {kind} resolved")));
+                }
+                health.drift_detail = None;
+                health.drift_since = None;
+            }
+        }
+        if let Observation::Exited { code, at } = observation {
+            health.last_exit_code = Some(*code);
+            health.last_exit_at = *at;
+        }
+        // A long enough clean run forgets the component's crash history.
+        let started = instance.and_then(|i| i.started_at);
+        if *observation == Observation::InLine
+            && health.restart_count > 0
+            && started.is_some_and(|s| now / 1000 - s >= secs(policy.reset_after))
+        {
+            health.restart_count = 0;
+            health.backoff_ms = 0;
+            health.backoff_until = None;
+        }
+
+        let mut restarted = false;
+        if wants_restart(component.restart, observation) {
+            if health.backoff_until.is_none_or(|until| now >= until) {
+                let outcome = self.revive(record, component, instance.is_some()).await;
+                health.restart_count += 1;
+                health.last_restart_at = Some(now / 1000);
+                let delay = policy.delay_after(health.restart_count);
+                health.backoff_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                health.backoff_until = Some(now.saturating_add(health.backoff_ms));
+                let what = match observation {
+                    Observation::Missing => "re-created".to_string(),
+                    Observation::Exited { code, .. } => format!("restarted after exit code {code}"),
+                    _ => "restarted".to_string(),
+                };
+                let detail = match &outcome {
+                    Ok(()) => format!(
+                        "{name}: {what} (restart #{}; next no sooner than {:.1}s)",
+                        health.restart_count,
+                        delay.as_secs_f64()
+                    ),
+                    Err(e) => format!("{name}: restart #{} failed: {e}", health.restart_count),
+                };
+                restarted = outcome.is_ok();
+                events.push(("restart", detail));
+            }
+        } else if *observation == Observation::UnexpectedRunning {
+            let instance_name = record.spec.container_name(&component.name);
+            self.podman
+                .stop(&instance_name, self.stop_timeout)
+                .await
+                .map_err(AgentError::runtime(format!("stopping {instance_name}")))?;
+            events.push((
+                "stop",
+                format!("{name}: stopped; it ran while desired stopped"),
+            ));
+        }
+
+        if health != before || !events.is_empty() {
+            let events: Vec<(&str, &str)> = events.iter().map(|(a, d)| (*a, d.as_str())).collect();
+            self.registry(|r| r.set_health(service, name, &health, &events))?;
+        }
+        Ok(restarted)
+    }
+
+    /// Starts the component's stopped instance, or re-creates a missing one with its ports.
+    async fn revive(
+        &self,
+        record: &ServiceRecord,
+        component: &Component,
+        exists: bool,
+    ) -> Result<(), AgentError> {
+        let instance = record.spec.container_name(&component.name);
+        if exists {
+            return self
+                .podman
+                .start(&instance)
+                .await
+                .map_err(AgentError::runtime(format!("starting {instance}")));
+        }
+        let mut plan = plan::Plan {
+            create: vec![component],
+            ..plan::Plan::default()
+        };
+        let (reservation, host_ports) =
+            self.reserve_ports(&record.spec, &mut plan, Some(record))?;
+        self.pull_images(&plan).await?;
+        self.apply(&record.spec, &plan, &host_ports).await?;
+        self.registry(|r| r.assign_host_ports(record.spec.name.as_str(), &reservation.ports))?;
+        Ok(())
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Health as the status view needs it.
+pub(crate) fn in_backoff(health: &Health, state: &str) -> bool {
+    state == "exited" && health.backoff_until.is_some_and(|until| until > now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use servicedef::RuntimeKind;
+    use std::collections::BTreeMap;
+
+    fn component() -> Component {
+        servicedef::parse_str(
+            "t.toml",
+            "name = \"s\"\nnode = \"n\"\n[[components]]\nname = \"web\"\nimage = \"i\"\n",
+        )
+        .unwrap()
+        .components
+        .remove(0)
+    }
+
+    fn instance(c: &Component, state: InstanceState, exit: Option<i32>) -> ContainerInfo {
+        ContainerInfo {
+            name: "s-web".into(),
+            id: "x".into(),
+            image: "i".into(),
+            state,
+            started_at: Some(1),
+            exit_code: exit,
+            exited_at: exit.map(|_| 5),
+            ports: vec![],
+            runtime: RuntimeKind::Container,
+            labels: BTreeMap::from([(runtime::LABEL_SPEC_HASH.to_string(), c.spec_hash())]),
+        }
+    }
+
+    #[test]
+    fn every_state_pair_is_classified() {
+        use DesiredState::{Running, Stopped};
+        let c = component();
+        let running = instance(&c, InstanceState::Running, None);
+        let exited = instance(&c, InstanceState::Exited, Some(137));
+        let mut foreign = running.clone();
+        foreign.labels.clear();
+        assert_eq!(observe(&c, Running, Some(&running)), Observation::InLine);
+        assert_eq!(observe(&c, Running, None), Observation::Missing);
+        assert_eq!(
+            observe(&c, Running, Some(&exited)),
+            Observation::Exited {
+                code: 137,
+                at: Some(5)
+            }
+        );
+        assert_eq!(
+            observe(&c, Running, Some(&foreign)),
+            Observation::SpecMismatch
+        );
+        assert_eq!(
+            observe(&c, Stopped, Some(&running)),
+            Observation::UnexpectedRunning
+        );
+        assert_eq!(observe(&c, Stopped, Some(&exited)), Observation::InLine);
+        assert_eq!(observe(&c, Stopped, None), Observation::InLine);
+    }
+
+    #[test]
+    fn restart_policy_decides_which_exits_restart() {
+        let crash = Observation::Exited { code: 1, at: None };
+        let clean = Observation::Exited { code: 0, at: None };
+        assert!(wants_restart(RestartPolicy::OnFailure, &crash));
+        assert!(!wants_restart(RestartPolicy::OnFailure, &clean));
+        assert!(wants_restart(RestartPolicy::Always, &clean));
+        assert!(!wants_restart(RestartPolicy::No, &crash));
+        assert!(wants_restart(RestartPolicy::No, &Observation::Missing));
+        assert!(!wants_restart(
+            RestartPolicy::Always,
+            &Observation::UnexpectedRunning
+        ));
+    }
+}
