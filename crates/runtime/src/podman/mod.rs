@@ -2,6 +2,7 @@
 
 mod args;
 mod command;
+mod image;
 mod listing;
 mod logs;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use crate::{ContainerInfo, ContainerSpec, LABEL_SERVICE, LogStream, Runtime, RuntimeError};
 use command::Podman;
+pub use image::ImageFacts;
 
 /// How to invoke podman on this node.
 #[derive(Debug, Clone)]
