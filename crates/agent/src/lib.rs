@@ -7,6 +7,7 @@ mod convert;
 pub mod deployer;
 pub mod dev;
 mod error;
+pub mod node;
 pub mod ports;
 pub mod server;
 

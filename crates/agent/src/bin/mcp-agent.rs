@@ -2,6 +2,7 @@
 
 use agent::config::AgentConfig;
 use agent::deployer::Deployer;
+use agent::node::{NodeConfig, NodeInspector};
 use anyhow::Context;
 use clap::Parser;
 use runtime::PodmanRuntime;
@@ -111,9 +112,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let deployer = Arc::new(Deployer::new(
         config.node.clone(),
         registry,
-        podman,
+        podman.clone(),
         config.port_allocator(),
         config.stop_timeout(),
+    ));
+    // Starts the accelerator probe now, in the background: status answers "probing" until
+    // it is done, and serving does not wait for it.
+    let node = Arc::new(NodeInspector::start(
+        NodeConfig::new(config.state_dir.clone()),
+        podman,
+        deployer.clone(),
     ));
     let tls = agent::server::tls_config(&config.tls)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -126,7 +134,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // Tests and scripts wait for this exact line.
     println!("mcp-agent listening on {bound} as node {}", config.node);
-    agent::server::serve(deployer, listener, tls, shutdown_signal()).await?;
+    agent::server::serve(deployer, node, listener, tls, shutdown_signal()).await?;
     tracing::info!("stopped; workloads keep running");
     Ok(())
 }
