@@ -1,8 +1,9 @@
 # Sourced by the other scripts: installs the Debian packages mcp's demo and tests use.
 # podman + runc run containers (runc because crun fails on hybrid cgroups in sandboxes);
-# gcc/libc6-dev build the static example server; curl reads its answer.
+# gcc/libc6-dev build the static example server; curl reads its answer;
+# qemu-system-x86 provides qemu-system-x86_64 for the accelerator probe (and VMs later).
 install_packages() {
-    local wanted=(podman runc gcc libc6-dev curl ca-certificates)
+    local wanted=(podman runc gcc libc6-dev curl ca-certificates qemu-system-x86)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -4,25 +4,22 @@ use mcp_proto::v1 as pb;
 use mcp_proto::v1::agent_server::Agent;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::AgentError;
 use crate::convert;
 use crate::deployer::Deployer;
+use crate::node::NodeInspector;
 
 pub struct AgentApi {
     deployer: Arc<Deployer>,
-    started: Instant,
+    node: Arc<NodeInspector>,
 }
 
 impl AgentApi {
-    pub fn new(deployer: Arc<Deployer>) -> Self {
-        Self {
-            deployer,
-            started: Instant::now(),
-        }
+    pub fn new(deployer: Arc<Deployer>, node: Arc<NodeInspector>) -> Self {
+        Self { deployer, node }
     }
 }
 
@@ -199,13 +196,8 @@ impl Agent for AgentApi {
         &self,
         _request: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatusResponse>, Status> {
-        Ok(Response::new(pb::NodeStatusResponse {
-            node: self.deployer.node().to_string(),
-            agent_version: env!("CARGO_PKG_VERSION").to_string(),
-            agent_uptime_secs: self.started.elapsed().as_secs(),
-            hostname: nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        }))
+        Ok(Response::new(convert::node_to_wire(
+            self.node.report().await,
+        )))
     }
 }

@@ -1,8 +1,9 @@
-//! Status views to the wire, by hand, so core types never see prost.
+//! Status views and node reports to the wire, by hand, so core types never see prost.
 
 use mcp_proto::v1 as pb;
 
 use crate::deployer::{ComponentView, ServiceView, StrayView};
+use crate::node::NodeReport;
 
 pub fn view_to_wire(v: ServiceView) -> pb::ServiceStatus {
     pb::ServiceStatus {
@@ -81,5 +82,37 @@ pub fn event_to_wire(e: registry::EventRecord) -> pb::Event {
         actor: e.actor,
         at: e.at,
         detail: e.detail.unwrap_or_default(),
+    }
+}
+
+pub fn node_to_wire(r: NodeReport) -> pb::NodeStatusResponse {
+    pb::NodeStatusResponse {
+        node: r.node,
+        agent_version: r.agent_version,
+        agent_uptime_secs: r.agent_uptime_secs,
+        hostname: r.hostname,
+        host_uptime_secs: r.host.uptime_secs,
+        cpu_count: r.host.cpu_count,
+        load_avg: r.host.load_avg.to_vec(),
+        memory_total_bytes: r.host.memory_total_bytes,
+        memory_available_bytes: r.host.memory_available_bytes,
+        state_dir: r.state_dir.display().to_string(),
+        disk_total_bytes: r.host.disk_total_bytes,
+        disk_free_bytes: r.host.disk_free_bytes,
+        runtimes: r
+            .runtimes
+            .into_iter()
+            .map(|t| pb::RuntimeVersion {
+                name: t.name,
+                version: t.version,
+                available: t.available,
+                detail: t.detail,
+            })
+            .collect(),
+        kvm_usable: r.accel.kvm_usable,
+        kvm_detail: r.accel.detail,
+        accelerator: r.accel.accelerator,
+        components_by_state: r.components_by_state.into_iter().collect(),
+        warnings: r.warnings,
     }
 }

@@ -9,6 +9,7 @@ pub mod dev;
 mod error;
 pub mod failpoint;
 pub mod monitor;
+pub mod node;
 pub mod ports;
 pub mod server;
 

@@ -14,6 +14,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::api::AgentApi;
 use crate::config::ServerTls;
 use crate::deployer::Deployer;
+use crate::node::NodeInspector;
 
 /// Open streams (`logs -f`) get this long to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -48,6 +49,7 @@ pub fn tls_config(tls: &ServerTls) -> Result<ServerTlsConfig, ServeError> {
 /// Serves on `listener` until `shutdown` completes, then lets open calls finish briefly.
 pub async fn serve(
     deployer: Arc<Deployer>,
+    node: Arc<NodeInspector>,
     listener: TcpListener,
     tls: ServerTlsConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -62,7 +64,7 @@ pub async fn serve(
     let server = Server::builder()
         .tls_config(tls)
         .map_err(|e| ServeError::Tls(e.to_string()))?
-        .add_service(AgentServer::new(AgentApi::new(deployer)))
+        .add_service(AgentServer::new(AgentApi::new(deployer, node)))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async {

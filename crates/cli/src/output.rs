@@ -171,6 +171,23 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
+/// `512 B`, `3.2 GiB`: binary units, one decimal.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    // Display only: a u64 to f64 rounding is far below the one decimal shown.
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 fn ports_text(ports: &[PortJson]) -> String {
     ports
         .iter()
@@ -341,6 +358,16 @@ mod tests {
         assert_eq!(human_duration(2 * 3600 + 5 * 60), "2h05m");
         assert_eq!(human_duration(3 * 86_400 + 4 * 3600), "3d04h");
         assert_eq!(human_duration(-3), "0s");
+    }
+
+    #[test]
+    fn sizes_read_naturally() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(3_435_973_837), "3.2 GiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024 * 1024), "5.0 TiB");
+        assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
     }
 
     #[test]

@@ -3,15 +3,19 @@
 //! The agent holds one `Arc<dyn Runtime>` per backend and picks one per component.
 
 mod error;
+pub mod kvm;
 pub mod podman;
 mod spec;
+pub mod tools;
 
 pub use error::RuntimeError;
+pub use kvm::{Accel, ProbeResult, probe_accelerator};
 pub use podman::{PodmanConfig, PodmanRuntime};
 pub use spec::{
     ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
     LogLine, LogStream, LogStreamKind, PortBinding,
 };
+pub use tools::ToolVersion;
 
 use async_trait::async_trait;
 use servicedef::RuntimeKind;

@@ -2,6 +2,7 @@
 
 use agent::config::AgentConfig;
 use agent::deployer::Deployer;
+use agent::node::{NodeConfig, NodeInspector};
 use anyhow::Context;
 use clap::Parser;
 use runtime::PodmanRuntime;
@@ -126,7 +127,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let deployer = Arc::new(Deployer::new(
         config.node.clone(),
         registry,
-        podman,
+        podman.clone(),
         config.port_allocator(),
         config.stop_timeout(),
     ));
@@ -137,6 +138,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     {
         tracing::warn!("recovered: {line}");
     }
+    // Starts the accelerator probe now, in the background: status answers "probing" until
+    // it is done, and serving does not wait for it.
+    let node = Arc::new(NodeInspector::start(
+        NodeConfig::new(config.state_dir.clone()),
+        podman,
+        deployer.clone(),
+    ));
     let tls = agent::server::tls_config(&config.tls)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -160,7 +168,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The monitor finishes the pass it is in, then stops.
         let _ = stop_tx.send(true);
     };
-    agent::server::serve(deployer, listener, tls, shutdown).await?;
+    agent::server::serve(deployer, node, listener, tls, shutdown).await?;
     let _ = monitor.await;
     tracing::info!("stopped; workloads keep running");
     Ok(())

@@ -1,25 +1,85 @@
-//! `mcp node status [--json]`: every node's agent facts, in parallel.
+//! `mcp node status [--json]`: every node's agent and host facts, in parallel.
 
 use mcp_proto::v1 as pb;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 use crate::context::Context;
 use crate::output::{self, NodeErrorJson};
 use crate::{CliError, ExitCode};
 
-#[derive(Serialize)]
+/// One node's status. Field names are a public interface: add, never rename.
+#[derive(Debug, Serialize)]
 struct NodeJson {
     node: String,
     address: String,
     agent_version: String,
     agent_uptime_secs: u64,
     hostname: String,
+    host_uptime_secs: u64,
+    cpu_count: u32,
+    /// 1, 5 and 15 minute load averages.
+    load_avg: Vec<f64>,
+    memory_total_bytes: u64,
+    memory_available_bytes: u64,
+    /// The disk figures are of the filesystem holding this directory.
+    state_dir: String,
+    disk_total_bytes: u64,
+    disk_free_bytes: u64,
+    runtimes: Vec<RuntimeJson>,
+    kvm_usable: bool,
+    kvm_detail: String,
+    /// "kvm", "tcg", "none" (no QEMU) or "probing".
+    accelerator: String,
+    components_by_state: BTreeMap<String, u32>,
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RuntimeJson {
+    name: String,
+    version: String,
+    available: bool,
+    detail: String,
 }
 
 #[derive(Serialize)]
 struct NodesJson {
     nodes: Vec<NodeJson>,
     errors: Vec<NodeErrorJson>,
+}
+
+fn node_json(r: pb::NodeStatusResponse, address: String) -> NodeJson {
+    NodeJson {
+        node: r.node,
+        address,
+        agent_version: r.agent_version,
+        agent_uptime_secs: r.agent_uptime_secs,
+        hostname: r.hostname,
+        host_uptime_secs: r.host_uptime_secs,
+        cpu_count: r.cpu_count,
+        load_avg: r.load_avg,
+        memory_total_bytes: r.memory_total_bytes,
+        memory_available_bytes: r.memory_available_bytes,
+        state_dir: r.state_dir,
+        disk_total_bytes: r.disk_total_bytes,
+        disk_free_bytes: r.disk_free_bytes,
+        runtimes: r
+            .runtimes
+            .into_iter()
+            .map(|t| RuntimeJson {
+                name: t.name,
+                version: t.version,
+                available: t.available,
+                detail: t.detail,
+            })
+            .collect(),
+        kvm_usable: r.kvm_usable,
+        kvm_detail: r.kvm_detail,
+        accelerator: r.accelerator,
+        components_by_state: r.components_by_state.into_iter().collect(),
+        warnings: r.warnings,
+    }
 }
 
 pub async fn status(ctx: &Context, only: Option<&str>, json: bool) -> Result<ExitCode, CliError> {
@@ -47,13 +107,7 @@ pub async fn status(ctx: &Context, only: Option<&str>, json: bool) -> Result<Exi
             continue;
         };
         match result {
-            Ok(r) => nodes.push(NodeJson {
-                node: r.node,
-                address: entry.address,
-                agent_version: r.agent_version,
-                agent_uptime_secs: r.agent_uptime_secs,
-                hostname: r.hostname,
-            }),
+            Ok(r) => nodes.push(node_json(r, entry.address)),
             Err(e) => {
                 eprintln!("mcp: {e}");
                 if code == ExitCode::Ok {
@@ -69,17 +123,198 @@ pub async fn status(ctx: &Context, only: Option<&str>, json: bool) -> Result<Exi
     if json {
         output::print_json(&NodesJson { nodes, errors })?;
     } else {
-        for n in &nodes {
-            println!("node:     {}", n.node);
-            println!("address:  {}", n.address);
-            println!("hostname: {}", n.hostname);
-            println!(
-                "agent:    {} (up {})",
-                n.agent_version,
-                output::human_duration(i64::try_from(n.agent_uptime_secs).unwrap_or(i64::MAX))
-            );
-            println!();
-        }
+        let blocks: Vec<String> = nodes.iter().map(human).collect();
+        print!("{}", blocks.join("\n"));
     }
     Ok(code)
+}
+
+fn secs(s: u64) -> String {
+    output::human_duration(i64::try_from(s).unwrap_or(i64::MAX))
+}
+
+/// An aligned key/value block for one node.
+fn human(n: &NodeJson) -> String {
+    let mut rows: Vec<(String, String)> = vec![
+        ("node".into(), n.node.clone()),
+        ("address".into(), n.address.clone()),
+        ("hostname".into(), n.hostname.clone()),
+        (
+            "agent".into(),
+            format!("{} (up {})", n.agent_version, secs(n.agent_uptime_secs)),
+        ),
+        ("host uptime".into(), secs(n.host_uptime_secs)),
+        ("cpus".into(), n.cpu_count.to_string()),
+        (
+            "load".into(),
+            n.load_avg
+                .iter()
+                .map(|l| format!("{l:.2}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        (
+            "memory".into(),
+            format!(
+                "{} available of {}",
+                output::human_bytes(n.memory_available_bytes),
+                output::human_bytes(n.memory_total_bytes)
+            ),
+        ),
+        (
+            "disk".into(),
+            format!(
+                "{} free of {} ({})",
+                output::human_bytes(n.disk_free_bytes),
+                output::human_bytes(n.disk_total_bytes),
+                n.state_dir
+            ),
+        ),
+    ];
+    for t in &n.runtimes {
+        let value = if t.available {
+            t.version.clone()
+        } else {
+            format!("unavailable ({})", t.detail)
+        };
+        rows.push((t.name.clone(), value));
+    }
+    let kvm = if n.kvm_usable { "usable" } else { "not usable" };
+    let kvm = if n.kvm_detail == "probing" {
+        "probing".to_string()
+    } else {
+        format!("{kvm} ({})", n.kvm_detail)
+    };
+    rows.push(("kvm".into(), kvm));
+    rows.push(("accelerator".into(), n.accelerator.clone()));
+    rows.push((
+        "components".into(),
+        n.components_by_state
+            .iter()
+            .map(|(state, count)| format!("{state} {count}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    ));
+    for w in &n.warnings {
+        rows.push(("warning".into(), w.clone()));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    rows.iter()
+        .map(|(key, value)| format!("{:<width$} {value}\n", format!("{key}:")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NodeJson {
+        node_json(
+            pb::NodeStatusResponse {
+                node: "local".into(),
+                agent_version: "0.1.0".into(),
+                agent_uptime_secs: 75,
+                hostname: "box".into(),
+                host_uptime_secs: 7_200,
+                cpu_count: 2,
+                load_avg: vec![0.12, 0.3, 0.25],
+                memory_total_bytes: 24 * 1024 * 1024 * 1024,
+                memory_available_bytes: 3_435_973_837,
+                state_dir: "/var/lib/mcp".into(),
+                disk_total_bytes: 50 * 1024 * 1024 * 1024,
+                disk_free_bytes: 12 * 1024 * 1024 * 1024,
+                runtimes: vec![
+                    pb::RuntimeVersion {
+                        name: "podman".into(),
+                        version: "4.3.1".into(),
+                        available: true,
+                        detail: String::new(),
+                    },
+                    pb::RuntimeVersion {
+                        name: "ops".into(),
+                        version: String::new(),
+                        available: false,
+                        detail: "ops not found in PATH".into(),
+                    },
+                ],
+                kvm_usable: false,
+                kvm_detail: "qemu: failed to set MSR 0x10a to 0x69".into(),
+                accelerator: "tcg".into(),
+                components_by_state: [("running".to_string(), 3), ("exited".to_string(), 1)]
+                    .into_iter()
+                    .collect(),
+                warnings: Vec::new(),
+            },
+            "https://127.0.0.1:7443".into(),
+        )
+    }
+
+    #[test]
+    fn human_block_is_aligned_and_readable() {
+        let text = human(&sample());
+        let lines: Vec<&str> = text.lines().collect();
+        // Every value starts in the same column.
+        let column = lines[0].find("local").unwrap();
+        for line in &lines {
+            let value_at = line[line.find(':').unwrap() + 1..]
+                .find(|c: char| c != ' ')
+                .unwrap()
+                + line.find(':').unwrap()
+                + 1;
+            assert_eq!(value_at, column, "{line:?} in\n{text}");
+        }
+        assert!(text.contains("load:        0.12 0.30 0.25\n"), "{text}");
+        assert!(
+            text.contains("memory:      3.2 GiB available of 24.0 GiB\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("disk:        12.0 GiB free of 50.0 GiB (/var/lib/mcp)\n"),
+            "{text}"
+        );
+        assert!(text.contains("podman:      4.3.1\n"), "{text}");
+        assert!(
+            text.contains("ops:         unavailable (ops not found in PATH)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kvm:         not usable (qemu: failed to set MSR 0x10a to 0x69)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("components:  exited 1, running 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("agent:       0.1.0 (up 1m15s)\n"), "{text}");
+    }
+
+    #[test]
+    fn json_field_names_are_stable() {
+        let value = serde_json::to_value(sample()).unwrap_or_default();
+        for field in [
+            "node",
+            "address",
+            "agent_version",
+            "agent_uptime_secs",
+            "hostname",
+            "host_uptime_secs",
+            "cpu_count",
+            "load_avg",
+            "memory_total_bytes",
+            "memory_available_bytes",
+            "state_dir",
+            "disk_total_bytes",
+            "disk_free_bytes",
+            "runtimes",
+            "kvm_usable",
+            "kvm_detail",
+            "accelerator",
+            "components_by_state",
+            "warnings",
+        ] {
+            assert!(value.get(field).is_some(), "{field} missing from {value}");
+        }
+        assert_eq!(value["components_by_state"]["running"], 3);
+        assert_eq!(value["runtimes"][1]["available"], false);
+    }
 }
