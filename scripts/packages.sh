@@ -1,9 +1,13 @@
 # Sourced by the other scripts: installs the Debian packages mcp's demo and tests use.
 # podman + runc run containers (runc because crun fails on hybrid cgroups in sandboxes);
 # gcc/libc6-dev build the static example server; curl reads its answer;
-# qemu-system-x86 provides qemu-system-x86_64 for the accelerator probe (and VMs later).
+# qemu-system-x86 provides qemu-system-x86_64 for the accelerator probe (and VMs later);
+# the test-only ops stand-in (tests/fixtures/ops-standin, scripts/prepare-standin.sh) builds its
+# raw images from busybox-static, syslinux (+ syslinux-common), dosfstools (mkfs.vfat) and
+# mtools (mcopy), and its ops script is python3.
 install_packages() {
-    local wanted=(podman runc gcc libc6-dev curl ca-certificates qemu-system-x86)
+    local wanted=(podman runc gcc libc6-dev curl ca-certificates qemu-system-x86
+                  busybox-static syslinux syslinux-common dosfstools mtools python3)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

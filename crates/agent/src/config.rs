@@ -21,6 +21,8 @@ pub struct AgentConfig {
     pub ports: PortsSection,
     #[serde(default)]
     pub monitor: MonitorSection,
+    #[serde(default)]
+    pub qemu: QemuSection,
     /// Seconds a component gets to exit after SIGTERM before it is killed.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_secs: u64,
@@ -46,6 +48,145 @@ pub struct PodmanSection {
     pub run_args: Vec<String>,
     #[serde(default)]
     pub containers_conf: Option<PathBuf>,
+}
+
+/// Overrides for `mcp-agent --dev --settings FILE`: any of agent.toml's tunable sections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevSettings {
+    pub podman: Option<PodmanSection>,
+    pub ports: Option<PortsSection>,
+    pub monitor: Option<MonitorSection>,
+    pub qemu: Option<QemuSection>,
+    pub stop_timeout_secs: Option<u64>,
+}
+
+impl DevSettings {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string().lines().collect::<Vec<_>>().join(" "),
+        })
+    }
+
+    /// `config` with every section given here replacing its own.
+    pub fn apply(self, mut config: AgentConfig) -> AgentConfig {
+        if let Some(mut podman) = self.podman {
+            // Flags' store arguments come first; the file adds to them.
+            let mut args = config.podman.global_args.clone();
+            args.append(&mut podman.global_args);
+            podman.global_args = args;
+            config.podman = podman;
+        }
+        if let Some(ports) = self.ports {
+            config.ports = ports;
+        }
+        if let Some(monitor) = self.monitor {
+            config.monitor = monitor;
+        }
+        if let Some(qemu) = self.qemu {
+            config.qemu = qemu;
+        }
+        if let Some(secs) = self.stop_timeout_secs {
+            config.stop_timeout_secs = secs;
+        }
+        config
+    }
+}
+
+/// The unikernel runtime: enabled when qemu and ops are found (or forced off).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QemuSection {
+    /// `false` turns unikernels off even where qemu and ops exist.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_qemu")]
+    pub qemu: PathBuf,
+    #[serde(default = "default_ops")]
+    pub ops: PathBuf,
+    /// HOME for ops (its kernel and image cache live in `$HOME/.ops`); default: the agent's.
+    #[serde(default)]
+    pub ops_home: Option<PathBuf>,
+    /// "auto" (boot-probe KVM, else TCG), "kvm" or "tcg".
+    #[serde(default = "default_accelerator")]
+    pub accelerator: String,
+    /// How long a VM with ports gets to answer on the first one.
+    #[serde(default = "default_boot_timeout_ms")]
+    pub boot_timeout_ms: u64,
+    /// How long an ACPI power-down may take before QEMU is told to quit.
+    #[serde(default = "default_powerdown_timeout_ms")]
+    pub powerdown_timeout_ms: u64,
+}
+
+impl Default for QemuSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            qemu: default_qemu(),
+            ops: default_ops(),
+            ops_home: None,
+            accelerator: default_accelerator(),
+            boot_timeout_ms: default_boot_timeout_ms(),
+            powerdown_timeout_ms: default_powerdown_timeout_ms(),
+        }
+    }
+}
+
+impl QemuSection {
+    /// The accelerator the config imposes, if any.
+    pub fn forced_accel(&self) -> Result<Option<runtime::Accel>, String> {
+        match self.accelerator.as_str() {
+            "auto" => Ok(None),
+            "kvm" => Ok(Some(runtime::Accel::Kvm)),
+            "tcg" => Ok(Some(runtime::Accel::Tcg)),
+            other => Err(format!(
+                "qemu.accelerator {other:?}: expected auto, kvm or tcg"
+            )),
+        }
+    }
+
+    pub fn runtime_config(&self, state_dir: &Path, bind: IpAddr) -> runtime::QemuConfig {
+        runtime::QemuConfig {
+            qemu: self.qemu.clone(),
+            ops: self.ops.clone(),
+            ops_home: self.ops_home.clone().unwrap_or_else(|| {
+                std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+            }),
+            state_dir: state_dir.to_path_buf(),
+            default_bind: bind,
+            boot_timeout: Duration::from_millis(self.boot_timeout_ms),
+            powerdown_timeout: Duration::from_millis(self.powerdown_timeout_ms),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_qemu() -> PathBuf {
+    PathBuf::from("qemu-system-x86_64")
+}
+
+fn default_ops() -> PathBuf {
+    PathBuf::from("ops")
+}
+
+fn default_accelerator() -> String {
+    "auto".to_string()
+}
+
+fn default_boot_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_powerdown_timeout_ms() -> u64 {
+    10_000
 }
 
 /// How often the monitor looks and how it backs off restarts.
@@ -169,6 +310,7 @@ impl AgentConfig {
         let mut config: AgentConfig = toml::from_str(&text)
             .map_err(|e| invalid(e.to_string().lines().collect::<Vec<_>>().join(" ")))?;
         servicedef::validate_node_name(&config.node).map_err(|e| invalid(e.to_string()))?;
+        config.qemu.forced_accel().map_err(invalid)?;
         if config.ports.range_start == 0 || config.ports.range_start > config.ports.range_end {
             return Err(invalid(format!(
                 "ports: range {}-{} is empty or starts at 0",

@@ -60,6 +60,7 @@ fn component_view_to_wire(c: ComponentView) -> pb::ComponentStatus {
         drift: c.drift.unwrap_or_default(),
         drift_detail: c.drift_detail.unwrap_or_default(),
         backoff_until_ms: c.backoff_until.unwrap_or(0),
+        accelerator: c.accelerator.unwrap_or_default(),
     }
 }
 

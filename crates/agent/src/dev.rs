@@ -7,7 +7,9 @@ use pki::{CertPair, Role};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{AgentConfig, MonitorSection, PodmanSection, PortsSection, ServerTls};
+use crate::config::{
+    AgentConfig, DevSettings, MonitorSection, PodmanSection, PortsSection, QemuSection, ServerTls,
+};
 
 pub const DEV_NODE: &str = "local";
 
@@ -37,6 +39,7 @@ pub fn prepare(
     podman_args: Vec<String>,
     ports: PortsSection,
     monitor: MonitorSection,
+    settings: Option<DevSettings>,
 ) -> Result<AgentConfig, DevError> {
     create_private_dir(dir)?;
     // Paths written into mcp.toml must not depend on the agent's working directory.
@@ -68,7 +71,7 @@ pub fn prepare(
     )?;
     let (op_cert, op_key) = pki::identity_paths(&tls_dir, "operator");
     ensure_leaf(&ca, &op_cert, &op_key, "operator", &Role::Operator)?;
-    Ok(AgentConfig {
+    let config = AgentConfig {
         node: DEV_NODE.to_string(),
         listen,
         state_dir: dir.join("state"),
@@ -83,8 +86,10 @@ pub fn prepare(
         },
         ports,
         monitor,
+        qemu: QemuSection::default(),
         stop_timeout_secs: 10,
-    })
+    };
+    Ok(settings.unwrap_or_default().apply(config))
 }
 
 fn ensure_leaf(

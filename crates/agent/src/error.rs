@@ -16,8 +16,14 @@ pub enum AgentError {
     ServiceNotFound(String),
     #[error("service {service} has no component named {component}")]
     ComponentNotFound { service: String, component: String },
-    #[error("component {component} needs the {runtime} runtime, which this node does not have")]
-    RuntimeUnavailable { component: String, runtime: String },
+    #[error(
+        "component {component} needs the {runtime} runtime, which this node does not have: {reason}"
+    )]
+    RuntimeUnavailable {
+        component: String,
+        runtime: String,
+        reason: String,
+    },
     #[error("{context}: {source}")]
     Runtime {
         context: String,

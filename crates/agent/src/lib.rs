@@ -12,5 +12,6 @@ pub mod monitor;
 pub mod node;
 pub mod ports;
 pub mod server;
+pub mod startup;
 
 pub use error::AgentError;

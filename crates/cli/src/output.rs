@@ -53,6 +53,8 @@ pub struct ComponentJson {
     pub drift_detail: Option<String>,
     /// Unix milliseconds before which the monitor will not restart it.
     pub backoff_until_ms: Option<i64>,
+    /// VMs: "kvm" or "tcg"; null for containers.
+    pub accelerator: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +144,7 @@ pub fn component_json(c: &pb::ComponentStatus, now: i64) -> ComponentJson {
         drift: (!c.drift.is_empty()).then(|| c.drift.clone()),
         drift_detail: (!c.drift_detail.is_empty()).then(|| c.drift_detail.clone()),
         backoff_until_ms: (c.backoff_until_ms > 0).then_some(c.backoff_until_ms),
+        accelerator: (!c.accelerator.is_empty()).then(|| c.accelerator.clone()),
     }
 }
 
@@ -294,7 +297,10 @@ pub fn status_table(services: &[ServiceJson]) -> String {
                 service.to_string(),
                 node.to_string(),
                 c.name.clone(),
-                c.runtime.clone(),
+                match &c.accelerator {
+                    Some(accel) => format!("{} ({accel})", c.runtime),
+                    None => c.runtime.clone(),
+                },
                 state_text(c),
                 c.uptime_secs
                     .map(human_duration)

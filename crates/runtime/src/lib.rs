@@ -1,16 +1,18 @@
-//! Workload runtimes behind one small trait: podman containers now, QEMU VMs later.
+//! Workload runtimes behind one small trait: podman containers and QEMU (Nanos) VMs.
 //!
 //! The agent holds one `Arc<dyn Runtime>` per backend and picks one per component.
 
 mod error;
 pub mod kvm;
 pub mod podman;
+pub mod qemu;
 mod spec;
 pub mod tools;
 
 pub use error::RuntimeError;
 pub use kvm::{Accel, ProbeResult, probe_accelerator};
 pub use podman::{PodmanConfig, PodmanRuntime};
+pub use qemu::{QemuConfig, QemuRuntime};
 pub use spec::{
     ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
     LogLine, LogStream, LogStreamKind, PortBinding,

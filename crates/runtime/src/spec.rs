@@ -32,6 +32,8 @@ pub struct ContainerSpec {
     pub memory_mb: Option<u32>,
     pub vcpus: u32,
     pub labels: BTreeMap<String, String>,
+    /// Unikernels: the program's path inside the image (default: its entrypoint).
+    pub binary: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +92,8 @@ pub struct ContainerInfo {
     pub ports: Vec<PortBinding>,
     pub runtime: RuntimeKind,
     pub labels: BTreeMap<String, String>,
+    /// VMs: the accelerator QEMU runs them under ("kvm" or "tcg").
+    pub accelerator: Option<String>,
 }
 
 impl ContainerInfo {

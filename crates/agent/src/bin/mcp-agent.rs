@@ -1,17 +1,14 @@
 //! `mcp-agent`: parse arguments, build the deployer, serve until SIGTERM/SIGINT.
 
 use agent::config::AgentConfig;
-use agent::deployer::Deployer;
-use agent::node::{NodeConfig, NodeInspector};
 use anyhow::Context;
 use clap::Parser;
-use runtime::PodmanRuntime;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// The mcp node agent: runs services' components as podman containers on this node.
+/// The mcp node agent: runs services' components as podman containers or unikernel VMs.
 ///
 /// Exit codes: 0 after a clean shutdown, 1 on failure, 2 on bad arguments or config.
 #[derive(Parser)]
@@ -45,6 +42,10 @@ struct Args {
     /// Back-off cap for --dev, in milliseconds.
     #[arg(long, default_value_t = 300_000)]
     backoff_max_ms: u64,
+    /// For --dev: a TOML file with any of agent.toml's [podman], [ports], [monitor] and
+    /// [qemu] sections and stop_timeout_secs, overriding the defaults and flags above.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -109,42 +110,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     backoff_max_ms: args.backoff_max_ms,
                     ..Default::default()
                 },
+                args.settings
+                    .as_deref()
+                    .map(agent::config::DevSettings::load)
+                    .transpose()?,
             )
             .context("preparing the --dev directory")?,
             Some(dir.clone()),
         ),
         (None, None) => anyhow::bail!("give --config FILE or --dev --dir DIR"),
     };
-    let registry = registry::Registry::open(&config.registry_path())
-        .with_context(|| format!("opening the registry in {}", config.state_dir.display()))?;
-    let podman = Arc::new(PodmanRuntime::new(config.podman_config()));
-    match podman.version().await {
-        Ok(v) => tracing::info!(podman = %v, "podman found"),
-        Err(e) => {
-            tracing::warn!(error = %e, "podman is not usable; container operations will fail")
-        }
-    }
-    let deployer = Arc::new(Deployer::new(
-        config.node.clone(),
-        registry,
-        podman.clone(),
-        config.port_allocator(),
-        config.stop_timeout(),
-    ));
-    for line in deployer
-        .recover()
-        .await
-        .context("recovering interrupted operations")?
-    {
+    let started = agent::startup::start(&config).await?;
+    for line in &started.recovered {
         tracing::warn!("recovered: {line}");
     }
-    // Starts the accelerator probe now, in the background: status answers "probing" until
-    // it is done, and serving does not wait for it.
-    let node = Arc::new(NodeInspector::start(
-        NodeConfig::new(config.state_dir.clone()),
-        podman,
-        deployer.clone(),
-    ));
+    let (deployer, node) = (started.deployer, started.node);
     let tls = agent::server::tls_config(&config.tls)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

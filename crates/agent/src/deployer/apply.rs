@@ -28,26 +28,17 @@ impl Deployer {
         host_ports: &registry::HostPorts,
     ) -> Result<(), AgentError> {
         for instance in plan.remove.iter().chain(plan.replace_old.iter()) {
-            self.podman
-                .stop(instance, self.stop_timeout)
-                .await
-                .map_err(AgentError::runtime(format!("stopping {instance}")))?;
-            self.podman
-                .remove(instance)
-                .await
-                .map_err(AgentError::runtime(format!("removing {instance}")))?;
+            self.stop_instance(&instance.name, instance.kind).await?;
+            self.remove_instance(&instance.name, instance.kind).await?;
         }
         for instance in &plan.stop {
-            self.podman
-                .stop(instance, self.stop_timeout)
-                .await
-                .map_err(AgentError::runtime(format!("stopping {instance}")))?;
+            self.stop_instance(&instance.name, instance.kind).await?;
         }
         for instance in &plan.start {
-            self.podman
-                .start(instance)
+            self.backend(instance.kind)?
+                .start(&instance.name)
                 .await
-                .map_err(AgentError::runtime(format!("starting {instance}")))?;
+                .map_err(AgentError::runtime(format!("starting {}", instance.name)))?;
         }
         for component in &plan.create {
             let container =
@@ -83,15 +74,25 @@ impl Deployer {
                 return Err(AgentError::Crashed {
                     component: component.name.to_string(),
                     exit_code: info.exit_code.unwrap_or(-1),
-                    logs: self.last_lines(&name, CRASH_LOG_LINES).await,
+                    logs: self
+                        .last_lines(&name, component.runtime, CRASH_LOG_LINES)
+                        .await,
                 });
             }
         }
         Ok(())
     }
 
-    pub(crate) async fn last_lines(&self, instance: &str, n: u32) -> Vec<String> {
-        let Ok(mut stream) = self.podman.logs(instance, Some(n), false).await else {
+    pub(crate) async fn last_lines(
+        &self,
+        instance: &str,
+        kind: servicedef::RuntimeKind,
+        n: u32,
+    ) -> Vec<String> {
+        let Ok(backend) = self.backend(kind) else {
+            return Vec::new();
+        };
+        let Ok(mut stream) = backend.logs(instance, Some(n), false).await else {
             return Vec::new();
         };
         let mut lines = Vec::new();
@@ -110,8 +111,7 @@ impl Deployer {
     ) {
         for component in &plan.create {
             let _ = self
-                .podman
-                .remove(&spec.container_name(&component.name))
+                .remove_instance(&spec.container_name(&component.name), component.runtime)
                 .await;
         }
         let Some(previous) = previous else { return };

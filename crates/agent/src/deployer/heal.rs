@@ -231,10 +231,8 @@ impl Deployer {
             }
         } else if *observation == Observation::UnexpectedRunning {
             let instance_name = record.spec.container_name(&component.name);
-            self.podman
-                .stop(&instance_name, self.stop_timeout)
-                .await
-                .map_err(AgentError::runtime(format!("stopping {instance_name}")))?;
+            self.stop_instance(&instance_name, component.runtime)
+                .await?;
             events.push((
                 "stop",
                 format!("{name}: stopped; it ran while desired stopped"),
@@ -258,7 +256,7 @@ impl Deployer {
         let instance = record.spec.container_name(&component.name);
         if exists {
             return self
-                .podman
+                .runtime_for(component)?
                 .start(&instance)
                 .await
                 .map_err(AgentError::runtime(format!("starting {instance}")));
@@ -313,6 +311,7 @@ mod tests {
             exited_at: exit.map(|_| 5),
             ports: vec![],
             runtime: RuntimeKind::Container,
+            accelerator: None,
             labels: BTreeMap::from([(runtime::LABEL_SPEC_HASH.to_string(), c.spec_hash())]),
         }
     }

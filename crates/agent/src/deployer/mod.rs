@@ -41,6 +41,9 @@ pub struct Deployer {
     node: String,
     registry: Mutex<Registry>,
     podman: Arc<dyn Runtime>,
+    /// The unikernel backend, when this node has qemu and ops.
+    qemu: Option<Arc<dyn Runtime>>,
+    unikernel_unavailable: Option<String>,
     ports: PortAllocator,
     stop_timeout: Duration,
     service_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -62,6 +65,8 @@ impl Deployer {
             node,
             registry: Mutex::new(registry),
             podman,
+            qemu: None,
+            unikernel_unavailable: Some("the agent was built without a unikernel runtime".into()),
             ports,
             stop_timeout,
             service_locks: Mutex::new(HashMap::new()),
@@ -74,15 +79,45 @@ impl Deployer {
         &self.node
     }
 
-    /// The backend that runs `component`.
+    /// The backend that runs `component`; the one place a component meets its runtime.
     pub fn runtime_for(&self, component: &Component) -> Result<&Arc<dyn Runtime>, AgentError> {
-        match component.runtime {
-            RuntimeKind::Container => Ok(&self.podman),
-            RuntimeKind::Unikernel => Err(AgentError::RuntimeUnavailable {
+        self.backend(component.runtime)
+            .map_err(|_| AgentError::RuntimeUnavailable {
                 component: component.name.to_string(),
                 runtime: component.runtime.to_string(),
-            }),
+                reason: self.unikernel_unavailable.clone().unwrap_or_default(),
+            })
+    }
+
+    fn backend(&self, kind: RuntimeKind) -> Result<&Arc<dyn Runtime>, AgentError> {
+        match kind {
+            RuntimeKind::Container => Ok(&self.podman),
+            RuntimeKind::Unikernel => {
+                self.qemu
+                    .as_ref()
+                    .ok_or_else(|| AgentError::RuntimeUnavailable {
+                        component: String::new(),
+                        runtime: kind.to_string(),
+                        reason: self.unikernel_unavailable.clone().unwrap_or_default(),
+                    })
+            }
         }
+    }
+
+    /// Adds the unikernel backend (when qemu and ops are present), or records why there is
+    /// none, so deploys of unikernel components fail early with that reason.
+    pub fn with_unikernels(mut self, qemu: Result<Arc<dyn Runtime>, String>) -> Self {
+        match qemu {
+            Ok(runtime) => {
+                self.qemu = Some(runtime);
+                self.unikernel_unavailable = None;
+            }
+            Err(reason) => {
+                self.qemu = None;
+                self.unikernel_unavailable = Some(reason);
+            }
+        }
+        self
     }
 
     /// Runs `f` on the registry. SQLite calls are short; holding a std mutex is fine.
@@ -175,10 +210,19 @@ impl Deployer {
 
     /// Every instance of ours, from every runtime, in one listing per runtime.
     async fn listing(&self) -> Result<Vec<ContainerInfo>, AgentError> {
-        self.podman
+        let mut list = self
+            .podman
             .list()
             .await
-            .map_err(AgentError::runtime("listing containers"))
+            .map_err(AgentError::runtime("listing containers"))?;
+        if let Some(qemu) = &self.qemu {
+            list.extend(
+                qemu.list()
+                    .await
+                    .map_err(AgentError::runtime("listing VMs"))?,
+            );
+        }
+        Ok(list)
     }
 
     async fn service_instances(&self, service: &str) -> Result<Vec<ContainerInfo>, AgentError> {

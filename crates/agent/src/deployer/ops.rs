@@ -3,7 +3,7 @@
 //! so an agent killed half-way finishes or undoes it on restart (`recover.rs`).
 
 use registry::DesiredState;
-use servicedef::Service;
+use servicedef::{RuntimeKind, Service};
 
 use super::{DeployOutcome, Deployer, ServiceView, plan};
 use crate::AgentError;
@@ -77,7 +77,7 @@ impl Deployer {
 
     pub(super) async fn stop_locked(&self, name: &str, actor: &str) -> Result<(), AgentError> {
         for instance in self.service_instances(name).await? {
-            self.stop_instance(&instance.name).await?;
+            self.stop_instance(&instance.name, instance.runtime).await?;
             failpoint::hit("stop:stopped-one");
         }
         self.registry(|r| r.set_desired_state(name, DesiredState::Stopped, None, "stop", actor))
@@ -132,7 +132,7 @@ impl Deployer {
         self.record(name)?;
         let work = async {
             for instance in self.service_instances(name).await? {
-                self.stop_instance(&instance.name).await?;
+                self.stop_instance(&instance.name, instance.runtime).await?;
             }
             failpoint::hit("restart:stopped");
             self.start_locked(name, "restart", actor).await
@@ -156,22 +156,35 @@ impl Deployer {
 
     pub(super) async fn undeploy_locked(&self, name: &str, actor: &str) -> Result<(), AgentError> {
         for instance in self.service_instances(name).await? {
-            self.stop_instance(&instance.name).await?;
-            self.podman
-                .remove(&instance.name)
-                .await
-                .map_err(AgentError::runtime(format!("removing {}", instance.name)))?;
+            self.stop_instance(&instance.name, instance.runtime).await?;
+            self.remove_instance(&instance.name, instance.runtime)
+                .await?;
             failpoint::hit("undeploy:removed-one");
         }
         self.registry(|r| r.delete_service(name, actor))?;
         Ok(())
     }
 
-    async fn stop_instance(&self, instance: &str) -> Result<(), AgentError> {
-        self.podman
+    pub(super) async fn stop_instance(
+        &self,
+        instance: &str,
+        kind: RuntimeKind,
+    ) -> Result<(), AgentError> {
+        self.backend(kind)?
             .stop(instance, self.stop_timeout)
             .await
             .map_err(AgentError::runtime(format!("stopping {instance}")))
+    }
+
+    pub(super) async fn remove_instance(
+        &self,
+        instance: &str,
+        kind: RuntimeKind,
+    ) -> Result<(), AgentError> {
+        self.backend(kind)?
+            .remove(instance)
+            .await
+            .map_err(AgentError::runtime(format!("removing {instance}")))
     }
 
     /// Runs `work` between a journal entry and its removal. A failure is journaled as an

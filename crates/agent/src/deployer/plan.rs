@@ -4,19 +4,41 @@ use registry::HostPorts;
 use runtime::{
     ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
 };
-use servicedef::{Component, Service};
+use servicedef::{Component, RuntimeKind, Service};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+/// An existing instance and the backend that runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InstanceRef {
+    pub name: String,
+    pub kind: RuntimeKind,
+}
+
+impl From<&ContainerInfo> for InstanceRef {
+    fn from(info: &ContainerInfo) -> Self {
+        Self {
+            name: info.name.clone(),
+            kind: info.runtime,
+        }
+    }
+}
+
+impl PartialEq<&str> for InstanceRef {
+    fn eq(&self, other: &&str) -> bool {
+        self.name == *other
+    }
+}
 
 /// Steps in the order they are applied: remove, stop, start, create.
 #[derive(Debug, Default)]
 pub(crate) struct Plan<'a> {
     /// Instances of components no longer in the spec.
-    pub remove: Vec<String>,
+    pub remove: Vec<InstanceRef>,
     /// Instances built from an older spec of a component; `create` makes the new ones.
-    pub replace_old: Vec<String>,
-    pub stop: Vec<String>,
-    pub start: Vec<String>,
+    pub replace_old: Vec<InstanceRef>,
+    pub stop: Vec<InstanceRef>,
+    pub start: Vec<InstanceRef>,
     pub create: Vec<&'a Component>,
 }
 
@@ -40,24 +62,26 @@ pub(crate) fn plan<'a>(spec: &'a Service, instances: &[ContainerInfo]) -> Plan<'
         .collect();
     for info in instances {
         if !wanted.contains(&info.name) {
-            plan.remove.push(info.name.clone());
+            plan.remove.push(info.into());
         }
     }
     for (component, name) in spec.components.iter().zip(wanted) {
         let existing = instances.iter().find(|i| i.name == name);
         let current = existing.filter(|i| i.spec_hash() == Some(component.spec_hash().as_str()));
+        // A component that moved to another runtime is replaced, not restarted.
+        let current = current.filter(|i| i.runtime == component.runtime);
         match (existing, current, spec.active) {
             (None, _, true) => plan.create.push(component),
-            (Some(_), None, true) => {
-                plan.replace_old.push(name);
+            (Some(old), None, true) => {
+                plan.replace_old.push(old.into());
                 plan.create.push(component);
             }
-            (Some(_), None, false) => plan.replace_old.push(name),
+            (Some(old), None, false) => plan.replace_old.push(old.into()),
             (Some(_), Some(info), true) if info.state != InstanceState::Running => {
-                plan.start.push(name);
+                plan.start.push(info.into());
             }
             (Some(_), Some(info), false) if info.state == InstanceState::Running => {
-                plan.stop.push(name);
+                plan.stop.push(info.into());
             }
             _ => {}
         }
@@ -108,6 +132,7 @@ pub(crate) fn container_spec(
         memory_mb: component.memory_mb,
         vcpus: component.vcpus,
         labels,
+        binary: component.binary.clone(),
     }
 }
 
@@ -115,7 +140,6 @@ pub(crate) fn container_spec(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use servicedef::RuntimeKind;
 
     fn service(active: bool) -> Service {
         servicedef::parse_str(
@@ -141,6 +165,7 @@ mod tests {
             exited_at: None,
             ports: vec![],
             runtime: RuntimeKind::Container,
+            accelerator: None,
             labels: container_spec(spec, c, &HostPorts::new(), IpAddr::from([127, 0, 0, 1])).labels,
         }
     }

@@ -54,10 +54,8 @@ impl Deployer {
                 })
             });
             if !described {
-                self.podman
-                    .remove(&instance.name)
-                    .await
-                    .map_err(AgentError::runtime(format!("removing {}", instance.name)))?;
+                self.remove_instance(&instance.name, instance.runtime)
+                    .await?;
             }
         }
         match record {

@@ -31,7 +31,10 @@ impl Deployer {
             .unwrap_or_default();
         let runs = |c: &servicedef::Component| {
             plan.create.iter().any(|created| created.name == c.name)
-                || plan.start.contains(&spec.container_name(&c.name))
+                || plan
+                    .start
+                    .iter()
+                    .any(|i| i.name == spec.container_name(&c.name))
         };
         let mut wanted = Vec::new();
         for component in spec.components.iter().filter(|c| runs(c)) {
@@ -61,11 +64,11 @@ impl Deployer {
             .allocate(&held, &wanted)
             .map_err(|e| AgentError::Ports(e.to_string()))?;
 
-        for name in plan.start.clone() {
+        for instance in plan.start.clone() {
             let Some(component) = spec
                 .components
                 .iter()
-                .find(|c| spec.container_name(&c.name) == name)
+                .find(|c| spec.container_name(&c.name) == instance.name)
             else {
                 continue;
             };
@@ -78,8 +81,8 @@ impl Deployer {
                 before != reservation.ports.get(&key)
             });
             if moved {
-                plan.start.retain(|n| *n != name);
-                plan.replace_old.push(name);
+                plan.start.retain(|i| *i != instance);
+                plan.replace_old.push(instance);
                 plan.create.push(component);
             }
         }

@@ -17,6 +17,8 @@ pub struct ComponentView {
     pub ports: Vec<PortBinding>,
     pub id: String,
     pub routes: Vec<RouteView>,
+    /// VMs: "kvm" or "tcg".
+    pub accelerator: Option<String>,
     pub restart_policy: String,
     pub restart_count: u32,
     pub last_exit_code: Option<i32>,
@@ -98,6 +100,7 @@ pub(crate) fn service_view(
                 state
             };
             ComponentView {
+                accelerator: observed.and_then(|i| i.accelerator.clone()),
                 restart_policy: component.restart.to_string(),
                 restart_count: h.restart_count,
                 last_exit_code: h.last_exit_code,

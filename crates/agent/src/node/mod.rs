@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     pub qemu: PathBuf,
     pub ops: PathBuf,
+    /// An accelerator the agent config imposes; the probe is skipped then.
+    pub forced_accel: Option<Accel>,
 }
 
 impl NodeConfig {
@@ -36,6 +38,7 @@ impl NodeConfig {
             state_dir,
             qemu: PathBuf::from("qemu-system-x86_64"),
             ops: PathBuf::from("ops"),
+            forced_accel: None,
         }
     }
 }
@@ -94,8 +97,16 @@ impl NodeInspector {
     pub fn start(config: NodeConfig, podman: Arc<PodmanRuntime>, deployer: Arc<Deployer>) -> Self {
         let (tx, rx) = watch::channel(AccelVerdict::probing());
         let qemu = config.qemu.clone();
+        let forced = config.forced_accel;
         tokio::spawn(async move {
-            let verdict = probe(&qemu, PROBE_TIMEOUT).await;
+            let verdict = match forced {
+                Some(accel) => AccelVerdict {
+                    kvm_usable: accel == Accel::Kvm,
+                    detail: format!("{accel} imposed by the agent config (probe skipped)"),
+                    accelerator: accel.as_str().to_string(),
+                },
+                None => probe(&qemu, PROBE_TIMEOUT).await,
+            };
             tracing::info!(
                 kvm_usable = verdict.kvm_usable,
                 accelerator = %verdict.accelerator,
@@ -111,6 +122,29 @@ impl NodeInspector {
             started: Instant::now(),
             accel: rx,
         }
+    }
+
+    /// The accelerator VMs get, once decided: `None` while probing (or without QEMU).
+    pub fn accelerator(&self) -> watch::Receiver<Option<Accel>> {
+        let mut verdicts = self.accel.clone();
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            loop {
+                let decided = match verdicts.borrow_and_update().accelerator.as_str() {
+                    "kvm" => Some(Accel::Kvm),
+                    "tcg" => Some(Accel::Tcg),
+                    _ => None,
+                };
+                if decided.is_some() {
+                    let _ = tx.send(decided);
+                    return;
+                }
+                if verdicts.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     /// The node's status now. Never fails: a fact that cannot be read becomes a warning.

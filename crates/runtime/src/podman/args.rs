@@ -76,6 +76,7 @@ mod tests {
             memory_mb: Some(64),
             vcpus: 1,
             labels: BTreeMap::from([("mcp.service".into(), "hello".into())]),
+            binary: None,
         };
         let argv = run_args(&spec, &["--ulimit".into(), "nofile=1024:1024".into()]).unwrap();
         assert_eq!(

@@ -81,6 +81,7 @@ fn into_info(entry: PsEntry) -> ContainerInfo {
         ports,
         runtime: RuntimeKind::Container,
         labels: entry.labels.unwrap_or_default(),
+        accelerator: None,
     }
 }
 

@@ -6,23 +6,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::RuntimeError;
-
-/// Which accelerator a VM runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Kvm => "kvm",
-            Self::Tcg => "tcg",
-        }
-    }
-}
+use crate::{Accel, RuntimeError};
 
 /// One forwarded port: host address and port to guest port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +29,9 @@ pub fn parse_forward(mapping: &str, default_ip: IpAddr) -> Result<Forward, Runti
         Some(_) => return Err(bad("protocol must be tcp or udp")),
         None => (mapping, "tcp".to_string()),
     };
-    let (host_part, guest) = rest.rsplit_once(':').ok_or_else(|| bad("expected host:guest"))?;
+    let (host_part, guest) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:guest"))?;
     let (ip, host) = match host_part.rsplit_once(':') {
         Some((ip, host)) => {
             let ip = ip.trim_start_matches('[').trim_end_matches(']');
@@ -76,11 +62,17 @@ pub struct VmLaunch<'a> {
 
 pub fn qemu_argv(vm: &VmLaunch<'_>) -> Vec<String> {
     let path = |p: &Path| p.to_string_lossy().into_owned();
-    let mut argv: Vec<String> = vec!["-name".into(), vm.name.into(), "-machine".into(), "q35".into()];
+    let mut argv: Vec<String> = vec![
+        "-name".into(),
+        vm.name.into(),
+        "-machine".into(),
+        "q35".into(),
+    ];
     match vm.accel {
-        Accel::Kvm => argv.extend(["-enable-kvm".into(), "-cpu".into(), "host".into()]),
-        Accel::Tcg => argv.extend(["-accel".into(), "tcg".into(), "-cpu".into(), "max".into()]),
+        Accel::Kvm => argv.push("-enable-kvm".into()),
+        Accel::Tcg => argv.extend(["-accel".into(), "tcg".into()]),
     }
+    argv.extend(["-cpu".into(), vm.accel.cpu_model().into()]);
     argv.extend([
         "-m".into(),
         format!("{}M", vm.memory_mb),
@@ -101,7 +93,10 @@ pub fn qemu_argv(vm: &VmLaunch<'_>) -> Vec<String> {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
         };
-        netdev.push_str(&format!(",hostfwd={}:{ip}:{}-:{}", f.protocol, f.host_port, f.guest_port));
+        netdev.push_str(&format!(
+            ",hostfwd={}:{ip}:{}-:{}",
+            f.protocol, f.host_port, f.guest_port
+        ));
     }
     argv.extend([
         "-netdev".into(),
@@ -154,16 +149,42 @@ mod tests {
         assert_eq!(
             argv,
             [
-                "-name", "hello-vm", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m",
-                "256M", "-smp", "2", "-drive",
-                "if=none,id=hd0,format=raw,file=/s/images/hello-vm.img", "-device",
-                "virtio-scsi-pci,id=scsi0", "-device", "scsi-hd,bus=scsi0.0,drive=hd0",
-                "-device", "virtio-net-pci,netdev=n0", "-netdev",
+                "-name",
+                "hello-vm",
+                "-machine",
+                "q35",
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max",
+                "-m",
+                "256M",
+                "-smp",
+                "2",
+                "-drive",
+                "if=none,id=hd0,format=raw,file=/s/images/hello-vm.img",
+                "-device",
+                "virtio-scsi-pci,id=scsi0",
+                "-device",
+                "scsi-hd,bus=scsi0.0,drive=hd0",
+                "-device",
+                "virtio-net-pci,netdev=n0",
+                "-netdev",
                 "user,id=n0,hostfwd=tcp:127.0.0.1:20001-:20001,hostfwd=tcp:127.0.0.1:48080-:8080",
-                "-device", "virtio-rng-pci", "-no-reboot", "-display", "none", "-chardev",
-                "file,id=console,path=/s/vm/hello-vm/console.log,append=on", "-serial",
-                "chardev:console", "-qmp", "unix:/s/vm/hello-vm/qmp.sock,server=on,wait=off",
-                "-daemonize", "-pidfile", "/s/vm/hello-vm/qemu.pid",
+                "-device",
+                "virtio-rng-pci",
+                "-no-reboot",
+                "-display",
+                "none",
+                "-chardev",
+                "file,id=console,path=/s/vm/hello-vm/console.log,append=on",
+                "-serial",
+                "chardev:console",
+                "-qmp",
+                "unix:/s/vm/hello-vm/qmp.sock,server=on,wait=off",
+                "-daemonize",
+                "-pidfile",
+                "/s/vm/hello-vm/qemu.pid",
             ]
         );
     }
@@ -192,7 +213,10 @@ mod tests {
         let f = parse_forward("8080:80", LOOPBACK).unwrap();
         assert_eq!(f.host_ip, LOOPBACK);
         let f = parse_forward("0.0.0.0:8080:80/udp", LOOPBACK).unwrap();
-        assert_eq!((f.host_ip.to_string().as_str(), f.protocol.as_str()), ("0.0.0.0", "udp"));
+        assert_eq!(
+            (f.host_ip.to_string().as_str(), f.protocol.as_str()),
+            ("0.0.0.0", "udp")
+        );
         assert!(parse_forward("8080", LOOPBACK).is_err());
         assert!(parse_forward("1:2/sctp", LOOPBACK).is_err());
     }

@@ -1,0 +1,115 @@
+//! Assembling a running agent from its configuration: registry, runtimes (podman always,
+//! QEMU where qemu and ops exist), deployer, crash recovery, node inspector. The binary only
+//! parses arguments, calls this, and serves.
+
+use std::sync::Arc;
+
+use runtime::{PodmanRuntime, QemuRuntime, Runtime};
+
+use crate::AgentError;
+use crate::config::AgentConfig;
+use crate::deployer::Deployer;
+use crate::node::{NodeConfig, NodeInspector};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("opening the registry in {dir}: {source}")]
+    Registry {
+        dir: std::path::PathBuf,
+        #[source]
+        source: registry::RegistryError,
+    },
+    #[error("recovering interrupted operations: {0}")]
+    Recover(#[source] AgentError),
+    #[error("invalid agent config: {0}")]
+    Config(String),
+}
+
+pub struct Started {
+    pub deployer: Arc<Deployer>,
+    pub node: Arc<NodeInspector>,
+    /// One line per operation a crash had interrupted, now finished or undone.
+    pub recovered: Vec<String>,
+}
+
+/// Builds everything and runs crash recovery; needs a tokio runtime (it spawns the
+/// accelerator probe).
+pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
+    let registry = registry::Registry::open(&config.registry_path()).map_err(|source| {
+        StartError::Registry {
+            dir: config.state_dir.clone(),
+            source,
+        }
+    })?;
+    let podman = Arc::new(PodmanRuntime::new(config.podman_config()));
+    match podman.version().await {
+        Ok(v) => tracing::info!(podman = %v, "podman found"),
+        Err(e) => {
+            tracing::warn!(error = %e, "podman is not usable; container operations will fail")
+        }
+    }
+    let forced = config.qemu.forced_accel().map_err(StartError::Config)?;
+    let (accel_tx, accel_rx) = tokio::sync::watch::channel(forced);
+    let unikernels: Result<Arc<dyn Runtime>, String> = match unikernel_tools(config).await {
+        Ok(()) => Ok(Arc::new(QemuRuntime::new(
+            config
+                .qemu
+                .runtime_config(&config.state_dir, config.ports.bind_address),
+            Arc::clone(&podman),
+            accel_rx,
+        ))),
+        Err(reason) => {
+            tracing::info!(%reason, "unikernel runtime disabled");
+            Err(reason)
+        }
+    };
+    let deployer = Arc::new(
+        Deployer::new(
+            config.node.clone(),
+            registry,
+            Arc::clone(&podman) as Arc<dyn Runtime>,
+            config.port_allocator(),
+            config.stop_timeout(),
+        )
+        .with_unikernels(unikernels),
+    );
+    let recovered = deployer.recover().await.map_err(StartError::Recover)?;
+    let node = Arc::new(NodeInspector::start(
+        NodeConfig {
+            state_dir: config.state_dir.clone(),
+            qemu: config.qemu.qemu.clone(),
+            ops: config.qemu.ops.clone(),
+            forced_accel: forced,
+        },
+        podman,
+        Arc::clone(&deployer),
+    ));
+    // VMs wait for the probe's verdict (or the config's) before their first boot.
+    let mut decided = node.accelerator();
+    tokio::spawn(async move {
+        if let Ok(accel) = decided.wait_for(Option::is_some).await {
+            let _ = accel_tx.send(*accel);
+        }
+    });
+    Ok(Started {
+        deployer,
+        node,
+        recovered,
+    })
+}
+
+/// Why unikernels cannot run here, if they cannot: disabled, or qemu/ops missing.
+async fn unikernel_tools(config: &AgentConfig) -> Result<(), String> {
+    if !config.qemu.enabled {
+        return Err("unikernels are disabled in the agent config ([qemu] enabled = false)".into());
+    }
+    let qemu = runtime::tools::qemu_version(&config.qemu.qemu).await;
+    if !qemu.available {
+        return Err(qemu.detail);
+    }
+    let ops = runtime::tools::ops_version(&config.qemu.ops).await;
+    if !ops.available {
+        return Err(ops.detail);
+    }
+    Ok(())
+}

@@ -1,0 +1,467 @@
+//! The QEMU backend: each component a Nanos unikernel built with `ops` from the program in its
+//! OCI image, booted daemonized so VMs outlive the agent, found again from their state dirs.
+
+mod argv;
+mod console;
+mod elf;
+mod ops;
+pub mod qmp;
+mod vm;
+
+pub use argv::{Forward, VmLaunch, parse_forward, qemu_argv};
+pub use elf::check_x86_64_elf;
+pub use ops::{OpsConfig, build_argv as ops_build_argv};
+
+use async_trait::async_trait;
+use servicedef::RuntimeKind;
+use std::net::{IpAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+use crate::{
+    Accel, ContainerInfo, ContainerSpec, InstanceState, LABEL_SERVICE, LogStream, PodmanRuntime,
+    Runtime, RuntimeError,
+};
+use vm::{Meta, MetaPort, VmDir};
+
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    pub qemu: PathBuf,
+    pub ops: PathBuf,
+    /// HOME for `ops` (it keeps its kernel and writes images under `$HOME/.ops`).
+    pub ops_home: PathBuf,
+    /// `<state>`: VMs live in `<state>/vm/<name>`, images in `<state>/images`.
+    pub state_dir: PathBuf,
+    /// Where legacy port mappings without an address are bound.
+    pub default_bind: IpAddr,
+    /// How long a guest with ports gets to answer on its first one.
+    pub boot_timeout: Duration,
+    /// How long an ACPI power-down may take before QEMU is told to quit.
+    pub powerdown_timeout: Duration,
+}
+
+pub struct QemuRuntime {
+    config: QemuConfig,
+    podman: Arc<PodmanRuntime>,
+    /// The accelerator to use; `None` until the agent's probe (or its config) decides.
+    accel: watch::Receiver<Option<Accel>>,
+}
+
+/// How long `run` waits for the accelerator decision before giving up.
+const ACCEL_WAIT: Duration = Duration::from_secs(30);
+const CONSOLE_TAIL: usize = 20;
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    move |e| RuntimeError::Parse {
+        what: what.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+impl QemuRuntime {
+    pub fn new(
+        config: QemuConfig,
+        podman: Arc<PodmanRuntime>,
+        accel: watch::Receiver<Option<Accel>>,
+    ) -> Self {
+        Self {
+            config,
+            podman,
+            accel,
+        }
+    }
+
+    fn vm_root(&self) -> PathBuf {
+        self.config.state_dir.join("vm")
+    }
+
+    fn images_dir(&self) -> PathBuf {
+        self.config.state_dir.join("images")
+    }
+
+    fn vm(&self, name: &str) -> VmDir {
+        VmDir::new(&self.vm_root(), name)
+    }
+
+    async fn accelerator(&self) -> Result<Accel, RuntimeError> {
+        let mut rx = self.accel.clone();
+        let decided = tokio::time::timeout(ACCEL_WAIT, rx.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|value| *value);
+        decided.ok_or_else(|| RuntimeError::Command {
+            what: "choosing a QEMU accelerator".into(),
+            code: -1,
+            stderr: format!("the accelerator probe gave no answer within {ACCEL_WAIT:?}"),
+        })
+    }
+
+    /// Launches QEMU with the recorded argv (working dir = the VM dir, for the QMP socket).
+    async fn launch(&self, vm: &VmDir, argv: &[String]) -> Result<(), RuntimeError> {
+        let out = tokio::process::Command::new(&self.config.qemu)
+            .args(argv)
+            .current_dir(&vm.dir)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| RuntimeError::Unavailable {
+                binary: self.config.qemu.clone(),
+                source,
+            })?;
+        // With -daemonize the launcher exits once the VM is set up; failing here means QEMU
+        // refused its arguments or could not start the accelerator.
+        if !out.status.success() {
+            return Err(RuntimeError::Command {
+                what: format!("qemu for {}", vm.dir.display()),
+                code: out.status.code().unwrap_or(-1),
+                stderr: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    console_suffix(vm)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until the guest answers on its first TCP port (or just runs, without ports).
+    async fn wait_until_answering(&self, vm: &VmDir, meta: &Meta) -> Result<(), RuntimeError> {
+        let Some(port) = meta.ports.iter().find(|p| p.protocol == "tcp").cloned() else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + self.config.boot_timeout;
+        loop {
+            if vm.running_pid().is_none() {
+                return Err(RuntimeError::Command {
+                    what: format!("VM {}", meta.name),
+                    code: -1,
+                    stderr: format!("QEMU exited while the guest booted{}", console_suffix(vm)),
+                });
+            }
+            let probe = port.clone();
+            let answering = tokio::task::spawn_blocking(move || guest_answers(&probe))
+                .await
+                .unwrap_or(false);
+            if answering {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::Command {
+                    what: format!("VM {}", meta.name),
+                    code: -1,
+                    stderr: format!(
+                        "the guest did not answer on {}:{} within {:?}{}",
+                        port.host_ip,
+                        port.host_port,
+                        self.config.boot_timeout,
+                        console_suffix(vm)
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn info(&self, vm: &VmDir) -> Option<ContainerInfo> {
+        let meta = vm.read_meta().ok()?;
+        let running = vm.running_pid().is_some();
+        let exited_at = (!running)
+            .then(|| std::fs::metadata(vm.console()).ok()?.modified().ok())
+            .flatten()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
+        Some(ContainerInfo {
+            name: meta.name.clone(),
+            id: meta.id.clone(),
+            image: meta.image.clone(),
+            state: if running {
+                InstanceState::Running
+            } else {
+                InstanceState::Exited
+            },
+            started_at: meta.started_at,
+            // A unikernel does not report its program's exit status to the host.
+            exit_code: (!running).then_some(-1),
+            exited_at,
+            ports: meta.ports.iter().map(Into::into).collect(),
+            runtime: RuntimeKind::Unikernel,
+            labels: meta.labels.clone(),
+            accelerator: Some(meta.accel.clone()),
+        })
+    }
+
+    async fn kill_hard(&self, vm: &VmDir) {
+        if let Some(pid) = vm.running_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            wait_gone(vm, Duration::from_secs(3)).await;
+        }
+    }
+}
+
+fn console_suffix(vm: &VmDir) -> String {
+    let tail = vm.console_tail(CONSOLE_TAIL);
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; last console lines:\n  {}", tail.replace('\n', "\n  "))
+    }
+}
+
+/// Protocol-agnostic readiness through user-mode networking: QEMU accepts on the host port
+/// even before the guest listens, then closes the connection when the guest refuses it.
+/// A connection that stays open (or sends a banner) means the guest accepted it.
+fn guest_answers(port: &MetaPort) -> bool {
+    use std::io::Read;
+    let Ok(ip) = port.host_ip.parse::<IpAddr>() else {
+        return false;
+    };
+    let Ok(mut stream) =
+        TcpStream::connect_timeout(&(ip, port.host_port).into(), Duration::from_millis(500))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(400)));
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(n) => n > 0,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+async fn wait_gone(vm: &VmDir, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if vm.running_pid().is_none() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    vm.running_pid().is_none()
+}
+
+#[async_trait]
+impl Runtime for QemuRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Unikernel
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        self.podman.pull(image).await
+    }
+
+    async fn run(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let invalid = |detail: String| RuntimeError::InvalidSpec {
+            name: spec.name.clone(),
+            detail,
+        };
+        let memory_mb = spec
+            .memory_mb
+            .filter(|m| *m > 0)
+            .ok_or_else(|| invalid("a unikernel needs memory_mb > 0".into()))?;
+        let forwards = spec
+            .ports
+            .iter()
+            .map(|p| parse_forward(p, self.config.default_bind))
+            .collect::<Result<Vec<_>, _>>()?;
+        let accel = self.accelerator().await?;
+        let service = spec.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
+        let elf = elf::extract(
+            &self.podman,
+            &self.images_dir().join("elf"),
+            &spec.image,
+            spec.binary.as_deref(),
+            &service,
+        )
+        .await?;
+
+        let vm = self.vm(&spec.name);
+        if vm.dir.exists() {
+            // Leftovers of a VM that was never removed (an agent killed mid-run).
+            self.kill_hard(&vm).await;
+            std::fs::remove_dir_all(&vm.dir).map_err(io_err(vm.dir.display()))?;
+        }
+        std::fs::create_dir_all(&vm.dir).map_err(io_err(vm.dir.display()))?;
+        let result = async {
+            let config = OpsConfig::new(&spec.cmd, &spec.env, memory_mb, spec.vcpus);
+            let json = serde_json::to_string_pretty(&config).map_err(|e| invalid(e.to_string()))?;
+            std::fs::write(vm.config_json(), json).map_err(io_err(vm.config_json().display()))?;
+            let built = ops::build(
+                &self.config.ops,
+                &self.config.ops_home,
+                &elf,
+                &spec.name,
+                &vm.config_json(),
+            )
+            .await?;
+            std::fs::create_dir_all(self.images_dir())
+                .map_err(io_err(self.images_dir().display()))?;
+            let image = self.images_dir().join(format!("{}.img", spec.name));
+            std::fs::rename(&built, &image)
+                .or_else(|_| std::fs::copy(&built, &image).map(drop))
+                .map_err(io_err(image.display()))?;
+            let argv = qemu_argv(&VmLaunch {
+                name: &spec.name,
+                image: &image,
+                memory_mb,
+                vcpus: spec.vcpus,
+                accel,
+                forwards: &forwards,
+                console_log: &vm.console(),
+                qmp_socket: std::path::Path::new(VmDir::QMP_SOCKET),
+                pidfile: &vm.pidfile(),
+            });
+            let mut meta = Meta {
+                name: spec.name.clone(),
+                id: format!(
+                    "vm-{:x}",
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos())
+                ),
+                image: spec.image.clone(),
+                labels: spec.labels.clone(),
+                ports: forwards
+                    .iter()
+                    .map(|f| MetaPort {
+                        host_ip: f.host_ip.to_string(),
+                        host_port: f.host_port,
+                        guest_port: f.guest_port,
+                        protocol: f.protocol.clone(),
+                    })
+                    .collect(),
+                argv,
+                accel: accel.as_str().to_string(),
+                started_at: None,
+            };
+            vm.write_meta(&meta)?;
+            self.launch(&vm, &meta.argv).await?;
+            meta.started_at = Some(now_secs());
+            vm.write_meta(&meta)?;
+            self.wait_until_answering(&vm, &meta).await?;
+            Ok(meta.id)
+        }
+        .await;
+        if result.is_err() {
+            // Nothing of a failed run stays: no QEMU, no state dir, no image.
+            self.kill_hard(&vm).await;
+            let _ = std::fs::remove_dir_all(&vm.dir);
+            let _ = std::fs::remove_file(self.images_dir().join(format!("{}.img", spec.name)));
+        }
+        result
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        let vm = self.vm(name);
+        if vm.running_pid().is_some() {
+            return Ok(());
+        }
+        let mut meta = vm.read_meta()?;
+        self.launch(&vm, &meta.argv).await?;
+        meta.started_at = Some(now_secs());
+        vm.write_meta(&meta)?;
+        if let Err(e) = self.wait_until_answering(&vm, &meta).await {
+            self.kill_hard(&vm).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let vm = self.vm(name);
+        if vm.running_pid().is_none() {
+            return Ok(());
+        }
+        let grace = timeout.min(self.config.powerdown_timeout);
+        if let Ok(socket) = vm.qmp_path()
+            && qmp::execute(&socket.path, "system_powerdown").await.is_ok()
+            && wait_gone(&vm, grace).await
+        {
+            return Ok(());
+        }
+        if let Ok(socket) = vm.qmp_path() {
+            let _ = qmp::execute(&socket.path, "quit").await;
+        }
+        if wait_gone(&vm, Duration::from_secs(3)).await {
+            return Ok(());
+        }
+        self.kill_hard(&vm).await;
+        Ok(())
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        let vm = self.vm(name);
+        self.stop(name, Duration::from_secs(1)).await?;
+        if vm.dir.exists() {
+            std::fs::remove_dir_all(&vm.dir).map_err(io_err(vm.dir.display()))?;
+        }
+        let image = self.images_dir().join(format!("{name}.img"));
+        if image.exists() {
+            std::fs::remove_file(&image).map_err(io_err(image.display()))?;
+        }
+        Ok(())
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+        let vm = self.vm(name);
+        let Some(mut info) = self.info(&vm) else {
+            return Ok(None);
+        };
+        // QMP knows more than "the process lives": a paused or shut-down guest.
+        if info.state == InstanceState::Running
+            && let Ok(socket) = vm.qmp_path()
+            && let Ok(status) = qmp::status(&socket.path).await
+        {
+            info.state = InstanceState::parse(&status);
+        }
+        Ok(Some(info))
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let root = self.vm_root();
+        let entries = match std::fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(root.display())(e)),
+        };
+        let mut list: Vec<ContainerInfo> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| self.info(&VmDir { dir: entry.path() }))
+            .filter(|info| info.service().is_some())
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
+    }
+
+    async fn logs(
+        &self,
+        name: &str,
+        tail: Option<u32>,
+        follow: bool,
+    ) -> Result<LogStream, RuntimeError> {
+        let vm = self.vm(name);
+        if !vm.meta().exists() {
+            return Err(RuntimeError::Command {
+                what: format!("logs of {name}"),
+                code: -1,
+                stderr: "no such VM".into(),
+            });
+        }
+        Ok(console::stream(vm.console(), tail, follow))
+    }
+}

@@ -1,0 +1,81 @@
+//! A minimal QMP client: greeting, capabilities negotiation, one command, its answer.
+
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::RuntimeError;
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+fn qmp_err(socket: &Path, detail: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Command {
+        what: format!("QMP on {}", socket.display()),
+        code: -1,
+        stderr: detail.to_string(),
+    }
+}
+
+/// Sends `command` (after the handshake) and returns its `return` value.
+pub async fn execute(socket: &Path, command: &str) -> Result<Value, RuntimeError> {
+    tokio::time::timeout(TIMEOUT, execute_inner(socket, command))
+        .await
+        .map_err(|_| qmp_err(socket, format!("no answer to {command} within {TIMEOUT:?}")))?
+}
+
+async fn execute_inner(socket: &Path, command: &str) -> Result<Value, RuntimeError> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| qmp_err(socket, e))?;
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let greeting = next_message(&mut lines, socket).await?;
+    if greeting.get("QMP").is_none() {
+        return Err(qmp_err(socket, format!("unexpected greeting {greeting}")));
+    }
+    for cmd in ["qmp_capabilities", command] {
+        let request = serde_json::json!({ "execute": cmd }).to_string() + "\n";
+        write
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| qmp_err(socket, e))?;
+        // Asynchronous events may arrive before the answer; skip them.
+        let answer = loop {
+            let msg = next_message(&mut lines, socket).await?;
+            if msg.get("event").is_none() {
+                break msg;
+            }
+        };
+        if let Some(error) = answer.get("error") {
+            return Err(qmp_err(socket, format!("{cmd}: {error}")));
+        }
+        if cmd == command {
+            return Ok(answer.get("return").cloned().unwrap_or(Value::Null));
+        }
+    }
+    Ok(Value::Null)
+}
+
+async fn next_message(
+    lines: &mut tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    socket: &Path,
+) -> Result<Value, RuntimeError> {
+    let line = lines
+        .next_line()
+        .await
+        .map_err(|e| qmp_err(socket, e))?
+        .ok_or_else(|| qmp_err(socket, "connection closed"))?;
+    serde_json::from_str(&line).map_err(|e| qmp_err(socket, format!("bad JSON {line:?}: {e}")))
+}
+
+/// `query-status`'s `status` ("running", "paused", "shutdown", ...).
+pub async fn status(socket: &Path) -> Result<String, RuntimeError> {
+    let answer = execute(socket, "query-status").await?;
+    Ok(answer
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string())
+}
