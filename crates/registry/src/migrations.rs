@@ -1,7 +1,6 @@
 //! Numbered schema migrations.
 //!
-//! Migrations are never edited once landed; later ones are appended. Reserved numbers:
-//! 5 = component runtime fields (runtime, memory_mb, vcpus).
+//! Migrations are never edited once landed; later ones are appended.
 //! `user_version` holds the applied version (rusqlite_migration's bookkeeping); each migration
 //! also inserts its own row into `schema_migrations` so operators can see what ran and when.
 
@@ -17,6 +16,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0002_deploy_events.sql")),
     M::up(include_str!("../migrations/0003_component_routes.sql")),
     M::up(include_str!("../migrations/0004_monitor.sql")),
+    M::up(include_str!("../migrations/0005_component_runtime.sql")),
 ];
 
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);

@@ -54,8 +54,10 @@ impl Registry {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO components (service, name, image, desired_state, spec_hash, position)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO components
+                         (service, name, image, desired_state, spec_hash, position, runtime,
+                          memory_mb, vcpus)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .for_service(name)?;
             for (position, component) in spec.components.iter().enumerate() {
@@ -73,7 +75,10 @@ impl Registry {
                         desired,
                         record.spec_hash,
                         // A Vec index always fits; saturating keeps this infallible.
-                        i64::try_from(position).unwrap_or(i64::MAX)
+                        i64::try_from(position).unwrap_or(i64::MAX),
+                        component.runtime.as_str(),
+                        component.memory_mb,
+                        component.vcpus,
                     ])
                     .for_service(name)?;
                 components.push(record);

@@ -164,3 +164,24 @@ fn pending_operations_are_journaled_until_ended() {
     reg.end_operation("a").unwrap();
     assert!(reg.pending_operations().unwrap().is_empty());
 }
+
+#[test]
+fn component_rows_carry_runtime_memory_and_vcpus() {
+    let (_dir, path, mut reg) = common::temp_registry();
+    let spec = servicedef::parse_str(
+        "t.toml",
+        "name = \"vm\"\nnode = \"local\"\n[[components]]\nname = \"app\"\nimage = \"i\"\n\
+         runtime = \"unikernel\"\nmemory_mb = 128\nvcpus = 2\n",
+    )
+    .unwrap();
+    reg.record_deploy(&spec, &HostPorts::new(), "t").unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let row: (String, Option<u32>, u32) = conn
+        .query_row(
+            "SELECT runtime, memory_mb, vcpus FROM components WHERE service = 'vm'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(row, ("unikernel".to_string(), Some(128), 2));
+}
