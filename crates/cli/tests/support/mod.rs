@@ -123,6 +123,40 @@ pub fn ensure_image() {
     );
 }
 
+/// Prepares the stand-in ops' kernel and modules once per checkout (the script locks).
+pub fn ensure_standin() -> PathBuf {
+    let dir = bin_dir().join("ops-standin");
+    let out = Command::new(repo_root().join("scripts/prepare-standin.sh"))
+        .arg(&dir)
+        .output()
+        .expect("scripts/prepare-standin.sh must run");
+    assert!(
+        out.status.success(),
+        "preparing the stand-in ops failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// Live QEMU processes whose command line mentions `needle`.
+pub fn qemu_processes(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains("qemu-system") && text.contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -159,12 +193,46 @@ impl Agent {
 
     /// An agent with extra `mcp-agent` arguments (e.g. `--port-range`).
     pub fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_full(extra_args, None, Vec::new())
+    }
+
+    /// An agent that runs unikernels through the stand-in `ops` (tests/fixtures/ops-standin),
+    /// with VM power-down cut short (the stand-in guest ignores ACPI) and `extra_settings`
+    /// appended to its `--settings` file's `[qemu]` section.
+    pub fn start_unikernel(extra_args: &[&str], extra_qemu_settings: &str) -> Self {
+        let standin = ensure_standin();
+        let settings = format!(
+            "[qemu]\nops = \"{}\"\nops_home = \"OPS_HOME\"\npowerdown_timeout_ms = 300\n{extra_qemu_settings}\n",
+            repo_root().join("tests/fixtures/ops-standin/ops").display(),
+        );
+        let env = vec![(
+            "MCP_OPS_STANDIN_DIR".to_string(),
+            standin.display().to_string(),
+        )];
+        Self::start_full(extra_args, Some(settings), env)
+    }
+
+    fn start_full(
+        extra_args: &[&str],
+        settings: Option<String>,
+        env: Vec<(String, String)>,
+    ) -> Self {
         ensure_image();
         let dir = tempfile::tempdir().unwrap();
+        let mut extra_args: Vec<String> = extra_args.iter().map(ToString::to_string).collect();
+        if let Some(settings) = settings {
+            let ops_home = dir.path().join("ops-home");
+            std::fs::create_dir_all(&ops_home).unwrap();
+            let path = dir.path().join("settings.toml");
+            let text = settings.replace("OPS_HOME", &ops_home.display().to_string());
+            std::fs::write(&path, text).unwrap();
+            extra_args.push("--settings".into());
+            extra_args.push(path.display().to_string());
+        }
         let mut agent = Self {
             dir,
-            extra_args: extra_args.iter().map(ToString::to_string).collect(),
-            env: Vec::new(),
+            extra_args,
+            env,
             child: None,
             address: String::new(),
             services: std::sync::Mutex::new(Vec::new()),

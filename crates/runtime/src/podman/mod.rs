@@ -38,6 +38,10 @@ impl Default for PodmanConfig {
     }
 }
 
+/// How long `start` waits out podman's asynchronous network cleanup: 15 × 200 ms.
+const START_RETRIES: u32 = 15;
+const START_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub struct PodmanRuntime {
     podman: Podman,
     run_args: Vec<String>,
@@ -96,10 +100,25 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError> {
-        self.podman
-            .output(&format!("podman start {name}"), &["start", name])
-            .await
-            .map(drop)
+        // podman tears a stopped container's network down in a cleanup process that may still
+        // hold its published ports for a moment after `stop` returned; starting again right
+        // away (a restart) then fails with EADDRINUSE. Wait that out, briefly.
+        let mut attempts = 0;
+        loop {
+            match self
+                .podman
+                .output(&format!("podman start {name}"), &["start", name])
+                .await
+            {
+                Err(RuntimeError::Command { stderr, .. })
+                    if attempts < START_RETRIES && stderr.contains("address already in use") =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(START_RETRY_DELAY).await;
+                }
+                other => return other.map(drop),
+            }
+        }
     }
 
     async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {

@@ -220,11 +220,13 @@ fn console_suffix(vm: &VmDir) -> String {
     }
 }
 
-/// Protocol-agnostic readiness through user-mode networking: QEMU accepts on the host port
-/// even before the guest listens, then closes the connection when the guest refuses it.
-/// A connection that stays open (or sends a banner) means the guest accepted it.
+/// Readiness through user-mode networking: QEMU accepts on the host port even before the
+/// guest listens (and holds the connection while the guest is still booting), so an open
+/// connection proves nothing. The guest proves it serves by answering: we send a minimal
+/// HTTP request and any bytes back count (HTTP servers answer; so does most anything that
+/// reads a request and replies, even with an error).
 fn guest_answers(port: &MetaPort) -> bool {
-    use std::io::Read;
+    use std::io::{Read, Write};
     let Ok(ip) = port.host_ip.parse::<IpAddr>() else {
         return false;
     };
@@ -233,15 +235,15 @@ fn guest_answers(port: &MetaPort) -> bool {
     else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(400)));
-    let mut byte = [0u8; 1];
-    match stream.read(&mut byte) {
-        Ok(n) => n > 0,
-        Err(e) => matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ),
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(1000)));
+    if stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: mcp-readiness\r\n\r\n")
+        .is_err()
+    {
+        return false;
     }
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Ok(n) if n > 0)
 }
 
 async fn wait_gone(vm: &VmDir, timeout: Duration) -> bool {

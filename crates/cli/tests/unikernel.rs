@@ -1,0 +1,250 @@
+//! Unikernel components: a VM per component under QEMU, built by (the stand-in) `ops`, side by
+//! side with containers, through the real agent and CLI.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use nix::sys::signal::Signal;
+use std::path::Path;
+use support::*;
+
+/// A container component and a unikernel component, each with one route.
+fn mixed(name: &str) -> String {
+    format!(
+        "name = \"{name}\"\nnode = \"local\"\n\n\
+         [[components]]\nname = \"web\"\nimage = \"{img}\"\nenv = [\"GREETING=from-container\"]\n\
+         [[components.routes]]\nport = 80\n\n\
+         [[components]]\nname = \"vm\"\nimage = \"{img}\"\nruntime = \"unikernel\"\nmemory_mb = 256\n\
+         env = [\"GREETING=from-unikernel\", \"HELLO_NAME=vm\"]\n\
+         [[components.routes]]\nport = 80\n",
+        img = image()
+    )
+}
+
+fn vm_state(agent: &Agent, instance: &str) -> std::path::PathBuf {
+    agent.dir.path().join("agent/state/vm").join(instance)
+}
+
+#[test]
+fn a_vm_and_a_container_serve_side_by_side_through_their_whole_life() {
+    let agent = Agent::start_unikernel(&[], "");
+    let name = unique("mixed");
+    let def = agent.definition(&name, &mixed(&name));
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    assert!(run.stdout.contains("created: web, vm"), "{}", run.stdout);
+
+    let web = agent.component(&name, "web");
+    let vm = agent.component(&name, "vm");
+    assert_eq!(web["runtime"], "container");
+    assert_eq!(vm["runtime"], "unikernel");
+    assert_eq!(
+        vm["accelerator"], "tcg",
+        "KVM does not boot guests here: {vm}"
+    );
+    assert_eq!(vm["state"], "running");
+    assert!(vm["uptime_secs"].as_i64().unwrap() >= 0);
+    let vm_port = route_ports(&vm)[""];
+    let web_port = route_ports(&web)[""];
+    let answer = http_get(vm_port, "/").expect("the VM answers through hostfwd");
+    assert!(
+        answer.contains("from-unikernel") && answer.contains("hello from vm"),
+        "{answer}"
+    );
+    assert!(http_get(web_port, "/").unwrap().contains("from-container"));
+    let env = http_get(vm_port, "/env").unwrap();
+    assert!(
+        env.contains(&format!("PORT={vm_port}\n")),
+        "route variable baked in: {env}"
+    );
+    let table = agent.mcp(&["status", &name]).ok().stdout;
+    assert!(table.contains("unikernel (tcg)"), "{table}");
+
+    let logs = agent.mcp(&["logs", &format!("{name}/vm")]).ok().stdout;
+    assert!(
+        logs.contains("mcp-standin: starting /program"),
+        "serial console: {logs}"
+    );
+    assert!(
+        logs.contains(&format!("hello: listening on port {vm_port}")),
+        "{logs}"
+    );
+
+    let instance = format!("{name}-vm");
+    let state = vm_state(&agent, &instance);
+    assert!(state.join("console.log").is_file() && state.join("qemu.pid").is_file());
+    assert_eq!(qemu_processes(&instance).len(), 1);
+
+    agent.mcp(&["stop", &name]).ok();
+    assert_eq!(agent.component(&name, "vm")["state"], "exited");
+    assert!(qemu_processes(&instance).is_empty(), "stop ends QEMU");
+    agent.mcp(&["start", &name]).ok();
+    assert!(http_get(route_ports(&agent.component(&name, "vm"))[""], "/").is_some());
+    agent.mcp(&["restart", &name]).ok();
+    let vm = agent.component(&name, "vm");
+    assert_eq!(vm["state"], "running");
+    assert!(http_get(route_ports(&vm)[""], "/").is_some());
+
+    agent.mcp(&["undeploy", &name]).ok();
+    assert!(qemu_processes(&instance).is_empty(), "no QEMU left");
+    assert!(!state.exists(), "no state dir, socket or pidfile left");
+    let image = agent
+        .dir
+        .path()
+        .join(format!("agent/state/images/{instance}.img"));
+    assert!(!image.exists(), "no disk image left");
+    assert!(containers_of(&name).is_empty());
+}
+
+#[test]
+fn a_vm_survives_an_agent_killed_with_sigkill() {
+    let mut agent = Agent::start_unikernel(&[], "");
+    let name = unique("vmsurvive");
+    let def = agent.definition(&name, &mixed(&name));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    let instance = format!("{name}-vm");
+    let pid_before = qemu_processes(&instance);
+    let before = agent.component(&name, "vm");
+    assert_eq!(pid_before.len(), 1);
+
+    agent.kill_with(Signal::SIGKILL);
+    agent.spawn();
+    assert_eq!(
+        qemu_processes(&instance),
+        pid_before,
+        "the same QEMU process"
+    );
+    let after = agent.component(&name, "vm");
+    assert_eq!(after["state"], "running");
+    assert_eq!(after["started_at"], before["started_at"]);
+    assert!(http_get(route_ports(&after)[""], "/").is_some());
+    agent.mcp(&["undeploy", &name]).ok();
+}
+
+fn assert_nothing_left(agent: &Agent, name: &str) {
+    let instance = format!("{name}-vm");
+    assert!(qemu_processes(&instance).is_empty(), "no QEMU left");
+    assert!(!vm_state(agent, &instance).exists(), "no VM state left");
+    assert!(containers_of(name).is_empty(), "no container left");
+    let registry = registry::Registry::open(&agent.registry_path()).unwrap();
+    assert!(
+        registry.service(name).unwrap().is_none(),
+        "no registry row left"
+    );
+}
+
+#[test]
+fn a_program_that_is_not_an_elf_is_refused_and_nothing_runs() {
+    let agent = Agent::start_unikernel(&[], "");
+    // An image whose entrypoint is a shell script, not an x86-64 ELF.
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("app.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::write(
+        ctx.path().join("Containerfile"),
+        "FROM scratch\nCOPY app.sh /app.sh\nENTRYPOINT [\"/app.sh\"]\n",
+    )
+    .unwrap();
+    let script_image = "localhost/mcp-test-notelf:1";
+    let out = podman(&["build", "-t", script_image, ctx.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let name = unique("noelf");
+    let body = mixed(&name).replacen(
+        &format!("image = \"{}\"\nruntime", image()),
+        &format!("image = \"{script_image}\"\nruntime"),
+        1,
+    );
+    let def = agent.definition(&name, &body);
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/app.sh") && run.stderr.contains("not an ELF"),
+        "{}",
+        run.stderr
+    );
+    assert_nothing_left(&agent, &name);
+
+    // A program path the image does not have is as clear.
+    let body = mixed(&name).replace(
+        "runtime = \"unikernel\"",
+        "runtime = \"unikernel\"\nbinary = \"/usr/local/bin/absent\"",
+    );
+    std::fs::write(&def, body).unwrap();
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/usr/local/bin/absent"),
+        "{}",
+        run.stderr
+    );
+    assert_nothing_left(&agent, &name);
+}
+
+#[test]
+fn a_guest_that_never_answers_fails_the_deploy_with_its_console() {
+    let agent = Agent::start_unikernel(&[], "boot_timeout_ms = 15000");
+    let name = unique("silent");
+    // The program listens on 9 instead of $PORT: the route never answers.
+    let body = mixed(&name).replace("memory_mb = 256\n", "memory_mb = 256\ncmd = [\"9\"]\n");
+    let def = agent.definition(&name, &body);
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("did not answer"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("hello: listening on port 9"),
+        "console tail: {}",
+        run.stderr
+    );
+    assert_nothing_left(&agent, &name);
+}
+
+#[test]
+fn ops_failing_shows_its_error_and_leaves_nothing() {
+    let mut agent = Agent::start_unikernel(&[], "");
+    // The stand-in refuses to build without its prepared kernel directory.
+    agent.kill_with(Signal::SIGTERM);
+    agent.env = vec![("MCP_OPS_STANDIN_DIR".into(), "/nonexistent-standin".into())];
+    agent.spawn();
+    let name = unique("opsfail");
+    let def = agent.definition(&name, &mixed(&name));
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("ops build"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("nonexistent-standin"),
+        "ops' own error is shown: {}",
+        run.stderr
+    );
+    assert_nothing_left(&agent, &name);
+}
+
+#[test]
+fn a_node_without_unikernel_support_refuses_before_starting_anything() {
+    let agent = Agent::start_unikernel(&[], "enabled = false");
+    let name = unique("nouk");
+    let def = agent.definition(&name, &mixed(&name));
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("needs the unikernel runtime"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("disabled"), "{}", run.stderr);
+    assert_nothing_left(&agent, &name);
+}
+
+#[test]
+fn memory_is_required_for_a_unikernel() {
+    let agent = Agent::start_unikernel(&[], "");
+    let name = unique("nomem");
+    let def = agent.definition(&name, &mixed(&name).replace("memory_mb = 256\n", ""));
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("memory_mb"), "{}", run.stderr);
+    assert!(Path::new(&def).exists());
+}
