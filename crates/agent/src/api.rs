@@ -37,8 +37,20 @@ fn status(err: AgentError) -> Status {
         AgentError::Ports(_) => Status::resource_exhausted(err.to_string()),
         AgentError::Runtime { .. } | AgentError::Crashed { .. } => Status::aborted(err.to_string()),
         AgentError::Registry(inner) => {
-            tracing::error!(error = %inner, "registry failure");
-            Status::internal("the agent's registry failed; see the agent's log")
+            tracing::error!(error = ?inner, "registry failure");
+            let what = match inner.condition() {
+                registry::Condition::Locked => {
+                    "the agent's registry database is locked by another process"
+                }
+                registry::Condition::DiskFull => {
+                    "the disk holding the agent's registry database is full"
+                }
+                registry::Condition::Corrupt => "the agent's registry database is damaged",
+                registry::Condition::Other => "the agent's registry failed",
+            };
+            Status::internal(format!(
+                "{what}; nothing was changed (details in the agent's log)"
+            ))
         }
     }
 }

@@ -146,3 +146,26 @@ fn sigkill_in_the_middle_of_a_stop_finishes_the_stop() {
     }
     assert_eq!(pending_operations(&agent), 0);
 }
+
+#[test]
+fn sigkill_in_the_middle_of_an_undeploy_finishes_it() {
+    let mut agent = Agent::start();
+    let name = unique("undeploycrash");
+    let def = agent.definition(&name, &three_components(&name, "v1"));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    restart_with_failpoint(&mut agent, Some("undeploy:removed-one"));
+    assert_ne!(agent.mcp(&["undeploy", &name]).code, 0);
+    agent.wait_dead();
+    assert_eq!(
+        containers_of(&name).len(),
+        2,
+        "killed after the first removal"
+    );
+
+    restart_with_failpoint(&mut agent, None);
+    assert!(containers_of(&name).is_empty(), "the undeploy was finished");
+    let registry = registry::Registry::open(&agent.registry_path()).unwrap();
+    assert!(registry.service(&name).unwrap().is_none());
+    assert!(registry.held_host_ports(None).unwrap().is_empty());
+    assert_eq!(pending_operations(&agent), 0);
+}

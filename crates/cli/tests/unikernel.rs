@@ -121,6 +121,29 @@ fn a_vm_survives_an_agent_killed_with_sigkill() {
     agent.mcp(&["undeploy", &name]).ok();
 }
 
+#[test]
+fn sigkill_while_a_vm_is_being_deployed_leaves_no_vm_behind() {
+    let mut agent = Agent::start_unikernel(&[], "");
+    agent.kill_with(Signal::SIGTERM);
+    agent
+        .env
+        .push(("MCP_AGENT_FAILPOINT".into(), "deploy:applied".into()));
+    agent.spawn();
+    let name = unique("vmcrash");
+    let def = agent.definition(&name, &mixed(&name));
+    assert_ne!(agent.mcp(&["deploy", def.to_str().unwrap()]).code, 0);
+    agent.wait_dead();
+    assert_eq!(
+        qemu_processes(&format!("{name}-vm")).len(),
+        1,
+        "the VM ran when the agent died"
+    );
+
+    agent.env.retain(|(k, _)| k != "MCP_AGENT_FAILPOINT");
+    agent.spawn();
+    assert_nothing_left(&agent, &name);
+}
+
 fn assert_nothing_left(agent: &Agent, name: &str) {
     let instance = format!("{name}-vm");
     assert!(qemu_processes(&instance).is_empty(), "no QEMU left");

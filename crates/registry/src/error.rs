@@ -58,6 +58,43 @@ pub enum RegistryError {
     },
 }
 
+/// What an operator can act on, told without the registry's internals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Another process holds a lock on the database file (past the busy timeout).
+    Locked,
+    /// The filesystem holding the database is full.
+    DiskFull,
+    /// The file is not a database, or damaged.
+    Corrupt,
+    /// Anything else.
+    Other,
+}
+
+impl RegistryError {
+    /// The condition behind this error, for messages that must not leak internals.
+    pub fn condition(&self) -> Condition {
+        use rusqlite::ErrorCode;
+        let sqlite = match self {
+            Self::Open { source, .. } | Self::Service { source, .. } | Self::Sqlite(source) => {
+                source.sqlite_error_code()
+            }
+            Self::Migration { source, .. } => match source {
+                rusqlite_migration::Error::RusqliteError { err, .. } => err.sqlite_error_code(),
+                _ => None,
+            },
+            Self::CorruptSpec { .. } => return Condition::Corrupt,
+            _ => None,
+        };
+        match sqlite {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Condition::Locked,
+            Some(ErrorCode::DiskFull) => Condition::DiskFull,
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Condition::Corrupt,
+            _ => Condition::Other,
+        }
+    }
+}
+
 /// Attaches a service name to a SQLite error.
 pub(crate) trait ServiceContext<T> {
     fn for_service(self, service: &str) -> Result<T, RegistryError>;

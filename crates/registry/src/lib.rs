@@ -16,7 +16,7 @@ mod services;
 mod state;
 mod time;
 
-pub use error::RegistryError;
+pub use error::{Condition, RegistryError};
 pub use health::Health;
 pub use pending::PendingOperation;
 pub use records::{ComponentRecord, EventRecord, ServiceRecord};

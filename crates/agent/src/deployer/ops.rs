@@ -48,14 +48,18 @@ impl Deployer {
         self.pull_images(&plan).await?;
         self.registry(|r| r.begin_operation(&name, "deploy", actor, Some(&spec)))?;
         failpoint::hit("deploy:journaled");
-        if let Err(err) = self.apply(&spec, &plan, &host_ports).await {
+        let applied = self.apply(&spec, &plan, &host_ports).await;
+        failpoint::hit("deploy:applied");
+        // Recording can fail too (a full disk, a locked database): then the node goes back
+        // to what the registry still describes, as for a failed apply.
+        let recorded =
+            applied.and_then(|()| self.registry(|r| r.record_deploy(&spec, &host_ports, actor)));
+        if let Err(err) = recorded {
             self.roll_back(&spec, &plan, previous.as_ref()).await;
             let detail = err.to_string();
             self.end_with_event(&name, "deploy-failed", actor, &detail);
             return Err(err);
         }
-        failpoint::hit("deploy:applied");
-        self.registry(|r| r.record_deploy(&spec, &host_ports, actor))?;
         self.end_operation(&name);
         drop(reservation);
         Ok(DeployOutcome {

@@ -196,6 +196,11 @@ impl Agent {
         Self::start_full(extra_args, None, Vec::new())
     }
 
+    /// An agent with a `--settings` file (agent.toml's tunable sections).
+    pub fn start_settings(settings: &str) -> Self {
+        Self::start_full(&[], Some(settings.to_string()), Vec::new())
+    }
+
     /// An agent that runs unikernels through the stand-in `ops` (tests/fixtures/ops-standin),
     /// with VM power-down cut short (the stand-in guest ignores ACPI) and `extra_settings`
     /// appended to its `--settings` file's `[qemu]` section.
