@@ -79,10 +79,10 @@ impl RegistryError {
             Self::Open { source, .. } | Self::Service { source, .. } | Self::Sqlite(source) => {
                 source.sqlite_error_code()
             }
-            Self::Migration { source, .. } => match source {
-                rusqlite_migration::Error::RusqliteError { err, .. } => err.sqlite_error_code(),
-                _ => None,
-            },
+            Self::Migration {
+                source: rusqlite_migration::Error::RusqliteError { err, .. },
+                ..
+            } => err.sqlite_error_code(),
             Self::CorruptSpec { .. } => return Condition::Corrupt,
             _ => None,
         };
