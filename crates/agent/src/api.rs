@@ -55,8 +55,18 @@ fn status(err: AgentError) -> Status {
     }
 }
 
-fn actor(given: &str) -> &str {
-    if given.is_empty() { "unknown" } else { given }
+/// Who acts, for the history: the client certificate's common name (what mTLS proved), with
+/// the user the CLI claims in parentheses (what it says, for a shared operator certificate).
+fn actor<T>(request: &Request<T>, claimed: &str) -> String {
+    let proven = request
+        .peer_certs()
+        .and_then(|certs| certs.first().and_then(|c| pki::common_name(c.as_ref())))
+        .unwrap_or_else(|| "unauthenticated".to_string());
+    if claimed.is_empty() {
+        proven
+    } else {
+        format!("{proven} ({claimed})")
+    }
 }
 
 type LogStreamOut = Pin<Box<dyn Stream<Item = Result<pb::LogLine, Status>> + Send>>;
@@ -67,6 +77,7 @@ impl Agent for AgentApi {
         &self,
         request: Request<pb::DeployRequest>,
     ) -> Result<Response<pb::DeployResponse>, Status> {
+        let req_actor = actor(&request, &request.get_ref().actor);
         let req = request.into_inner();
         let spec = req
             .spec
@@ -75,7 +86,7 @@ impl Agent for AgentApi {
             .map_err(|e| status(AgentError::InvalidSpec(e.to_string())))?;
         let outcome = self
             .deployer
-            .deploy(spec, actor(&req.actor))
+            .deploy(spec, &req_actor)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeployResponse {
@@ -89,9 +100,10 @@ impl Agent for AgentApi {
         &self,
         request: Request<pb::ServiceRef>,
     ) -> Result<Response<pb::OperationResponse>, Status> {
+        let who = actor(&request, &request.get_ref().actor);
         let req = request.into_inner();
         self.deployer
-            .undeploy(&req.name, actor(&req.actor))
+            .undeploy(&req.name, &who)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::OperationResponse { status: None }))
@@ -101,12 +113,9 @@ impl Agent for AgentApi {
         &self,
         request: Request<pb::ServiceRef>,
     ) -> Result<Response<pb::OperationResponse>, Status> {
+        let who = actor(&request, &request.get_ref().actor);
         let req = request.into_inner();
-        let view = self
-            .deployer
-            .stop(&req.name, actor(&req.actor))
-            .await
-            .map_err(status)?;
+        let view = self.deployer.stop(&req.name, &who).await.map_err(status)?;
         Ok(Response::new(pb::OperationResponse {
             status: Some(convert::view_to_wire(view)),
         }))
@@ -116,12 +125,9 @@ impl Agent for AgentApi {
         &self,
         request: Request<pb::ServiceRef>,
     ) -> Result<Response<pb::OperationResponse>, Status> {
+        let who = actor(&request, &request.get_ref().actor);
         let req = request.into_inner();
-        let view = self
-            .deployer
-            .start(&req.name, actor(&req.actor))
-            .await
-            .map_err(status)?;
+        let view = self.deployer.start(&req.name, &who).await.map_err(status)?;
         Ok(Response::new(pb::OperationResponse {
             status: Some(convert::view_to_wire(view)),
         }))
@@ -131,10 +137,11 @@ impl Agent for AgentApi {
         &self,
         request: Request<pb::ServiceRef>,
     ) -> Result<Response<pb::OperationResponse>, Status> {
+        let who = actor(&request, &request.get_ref().actor);
         let req = request.into_inner();
         let view = self
             .deployer
-            .restart(&req.name, actor(&req.actor))
+            .restart(&req.name, &who)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::OperationResponse {

@@ -73,6 +73,16 @@ fn a_vm_and_a_container_serve_side_by_side_through_their_whole_life() {
     let instance = format!("{name}-vm");
     let state = vm_state(&agent, &instance);
     assert!(state.join("console.log").is_file() && state.join("qemu.pid").is_file());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700, "the VM dir is private");
+        assert_eq!(
+            mode(&state.join("config.json")),
+            0o600,
+            "its env is private"
+        );
+    }
     assert_eq!(qemu_processes(&instance).len(), 1);
 
     agent.mcp(&["stop", &name]).ok();

@@ -183,6 +183,16 @@ pub fn identity_paths(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The subject common name of a DER certificate (who a client certificate says it is).
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string)
+}
+
 /// Selects aws-lc-rs as the process's rustls provider. tonic's TLS panics without one, and
 /// two linked providers make the choice ambiguous, so both binaries call this first.
 pub fn install_crypto_provider() {
@@ -210,6 +220,14 @@ mod tests {
         assert!(node.key_pem.contains("PRIVATE KEY"));
         assert_ne!(node.cert_pem, ca.cert_pem);
         assert!(!format!("{node:?}").contains("PRIVATE"));
+        let der = rustls_pemfile_free_der(&node.cert_pem);
+        assert_eq!(common_name(&der).as_deref(), Some("local"));
+    }
+
+    /// The DER inside a one-certificate PEM (base64 between the armour lines).
+    fn rustls_pemfile_free_der(pem: &str) -> Vec<u8> {
+        let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        parsed.contents
     }
 
     #[test]

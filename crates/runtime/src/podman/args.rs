@@ -2,9 +2,12 @@
 
 use crate::{ContainerSpec, RuntimeError};
 
+/// `env_file` carries the spec's environment (see `PodmanRuntime::run`): values never appear
+/// on a command line, where any local user could read them from /proc.
 pub(super) fn run_args(
     spec: &ContainerSpec,
     extra: &[String],
+    env_file: Option<&std::path::Path>,
 ) -> Result<Vec<String>, RuntimeError> {
     // Option-looking values would be read by podman as flags: refuse them outright.
     for (what, value) in [("name", &spec.name), ("image", &spec.image)] {
@@ -25,9 +28,9 @@ pub(super) fn run_args(
         argv.push("--label".into());
         argv.push(format!("{key}={value}"));
     }
-    for entry in &spec.env {
-        argv.push("--env".into());
-        argv.push(entry.clone());
+    if let Some(path) = env_file {
+        argv.push("--env-file".into());
+        argv.push(path.to_string_lossy().into_owned());
     }
     for volume in &spec.volumes {
         argv.push("--volume".into());
@@ -78,7 +81,12 @@ mod tests {
             labels: BTreeMap::from([("mcp.service".into(), "hello".into())]),
             binary: None,
         };
-        let argv = run_args(&spec, &["--ulimit".into(), "nofile=1024:1024".into()]).unwrap();
+        let argv = run_args(
+            &spec,
+            &["--ulimit".into(), "nofile=1024:1024".into()],
+            Some(std::path::Path::new("/run/x/env")),
+        )
+        .unwrap();
         assert_eq!(
             argv,
             [
@@ -88,8 +96,8 @@ mod tests {
                 "hello-web",
                 "--label",
                 "mcp.service=hello",
-                "--env",
-                "GREETING=hi there",
+                "--env-file",
+                "/run/x/env",
                 "--volume",
                 "/srv/a:/a",
                 "--publish",
@@ -116,6 +124,6 @@ mod tests {
             image: "--privileged".into(),
             ..Default::default()
         };
-        assert!(run_args(&spec, &[]).is_err());
+        assert!(run_args(&spec, &[], None).is_err());
     }
 }

@@ -38,6 +38,35 @@ impl Default for PodmanConfig {
     }
 }
 
+fn write_env_file(env: &[String]) -> Result<Option<tempfile::NamedTempFile>, RuntimeError> {
+    use std::io::Write;
+    if env.is_empty() {
+        return Ok(None);
+    }
+    let err = |e: std::io::Error| RuntimeError::Parse {
+        what: "the environment file for podman".into(),
+        detail: e.to_string(),
+    };
+    // tempfile creates the file with mode 0600.
+    let mut file = tempfile::Builder::new()
+        .prefix("mcp-env-")
+        .tempfile()
+        .map_err(err)?;
+    for entry in env {
+        // podman's env-file format is one KEY=VALUE per line; validation upstream refuses
+        // names it cannot carry, and a newline in a value would split it.
+        if entry.contains('\n') {
+            return Err(RuntimeError::InvalidSpec {
+                name: entry.split('=').next().unwrap_or_default().to_string(),
+                detail: "environment values cannot contain newlines".into(),
+            });
+        }
+        writeln!(file, "{entry}").map_err(err)?;
+    }
+    file.flush().map_err(err)?;
+    Ok(Some(file))
+}
+
 /// How long `start` waits out podman's asynchronous network cleanup: 15 × 200 ms.
 const START_RETRIES: u32 = 15;
 const START_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -90,7 +119,9 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn run(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
-        let argv = args::run_args(spec, &self.run_args)?;
+        // The environment goes through a 0600 file that exists only while podman reads it.
+        let env_file = write_env_file(&spec.env)?;
+        let argv = args::run_args(spec, &self.run_args, env_file.as_ref().map(|f| f.path()))?;
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
         let id = self
             .podman

@@ -211,6 +211,26 @@ impl QemuRuntime {
     }
 }
 
+fn private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)
+}
+
 fn console_suffix(vm: &VmDir) -> String {
     let tail = vm.console_tail(CONSOLE_TAIL);
     if tail.is_empty() {
@@ -298,11 +318,13 @@ impl Runtime for QemuRuntime {
             self.kill_hard(&vm).await;
             std::fs::remove_dir_all(&vm.dir).map_err(io_err(vm.dir.display()))?;
         }
-        std::fs::create_dir_all(&vm.dir).map_err(io_err(vm.dir.display()))?;
+        // The VM's config carries its environment (secrets, perhaps): owner-only, like images.
+        private_dir(&vm.dir).map_err(io_err(vm.dir.display()))?;
         let result = async {
             let config = OpsConfig::new(&spec.cmd, &spec.env, memory_mb, spec.vcpus);
             let json = serde_json::to_string_pretty(&config).map_err(|e| invalid(e.to_string()))?;
-            std::fs::write(vm.config_json(), json).map_err(io_err(vm.config_json().display()))?;
+            write_private(&vm.config_json(), json.as_bytes())
+                .map_err(io_err(vm.config_json().display()))?;
             let built = ops::build(
                 &self.config.ops,
                 &self.config.ops_home,
@@ -311,8 +333,7 @@ impl Runtime for QemuRuntime {
                 &vm.config_json(),
             )
             .await?;
-            std::fs::create_dir_all(self.images_dir())
-                .map_err(io_err(self.images_dir().display()))?;
+            private_dir(&self.images_dir()).map_err(io_err(self.images_dir().display()))?;
             let image = self.images_dir().join(format!("{}.img", spec.name));
             std::fs::rename(&built, &image)
                 .or_else(|_| std::fs::copy(&built, &image).map(drop))
