@@ -50,6 +50,10 @@ pub(crate) enum Observation {
     UnexpectedRunning,
     /// Running, but created from another spec of the component (replaced behind our back).
     SpecMismatch,
+    /// Running another image than the desired one.
+    ImageMismatch {
+        running: String,
+    },
 }
 
 impl Observation {
@@ -65,6 +69,9 @@ impl Observation {
                 "spec-mismatch",
                 "instance was not created from the desired spec".into(),
             )),
+            Self::ImageMismatch { running } => {
+                Some(("image-mismatch", format!("runs image {running}")))
+            }
         }
     }
 }
@@ -83,6 +90,11 @@ pub(crate) fn observe(
                 at: info.exited_at,
             }
         }
+        (DesiredState::Running, Some(info)) if !same_image(&info.image, &component.image) => {
+            Observation::ImageMismatch {
+                running: info.image.clone(),
+            }
+        }
         (DesiredState::Running, Some(info))
             if info.spec_hash() != Some(component.spec_hash().as_str()) =>
         {
@@ -91,6 +103,18 @@ pub(crate) fn observe(
         (DesiredState::Stopped, Some(_)) if running => Observation::UnexpectedRunning,
         _ => Observation::InLine,
     }
+}
+
+/// Image references as podman reports them carry the registry it resolved ("localhost/",
+/// "docker.io/library/"); a definition may leave it out.
+fn same_image(running: &str, desired: &str) -> bool {
+    let strip = |s: &str| {
+        s.trim_start_matches("docker.io/library/")
+            .trim_start_matches("docker.io/")
+            .trim_start_matches("localhost/")
+            .to_string()
+    };
+    running.is_empty() || strip(running) == strip(desired)
 }
 
 fn wants_restart(policy: RestartPolicy, observation: &Observation) -> bool {
