@@ -7,6 +7,7 @@
 mod support;
 
 use std::path::PathBuf;
+use support::oci::*;
 use support::*;
 
 /// A service `name` whose components (name, image) each get a route, with `builds` as its
@@ -33,13 +34,25 @@ fn service(
     agent.definition(name, &body)
 }
 
-#[test]
-fn absent_tag_is_built_pushed_deployed_and_never_rebuilt() {
+/// A registry, an agent pulling from it, and service `name` with one component whose image
+/// `<registry>/<name>:<tag>` is built from `containerfile` in workspace `ws`.
+struct OneImage {
+    // Fields drop in order: the agent's containers go before the registry's images.
+    agent: Agent,
+    registry: Registry,
+    name: String,
+    image: String,
+    def: PathBuf,
+    config: PathBuf,
+    _ws: tempfile::TempDir,
+}
+
+fn one_image(prefix: &str, tag: &str, containerfile: &str) -> OneImage {
     let registry = Registry::start();
     let agent = Agent::start_with(&["--insecure-registry", &registry.host()]);
-    let name = unique("built");
-    let image = format!("{}/{name}:v1.0.0", registry.host());
-    let ws = workspace(&name, &[("Containerfile", HELLO_CONTAINERFILE)]);
+    let name = unique(prefix);
+    let image = format!("{}/{name}:{tag}", registry.host());
+    let ws = workspace(&name, &[("Containerfile", containerfile)]);
     let def = service(
         &agent,
         &name,
@@ -47,11 +60,24 @@ fn absent_tag_is_built_pushed_deployed_and_never_rebuilt() {
         &[("web", &image)],
     );
     let config = agent.build_config(ws.path(), &registry);
-    assert!(registry.tags(&name).is_empty());
+    OneImage {
+        agent,
+        registry,
+        name,
+        image,
+        def,
+        config,
+        _ws: ws,
+    }
+}
 
-    let run = agent
-        .mcp_with(&config, &["deploy", def.to_str().unwrap()])
-        .ok();
+#[test]
+fn absent_tag_is_built_pushed_deployed_and_never_rebuilt() {
+    let t = one_image("built", "v1.0.0", HELLO_CONTAINERFILE);
+    let (name, image, def) = (&t.name, &t.image, t.def.to_str().unwrap());
+    assert!(t.registry.tags(name).is_empty());
+
+    let run = t.agent.mcp_with(&t.config, &["deploy", def]).ok();
     assert!(
         run.stderr.contains(&format!("building {image} from "))
             && run.stderr.contains(&format!("pushed {image}")),
@@ -63,17 +89,15 @@ fn absent_tag_is_built_pushed_deployed_and_never_rebuilt() {
         "{}",
         run.stdout
     );
-    assert_eq!(registry.tags(&name), ["v1.0.0"]);
-    assert!(registry.has_manifest(&name, "v1.0.0"));
-    // The build ran on another store: the node's copy came from the registry.
-    assert!(podman(&["image", "exists", &image]).status.success());
-    let port = route_ports(&agent.component(&name, "web"))[""];
+    assert_eq!(t.registry.tags(name), ["v1.0.0"]);
+    assert!(t.registry.has_manifest(name, "v1.0.0"));
+    // The build ran on another store: the node's copy came from the t.registry.
+    assert!(podman(&["image", "exists", image]).status.success());
+    let port = route_ports(&t.agent.component(name, "web"))[""];
     let body = http_get(port, "/").unwrap_or_else(|| panic!("nothing answers on {port}"));
     assert!(body.starts_with("hello from"), "{body}");
 
-    let again = agent
-        .mcp_with(&config, &["deploy", def.to_str().unwrap()])
-        .ok();
+    let again = t.agent.mcp_with(&t.config, &["deploy", def]).ok();
     assert!(
         again
             .stderr
@@ -149,23 +173,10 @@ fn build_names_one_image_of_two_and_skips_existing_tags_unless_forced() {
 
 #[test]
 fn build_failure_shows_the_builders_error_and_deploys_nothing() {
-    let registry = Registry::start();
-    let agent = Agent::start_with(&["--insecure-registry", &registry.host()]);
-    let name = unique("broken");
-    let image = format!("{}/{name}:v1", registry.host());
-    let ws = workspace(
-        &name,
-        &[("Containerfile", "FROM scratch\nCOPY no-such-file /x\n")],
-    );
-    let def = service(
-        &agent,
-        &name,
-        &[(&name, "Containerfile")],
-        &[("web", &image)],
-    );
-    let config = agent.build_config(ws.path(), &registry);
+    let t = one_image("broken", "v1", "FROM scratch\nCOPY no-such-file /x\n");
+    let (name, def) = (&t.name, t.def.to_str().unwrap());
 
-    let run = agent.mcp_with(&config, &["deploy", def.to_str().unwrap()]);
+    let run = t.agent.mcp_with(&t.config, &["deploy", def]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stderr.contains("podman build of")
@@ -174,9 +185,9 @@ fn build_failure_shows_the_builders_error_and_deploys_nothing() {
         "{}",
         run.stderr
     );
-    assert!(registry.tags(&name).is_empty());
-    assert!(containers_of(&name).is_empty());
-    let status = agent.status_json();
+    assert!(t.registry.tags(name).is_empty());
+    assert!(containers_of(name).is_empty());
+    let status = t.agent.status_json();
     assert!(
         !status["services"]
             .as_array()

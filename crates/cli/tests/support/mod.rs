@@ -6,9 +6,7 @@
 //! test loudly, it never skips.
 #![allow(dead_code, clippy::unwrap_used)]
 
-mod registry;
-
-pub use registry::*;
+pub mod oci;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -356,15 +354,21 @@ impl Agent {
     }
 }
 
+/// The end of a test's helper process: its log if the test failed, then kill and reap it.
+fn end_process(what: &str, log: impl FnOnce() -> String, child: Option<Child>) {
+    if std::thread::panicking() {
+        eprintln!("--- {what} log ---\n{}", log());
+    }
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- agent log ---\n{}", self.log());
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let child = self.child.take();
+        end_process("agent", || self.log(), child);
         for service in self.services.lock().unwrap().iter() {
             for id in containers_of(service) {
                 podman(&["rm", "-f", "-t", "0", &id]);

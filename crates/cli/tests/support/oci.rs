@@ -106,13 +106,8 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- registry log ---\n{}", self.log());
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let child = self.child.take();
+        super::end_process("registry", || self.log(), child);
         let prefix = format!("{}/", self.host());
         for store in [super::podman_global_args(), build_store_args()] {
             let out = podman_in(&store, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
