@@ -22,6 +22,7 @@ fn report(event: Event<'_>, terminal: bool) {
         Event::Output(line) if terminal => eprintln!("  | {line}"),
         Event::Output(_) => {}
         Event::Built { tags } => eprintln!("built {}", tags.join(", ")),
+        Event::Pushing { image } => eprintln!("pushing {image}"),
         Event::Pushed { image } => eprintln!("pushed {image}"),
         Event::NotPushed { image } => eprintln!("{image} is local-only: built, not pushed"),
     }

@@ -30,6 +30,9 @@ pub enum Event<'a> {
     Built {
         tags: &'a [String],
     },
+    Pushing {
+        image: &'a str,
+    },
     Pushed {
         image: &'a str,
     },
@@ -171,6 +174,9 @@ async fn build_and_push(
                 image: &image.image,
             });
         } else {
+            report(Event::Pushing {
+                image: &image.image,
+            });
             runtime.push(&image.image, &output).await?;
             report(Event::Pushed {
                 image: &image.image,

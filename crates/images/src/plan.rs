@@ -152,11 +152,17 @@ mod tests {
         assert!(err.contains("c0") && err.contains("Hello"), "{err}");
     }
 
+    /// A workspace with `<dir>/Containerfile`.
+    fn workspace(dir: &str) -> tempfile::TempDir {
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(ws.path().join(dir)).unwrap();
+        std::fs::write(ws.path().join(dir).join("Containerfile"), "FROM scratch\n").unwrap();
+        ws
+    }
+
     #[test]
     fn sources_live_under_workspace_and_path() {
-        let ws = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(ws.path().join("src/shop")).unwrap();
-        std::fs::write(ws.path().join("src/shop/Containerfile"), "FROM scratch\n").unwrap();
+        let ws = workspace("src/shop");
         let s = service(
             "path = \"src/shop\"\n[build.images]\nhello = \"Containerfile\"\nmissing = \"Nope\"\n",
             &["127.0.0.1:5000/hello:v1"],
@@ -177,9 +183,7 @@ mod tests {
 
     #[test]
     fn path_defaults_to_the_service_name() {
-        let ws = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(ws.path().join("shop")).unwrap();
-        std::fs::write(ws.path().join("shop/Containerfile"), "FROM scratch\n").unwrap();
+        let ws = workspace("shop");
         let s = service(
             "[build.images]\nhello = \"Containerfile\"\n",
             &["127.0.0.1:5000/hello:v1"],
