@@ -1,13 +1,15 @@
 # Sourced by the other scripts: installs the Debian packages mcp's demo and tests use.
 # podman + runc run containers (runc because crun fails on hybrid cgroups in sandboxes);
 # gcc/libc6-dev build the static example server; curl reads its answer;
-# qemu-system-x86 provides qemu-system-x86_64 for the accelerator probe (and VMs later);
+# qemu-system-x86 provides qemu-system-x86_64 for unikernel VMs and the accelerator probe;
 # the test-only ops stand-in (tests/fixtures/ops-standin, scripts/prepare-standin.sh) builds its
 # raw images from busybox-static, syslinux (+ syslinux-common), dosfstools (mkfs.vfat) and
-# mtools (mcopy), and its ops script is python3.
+# mtools (mcopy), and its ops script is python3; docker-registry is the OCI registry the build
+# tests start on loopback (its packaged service is not used).
 install_packages() {
     local wanted=(podman runc gcc libc6-dev curl ca-certificates qemu-system-x86
-                  busybox-static syslinux syslinux-common dosfstools mtools python3)
+                  busybox-static syslinux syslinux-common dosfstools mtools python3
+                  docker-registry)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -48,6 +48,10 @@ pub struct PodmanSection {
     pub run_args: Vec<String>,
     #[serde(default)]
     pub containers_conf: Option<PathBuf>,
+    /// Registries (`host[:port]` as written in images) pulled from over plain HTTP, with
+    /// `--tls-verify=false`; every other registry is pulled from with TLS checks.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Overrides for `mcp-agent --dev --settings FILE`: any of agent.toml's tunable sections.
@@ -342,6 +346,7 @@ impl AgentConfig {
             global_args: self.podman.global_args.clone(),
             run_args: self.podman.run_args.clone(),
             containers_conf: self.podman.containers_conf.clone(),
+            insecure_registries: self.podman.insecure_registries.clone(),
         }
     }
 
@@ -376,6 +381,16 @@ mod tests {
         assert_eq!(config.state_dir, dir.path().join("state"));
         assert_eq!(config.stop_timeout(), Duration::from_secs(10));
         assert_eq!(config.podman_config().binary, PathBuf::from("podman"));
+        assert!(config.podman_config().insecure_registries.is_empty());
+
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("[podman]\ninsecure_registries = [\"127.0.0.1:5000\"]\n");
+        std::fs::write(&path, text).unwrap();
+        let config = AgentConfig::load(&path).unwrap();
+        assert_eq!(
+            config.podman_config().insecure_registries,
+            ["127.0.0.1:5000"]
+        );
 
         std::fs::write(&path, "node = \"n\"\nlisten = \"127.0.0.1:1\"\nstate_dir = \"s\"\nbogus = 1\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n").unwrap();
         let err = AgentConfig::load(&path).unwrap_err().to_string();

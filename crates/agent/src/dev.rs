@@ -36,7 +36,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DevError + '_ {
 pub fn prepare(
     dir: &Path,
     listen: SocketAddr,
-    podman_args: Vec<String>,
+    podman: PodmanSection,
     ports: PortsSection,
     monitor: MonitorSection,
     settings: Option<DevSettings>,
@@ -80,10 +80,7 @@ pub fn prepare(
             cert: agent_cert,
             key: agent_key,
         },
-        podman: PodmanSection {
-            global_args: podman_args,
-            ..PodmanSection::default()
-        },
+        podman,
         ports,
         monitor,
         qemu: QemuSection::default(),
@@ -128,6 +125,7 @@ pub fn write_cli_config(
             cert: dir.join("tls/operator.pem"),
             key: dir.join("tls/operator.key"),
         },
+        build: None,
         nodes: vec![NodeEntry {
             name: DEV_NODE.to_string(),
             address: format!("https://{bound}"),

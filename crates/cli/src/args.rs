@@ -19,7 +19,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Deploy a service from its definition (FILE.toml, or SERVICE from the services directory).
+    /// Component images missing from their registry are built and pushed first.
     Deploy(DeployArgs),
+    /// Build and push a service's images ([build.images]), or only SERVICE/IMAGE.
+    Build(BuildArgs),
     /// Show services and their components, on every node or one service.
     Status(StatusArgs),
     /// List every component instance on every node, one line each.
@@ -54,6 +57,19 @@ pub struct DeployArgs {
     /// Accepted for compatibility: calls always go straight to the agent.
     #[arg(long)]
     pub direct: bool,
+    /// Do not check the registry for the component images (nor build missing ones).
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// SERVICE or SERVICE/IMAGE; SERVICE is a definition file or a name in the services
+    /// directory, IMAGE a key of its [build.images].
+    pub target: String,
+    /// Rebuild and push tags the registry already holds (they are skipped otherwise).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

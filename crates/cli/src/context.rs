@@ -1,8 +1,10 @@
-//! What every command needs: the CLI config, the node a command targets, a connection.
+//! What every command needs: the CLI config, the node a command targets, a connection,
+//! definition files, and the local podman that builds images.
 
 use mcp_client::{CliConfig, NodeEntry};
 use mcp_proto::v1 as pb;
 use mcp_proto::v1::agent_client::AgentClient;
+use runtime::{PodmanConfig, PodmanRuntime};
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
 
@@ -44,6 +46,38 @@ impl Context {
 
     pub async fn connect(&self, node: &NodeEntry) -> Result<AgentClient<Channel>, CliError> {
         Ok(mcp_client::connect(node, &self.config.tls).await?)
+    }
+
+    /// A path-looking target is a file; a bare name is looked up in the services directory.
+    pub fn definition_file(&self, target: &str) -> Result<PathBuf, CliError> {
+        let as_path = PathBuf::from(target);
+        if target.ends_with(".toml") || target.contains('/') || as_path.is_file() {
+            return Ok(as_path);
+        }
+        self.definition_path(target).ok_or_else(|| {
+            let dir = self.config.services_dir.as_ref().map_or_else(
+                || format!("{} sets no services_dir", self.config_path.display()),
+                |d| format!("{} has no {target}.toml", d.display()),
+            );
+            CliError::bad_input(format!("no definition for service {target}: {dir}"))
+        })
+    }
+
+    /// The build workspace (`[build] workspace`), when configured.
+    pub fn workspace(&self) -> Option<&Path> {
+        self.config.build.as_ref()?.workspace.as_deref()
+    }
+
+    /// podman on this (the operator's) machine, for builds, pushes and registry checks.
+    pub fn local_podman(&self) -> PodmanRuntime {
+        let build = self.config.build.clone().unwrap_or_default();
+        let defaults = PodmanConfig::default();
+        PodmanRuntime::new(PodmanConfig {
+            binary: build.podman.unwrap_or(defaults.binary),
+            global_args: build.podman_args,
+            insecure_registries: build.insecure_registries,
+            ..defaults
+        })
     }
 
     /// `<services_dir>/<service>.toml`, when such a file exists.

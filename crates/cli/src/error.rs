@@ -98,6 +98,18 @@ impl From<ConnectError> for CliError {
     }
 }
 
+impl From<images::ImagesError> for CliError {
+    /// A definition or configuration that cannot work is bad input; a registry or builder
+    /// failing is a failed operation.
+    fn from(e: images::ImagesError) -> Self {
+        if e.is_bad_input() {
+            Self::bad_input(e.to_string())
+        } else {
+            Self::failed(e.to_string())
+        }
+    }
+}
+
 impl From<servicedef::DefinitionError> for CliError {
     fn from(e: servicedef::DefinitionError) -> Self {
         Self::bad_input(e.to_string())

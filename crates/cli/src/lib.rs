@@ -6,5 +6,6 @@ pub mod commands;
 mod context;
 mod error;
 mod output;
+mod progress;
 
 pub use error::{CliError, ExitCode};

@@ -68,7 +68,18 @@ fn missing_image_fails_and_leaves_nothing() {
     // Port 9 on loopback refuses at once: the pull fails without leaving the machine.
     let body = web_service(&name, free_port(), "x").replace(&image(), "127.0.0.1:9/missing:v1");
     let def = agent.definition(&name, &body);
+    // The CLI asks the registry first and cannot reach it: that is a failure, not a guess.
     let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot check 127.0.0.1:9/missing:v1 in its registry")
+            && run.stderr.to_lowercase().contains("connection refused"),
+        "{}",
+        run.stderr
+    );
+    // Without the check, the agent's pull is what fails.
+    let run = agent.mcp(&["deploy", def.to_str().unwrap(), "--no-build"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains("127.0.0.1:9/missing:v1"),

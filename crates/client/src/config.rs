@@ -1,4 +1,5 @@
-//! `mcp.toml`: which agents exist and how the operator authenticates to them.
+//! `mcp.toml`: which agents exist, how the operator authenticates to them, and where the
+//! operator's machine builds images from.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -10,8 +11,30 @@ pub struct CliConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services_dir: Option<PathBuf>,
     pub tls: TlsFiles,
+    /// Image builds on this machine (`mcp build`, and `mcp deploy` of tags a registry lacks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSection>,
     #[serde(default)]
     pub nodes: Vec<NodeEntry>,
+}
+
+/// `[build]`: sources and registries as the operator's machine sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSection {
+    /// Source tree; a service's `path` (default: its name) is a directory under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<PathBuf>,
+    /// Registries (`host[:port]`, exactly as written in images) spoken to over plain HTTP:
+    /// tag checks use `http://`, pushes `--tls-verify=false`. Every other one uses TLS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insecure_registries: Vec<String>,
+    /// podman binary for builds and pushes (default `podman`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub podman: Option<PathBuf>,
+    /// Arguments before every podman subcommand, e.g. `["--root", "/srv/build-store"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub podman_args: Vec<String>,
 }
 
 /// The operator's identity and the CA that signed the agents' certificates.
@@ -75,6 +98,9 @@ impl CliConfig {
         if let Some(dir) = config.services_dir.as_mut() {
             absolute(dir);
         }
+        if let Some(workspace) = config.build.as_mut().and_then(|b| b.workspace.as_mut()) {
+            absolute(workspace);
+        }
         Ok(config)
     }
 
@@ -121,6 +147,7 @@ mod tests {
         std::fs::write(
             &path,
             "services_dir = \"svc\"\n[tls]\nca = \"tls/ca.pem\"\ncert = \"/abs/op.pem\"\nkey = \"op.key\"\n\
+             [build]\nworkspace = \"..\"\ninsecure_registries = [\"127.0.0.1:5000\"]\n\
              [[nodes]]\nname = \"local\"\naddress = \"https://127.0.0.1:7443\"\n",
         )
         .unwrap();
@@ -128,6 +155,10 @@ mod tests {
         assert_eq!(config.tls.ca, dir.path().join("tls/ca.pem"));
         assert_eq!(config.tls.cert, PathBuf::from("/abs/op.pem"));
         assert_eq!(config.services_dir, Some(dir.path().join("svc")));
+        let build = config.build.clone().unwrap();
+        assert_eq!(build.workspace, Some(dir.path().join("..")));
+        assert_eq!(build.insecure_registries, ["127.0.0.1:5000"]);
+        assert_eq!(build.podman, None);
         assert_eq!(
             config.node("local", &path).unwrap().address,
             "https://127.0.0.1:7443"

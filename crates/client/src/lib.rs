@@ -1,4 +1,4 @@
-//! The operator side's configuration (`mcp.toml`: nodes, TLS identity, services dir) and
+//! The operator side's configuration (`mcp.toml`: nodes, TLS identity, services dir, builds) and
 //! mTLS connections to agents. Shared by the `mcp` CLI, the agent's `--dev` bootstrap (which
 //! writes such a file) and the tests.
 
@@ -6,5 +6,5 @@ mod config;
 mod connect;
 pub mod wire;
 
-pub use config::{CliConfig, ConfigError, NodeEntry, TlsFiles};
+pub use config::{BuildSection, CliConfig, ConfigError, NodeEntry, TlsFiles};
 pub use connect::{ConnectError, connect, error_chain};

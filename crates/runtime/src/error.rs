@@ -22,4 +22,20 @@ pub enum RuntimeError {
     Parse { what: String, detail: String },
     #[error("invalid spec for {name}: {detail}")]
     InvalidSpec { name: String, detail: String },
+    #[error(transparent)]
+    InvalidImage(#[from] crate::ImageRefError),
+    /// A streamed command (build, push) failed; `last_lines` is the end of its output, which
+    /// is where builders put the reason.
+    #[error("{what} failed (exit {code}); its last output:\n{last_lines}")]
+    Output {
+        what: String,
+        code: i32,
+        last_lines: String,
+    },
+    #[error("cannot check {image} in its registry: {source}")]
+    Registry {
+        image: String,
+        #[source]
+        source: crate::RegistryError,
+    },
 }

@@ -30,6 +30,10 @@ struct Args {
     /// Extra global podman argument for --dev, e.g. --podman-arg=--root=/var/tmp/store.
     #[arg(long = "podman-arg", allow_hyphen_values = true)]
     podman_args: Vec<String>,
+    /// A registry (HOST[:PORT], as written in images) to pull from over plain HTTP, for
+    /// --dev; repeatable. Only for registries on trusted networks, e.g. 127.0.0.1:5000.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
     /// Host ports for routes, for --dev: START-END.
     #[arg(long, value_parser = parse_range, default_value = "10000-60000")]
     port_range: (u16, u16),
@@ -98,7 +102,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             agent::dev::prepare(
                 dir,
                 args.listen,
-                args.podman_args.clone(),
+                agent::config::PodmanSection {
+                    global_args: args.podman_args.clone(),
+                    insecure_registries: args.insecure_registries.clone(),
+                    ..Default::default()
+                },
                 agent::config::PortsSection {
                     range_start: args.port_range.0,
                     range_end: args.port_range.1,

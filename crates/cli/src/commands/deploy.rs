@@ -1,36 +1,26 @@
-//! `mcp deploy FILE.toml|SERVICE [-n NODE]`: parse and validate locally, send to the agent.
+//! `mcp deploy FILE.toml|SERVICE [-n NODE] [--no-build]`: parse and validate locally, make
+//! sure every component image is in its registry (building what is missing), send to the agent.
 
 use mcp_proto::v1 as pb;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
 use crate::args::DeployArgs;
 use crate::context::{Context, actor};
-use crate::output;
 use crate::{CliError, ExitCode};
-
-/// A path-looking target is a file; a bare name is looked up in the services directory.
-fn definition_file(ctx: &Context, target: &str) -> Result<PathBuf, CliError> {
-    let as_path = PathBuf::from(target);
-    if target.ends_with(".toml") || target.contains('/') || as_path.is_file() {
-        return Ok(as_path);
-    }
-    ctx.definition_path(target).ok_or_else(|| {
-        let dir = ctx.config.services_dir.as_ref().map_or_else(
-            || format!("{} sets no services_dir", ctx.config_path.display()),
-            |d| format!("{} has no {target}.toml", d.display()),
-        );
-        CliError::bad_input(format!("no definition for service {target}: {dir}"))
-    })
-}
+use crate::{output, progress};
 
 pub async fn run(ctx: &Context, args: DeployArgs) -> Result<ExitCode, CliError> {
-    let path = definition_file(ctx, &args.target)?;
+    let path = ctx.definition_file(&args.target)?;
     let mut spec = servicedef::load_file(&path)?;
     if let Some(node) = args.node {
         spec.node = node;
     }
     let node = ctx.node(&spec.node)?.clone();
+    // Images first: a missing image fails the deploy before the node is contacted.
+    if !args.no_build {
+        let report = progress::reporter();
+        images::before_deploy(&ctx.local_podman(), &spec, ctx.workspace(), &report).await?;
+    }
     if std::io::stderr().is_terminal() {
         eprintln!("deploying {} to node {}…", spec.name, node.name);
     }

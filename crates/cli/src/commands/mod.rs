@@ -1,5 +1,6 @@
 //! One module per subcommand; each takes its parsed arguments and returns an exit code.
 
+pub mod build;
 pub mod deploy;
 pub mod events;
 pub mod lifecycle;
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let load = || Context::load(cli.config.as_deref());
     match cli.command {
         Command::Deploy(args) => deploy::run(&load()?, args).await,
+        Command::Build(args) => build::run(&load()?, args).await,
         Command::Status(args) => status::status(&load()?, args).await,
         Command::Ps(args) => status::ps(&load()?, args).await,
         Command::Logs(args) => logs::run(&load()?, args).await,

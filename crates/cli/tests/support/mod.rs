@@ -2,9 +2,11 @@
 //! real podman with a private store shared by the test run, and the example HTTP server
 //! as the test image.
 //!
-//! Needs podman (with runc) and gcc on the machine; a missing one fails the test loudly,
-//! it never skips.
+//! Needs podman (with runc), gcc and docker-registry on the machine; a missing one fails the
+//! test loudly, it never skips.
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod oci;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -76,9 +78,15 @@ pub fn containers_conf() -> PathBuf {
     repo_root().join("config/podman-sandbox.conf")
 }
 
+/// podman on the agents' store (the node's).
 pub fn podman(args: &[&str]) -> Output {
+    podman_in(&podman_global_args(), args)
+}
+
+/// podman on the store given by `global_args`.
+pub fn podman_in(global_args: &[String], args: &[&str]) -> Output {
     Command::new("podman")
-        .args(podman_global_args())
+        .args(global_args)
         .args(args)
         .env("CONTAINERS_CONF", containers_conf())
         .stdin(Stdio::null())
@@ -88,28 +96,14 @@ pub fn podman(args: &[&str]) -> Output {
 
 /// Builds the test image once per store; concurrent test processes wait on a lock file.
 pub fn ensure_image() {
-    let base = store_base();
-    std::fs::create_dir_all(&base).unwrap();
-    let lock = std::fs::File::create(base.join("image.lock")).unwrap();
-    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let _guard = store_lock();
     let image = image();
     if podman(&["image", "exists", &image]).status.success() {
         return;
     }
-    let ctx = base.join("image-context");
+    let ctx = store_base().join("image-context");
     std::fs::create_dir_all(&ctx).unwrap();
-    let source = repo_root().join("examples/hello/hello.c");
-    let out = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(ctx.join("hello"))
-        .arg(&source)
-        .output()
-        .expect("gcc must be installed to build the test image");
-    assert!(
-        out.status.success(),
-        "gcc: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    std::fs::copy(hello_binary_locked(), ctx.join("hello")).unwrap();
     std::fs::copy(
         repo_root().join("examples/hello/Containerfile"),
         ctx.join("Containerfile"),
@@ -121,6 +115,41 @@ pub fn ensure_image() {
         "podman build: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The store-wide lock that builds of shared test artefacts hold.
+fn store_lock() -> nix::fcntl::Flock<std::fs::File> {
+    let base = store_base();
+    std::fs::create_dir_all(&base).unwrap();
+    let lock = std::fs::File::create(base.join("image.lock")).unwrap();
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap()
+}
+
+/// The example server compiled statically (once per source version).
+pub fn hello_binary() -> PathBuf {
+    let _guard = store_lock();
+    hello_binary_locked()
+}
+
+fn hello_binary_locked() -> PathBuf {
+    let source = repo_root().join("examples/hello/hello.c");
+    let hash = fnv1a(&std::fs::read(&source).unwrap());
+    let binary = store_base().join(format!("hello-{hash:08x}"));
+    if binary.is_file() {
+        return binary;
+    }
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .output()
+        .expect("gcc must be installed to build the test image");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    binary
 }
 
 /// Prepares the stand-in ops' kernel and modules once per checkout (the script locks).
@@ -348,9 +377,16 @@ impl Agent {
 
     /// Runs the CLI against this agent.
     pub fn mcp(&self, args: &[&str]) -> Run {
+        self.mcp_with(&self.config(), args)
+    }
+
+    /// Runs the CLI with another CLI config (e.g. one from `build_config`).
+    pub fn mcp_with(&self, config: &Path, args: &[&str]) -> Run {
         let out = Command::new(mcp_bin())
             .args(args)
-            .env("MCP_CONFIG", self.config())
+            .env("MCP_CONFIG", config)
+            // The CLI's own podman (builds) needs the sandbox settings too.
+            .env("CONTAINERS_CONF", containers_conf())
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -391,15 +427,21 @@ impl Agent {
     }
 }
 
+/// The end of a test's helper process: its log if the test failed, then kill and reap it.
+fn end_process(what: &str, log: impl FnOnce() -> String, child: Option<Child>) {
+    if std::thread::panicking() {
+        eprintln!("--- {what} log ---\n{}", log());
+    }
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- agent log ---\n{}", self.log());
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let child = self.child.take();
+        end_process("agent", || self.log(), child);
         for service in self.services.lock().unwrap().iter() {
             for id in containers_of(service) {
                 podman(&["rm", "-f", "-t", "0", &id]);
@@ -461,15 +503,33 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 pub fn http_get_once(port: u16, path: &str) -> Option<String> {
+    http_request(port, "GET", path, &[])
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body)
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port`: the status code and body, `None` when nothing
+/// answers.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
     stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }
 
 /// Polls `check` until it holds or `timeout` passes; the condition, not the clock, is

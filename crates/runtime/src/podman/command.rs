@@ -1,10 +1,16 @@
-//! Running podman: argument vectors, CONTAINERS_CONF selection, stderr captured into errors.
+//! Running podman: argument vectors, CONTAINERS_CONF selection, stderr captured into errors,
+//! and long commands (build, push) streamed line by line with their tail kept for errors.
 
+use std::collections::VecDeque;
 use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use super::PodmanConfig;
-use crate::RuntimeError;
+use crate::{OutputSink, RuntimeError};
+
+/// How many of a streamed command's last lines a failure shows.
+const TAIL_LINES: usize = 15;
 
 pub(super) struct Podman {
     config: PodmanConfig,
@@ -62,6 +68,66 @@ impl Podman {
                 stderr: clean_stderr(&out.stderr),
             }),
         }
+    }
+
+    /// Runs podman to completion, handing every line of stdout and stderr to `sink` as it
+    /// comes; a failure carries the last lines (builders print the reason last).
+    pub(super) async fn stream(
+        &self,
+        what: &str,
+        args: &[String],
+        sink: OutputSink<'_>,
+    ) -> Result<(), RuntimeError> {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| self.unavailable(source))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(RuntimeError::Command {
+                what: what.to_string(),
+                code: -1,
+                stderr: "podman's output pipes were not opened".into(),
+            });
+        };
+        let mut out = BufReader::new(stdout).lines();
+        let mut err = BufReader::new(stderr).lines();
+        let mut tail = VecDeque::with_capacity(TAIL_LINES);
+        let mut keep = |line: String| {
+            sink(&line);
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        };
+        let (mut out_open, mut err_open) = (true, true);
+        while out_open || err_open {
+            // `next_line` is cancel-safe, so whichever pipe has a line first wins the select.
+            tokio::select! {
+                line = out.next_line(), if out_open => match line {
+                    Ok(Some(line)) => keep(line),
+                    _ => out_open = false,
+                },
+                line = err.next_line(), if err_open => match line {
+                    Ok(Some(line)) => keep(line),
+                    _ => err_open = false,
+                },
+            }
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|source| self.unavailable(source))?;
+        if status.success() {
+            return Ok(());
+        }
+        let last_lines: Vec<String> = tail.into_iter().map(|l| format!("  | {l}")).collect();
+        Err(RuntimeError::Output {
+            what: what.to_string(),
+            code: status.code().unwrap_or(-1),
+            last_lines: last_lines.join("\n"),
+        })
     }
 
     pub(super) fn unavailable(&self, source: std::io::Error) -> RuntimeError {

@@ -11,7 +11,10 @@ use servicedef::RuntimeKind;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{ContainerInfo, ContainerSpec, LABEL_SERVICE, LogStream, Runtime, RuntimeError};
+use crate::{
+    BuildSpec, ContainerInfo, ContainerSpec, ImageRef, LABEL_SERVICE, LogStream, OutputSink,
+    RegistryClient, Runtime, RuntimeError,
+};
 use command::Podman;
 pub use image::ImageFacts;
 
@@ -25,6 +28,9 @@ pub struct PodmanConfig {
     pub run_args: Vec<String>,
     /// A containers.conf selected through `CONTAINERS_CONF` for every podman call.
     pub containers_conf: Option<PathBuf>,
+    /// Registries (`host[:port]`, as written in image references) spoken to over plain HTTP:
+    /// `--tls-verify=false` for pull and push, `http://` for tag checks. Nothing else is.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for PodmanConfig {
@@ -34,6 +40,7 @@ impl Default for PodmanConfig {
             global_args: Vec::new(),
             run_args: Vec::new(),
             containers_conf: None,
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -74,14 +81,25 @@ const START_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(
 pub struct PodmanRuntime {
     podman: Podman,
     run_args: Vec<String>,
+    registry: RegistryClient,
 }
 
 impl PodmanRuntime {
     pub fn new(config: PodmanConfig) -> Self {
         Self {
             run_args: config.run_args.clone(),
+            registry: RegistryClient::new(config.insecure_registries.clone()),
             podman: Podman::new(config),
         }
+    }
+
+    /// Whether `image` lives in a registry configured insecure (plain HTTP). A reference this
+    /// parser refuses is left to podman, with TLS checks on.
+    fn insecure(&self, image: &str) -> bool {
+        ImageRef::parse(image)
+            .ok()
+            .and_then(|parsed| parsed.registry)
+            .is_some_and(|registry| self.registry.is_insecure(&registry))
     }
 
     /// `podman version`'s client version, for node status.
@@ -104,11 +122,9 @@ impl Runtime for PodmanRuntime {
         if self.podman.succeeds(&["image", "exists", image]).await? {
             return Ok(());
         }
-        match self
-            .podman
-            .output("pull", &["pull", "--quiet", image])
-            .await
-        {
+        let argv = args::pull_args(image, self.insecure(image));
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match self.podman.output("pull", &refs).await {
             Ok(_) => Ok(()),
             Err(RuntimeError::Command { stderr, .. }) => Err(RuntimeError::ImageNotFound {
                 image: image.to_string(),
@@ -215,5 +231,29 @@ impl Runtime for PodmanRuntime {
         }
         argv.push(name.to_string());
         logs::stream(self.podman.command(&argv), name).await
+    }
+
+    async fn build(&self, spec: &BuildSpec, output: OutputSink<'_>) -> Result<(), RuntimeError> {
+        let argv = args::build_args(spec)?;
+        let what = format!("podman build of {}", spec.tags.join(", "));
+        self.podman.stream(&what, &argv, output).await
+    }
+
+    async fn push(&self, image: &str, output: OutputSink<'_>) -> Result<(), RuntimeError> {
+        let argv = args::push_args(image, self.insecure(image));
+        self.podman
+            .stream(&format!("podman push {image}"), &argv, output)
+            .await
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        let parsed = ImageRef::parse(image)?;
+        self.registry
+            .manifest_exists(&parsed)
+            .await
+            .map_err(|source| RuntimeError::Registry {
+                image: image.to_string(),
+                source,
+            })
     }
 }

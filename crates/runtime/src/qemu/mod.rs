@@ -487,4 +487,21 @@ impl Runtime for QemuRuntime {
         }
         Ok(console::stream(vm.console(), tail, follow))
     }
+
+    // A unikernel's program comes from an OCI image like a container's: images are podman's.
+    async fn build(
+        &self,
+        spec: &crate::BuildSpec,
+        output: crate::OutputSink<'_>,
+    ) -> Result<(), RuntimeError> {
+        self.podman.build(spec, output).await
+    }
+
+    async fn push(&self, image: &str, output: crate::OutputSink<'_>) -> Result<(), RuntimeError> {
+        self.podman.push(image, output).await
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        self.podman.image_exists(image).await
+    }
 }
