@@ -315,6 +315,11 @@ pub fn status_table(services: &[ServiceJson]) -> String {
     t.trim_fmt()
 }
 
+/// The table of one service, as operations print it after acting.
+pub fn print_service_table(status: &pb::ServiceStatus) {
+    println!("{}", status_table(&[service_json(status, now_unix())]));
+}
+
 /// One row per instance, `podman ps` style.
 pub fn ps_table(services: &[ServiceJson]) -> String {
     let mut t = table(&[

@@ -7,7 +7,7 @@
 mod support;
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use support::*;
 
 fn registry_has(agent: &Agent, service: &str) -> bool {
@@ -186,10 +186,10 @@ fn twenty_concurrent_deploys_and_undeploys_leave_registry_and_runtime_agreeing()
     let mut children = Vec::new();
     for name in &new {
         let def = agent.definition(name, &routed_service(name, &[None]));
-        children.push(spawn_mcp(&agent, &["deploy", def.to_str().unwrap()]));
+        children.push(agent.spawn_mcp(&["deploy", def.to_str().unwrap()]));
     }
     for name in &old {
-        children.push(spawn_mcp(&agent, &["undeploy", name]));
+        children.push(agent.spawn_mcp(&["undeploy", name]));
     }
     for child in children {
         let out = child.wait_with_output().unwrap();
@@ -218,14 +218,4 @@ fn twenty_concurrent_deploys_and_undeploys_leave_registry_and_runtime_agreeing()
         "the registry holds exactly these"
     );
     assert!(registry.pending_operations().unwrap().is_empty());
-}
-
-fn spawn_mcp(agent: &Agent, args: &[&str]) -> std::process::Child {
-    Command::new(mcp_bin())
-        .args(args)
-        .env("MCP_CONFIG", agent.config())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }

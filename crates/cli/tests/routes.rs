@@ -6,7 +6,6 @@
 mod support;
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use support::*;
 
 #[test]
@@ -145,13 +144,8 @@ fn fifty_concurrent_deploys_get_distinct_reachable_ports_and_undeploy_frees_them
 fn run_concurrently(agent: &Agent, commands: impl Iterator<Item = Vec<String>>) {
     let children: Vec<_> = commands
         .map(|args| {
-            Command::new(mcp_bin())
-                .args(args)
-                .env("MCP_CONFIG", agent.config())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            agent.spawn_mcp(&args)
         })
         .collect();
     for child in children {

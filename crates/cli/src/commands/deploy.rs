@@ -44,12 +44,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> Result<ExitCode, CliError> 
         println!("{} is unchanged on node {}", spec.name, node.name);
     }
     if let Some(status) = response.status {
-        let now = output::now_unix();
-        print!(
-            "{}",
-            output::status_table(&[output::service_json(&status, now)])
-        );
-        println!();
+        output::print_service_table(&status);
     }
     Ok(ExitCode::Ok)
 }

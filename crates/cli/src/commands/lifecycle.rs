@@ -47,12 +47,7 @@ pub async fn run(ctx: &Context, verb: Verb, args: ServiceArgs) -> Result<ExitCod
     .into_inner();
     println!("{} {} on node {}", verb.past(), args.service, node.name);
     if let Some(status) = response.status {
-        let now = output::now_unix();
-        print!(
-            "{}",
-            output::status_table(&[output::service_json(&status, now)])
-        );
-        println!();
+        output::print_service_table(&status);
     }
     Ok(ExitCode::Ok)
 }

@@ -375,6 +375,17 @@ impl Agent {
         "3000",
     ];
 
+    /// Starts the CLI against this agent without waiting (stderr piped, stdout dropped).
+    pub fn spawn_mcp(&self, args: &[&str]) -> std::process::Child {
+        Command::new(mcp_bin())
+            .args(args)
+            .env("MCP_CONFIG", self.config())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Runs the CLI against this agent.
     pub fn mcp(&self, args: &[&str]) -> Run {
         self.mcp_with(&self.config(), args)
