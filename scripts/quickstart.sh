@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Quick start: installs what is needed, builds mcp, starts a local agent (--dev: its own
-# CA, certificates and SQLite registry under .demo/), builds the example image, deploys
-# examples/hello/hello.toml and prints its status and HTTP answer. Rerunning it restarts
-# the agent; the service keeps running throughout.
+# Quick start: installs what is needed, builds mcp, starts a local OCI registry on
+# 127.0.0.1:5000 and a local agent (--dev: its own CA, certificates and SQLite registry under
+# .demo/), then `mcp deploy examples/hello/hello.toml` builds the example's image, pushes it,
+# deploys it, and the script prints its status and HTTP answer. Rerunning it restarts the
+# agent; the service keeps running throughout, and the pushed tag is not rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/packages.sh
@@ -18,30 +19,54 @@ echo "==> building mcp and mcp-agent"
 cargo build --quiet --bins
 bin="$PWD/target/debug"
 
-echo "==> building the example image localhost/hello:v1.0.0"
-gcc -static -O2 -o examples/hello/hello examples/hello/hello.c
-podman build --quiet -t localhost/hello:v1.0.0 examples/hello >/dev/null
-rm -f examples/hello/hello
+stop_pidfile() {
+    if [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; then
+        kill "$(cat "$1")"
+        while kill -0 "$(cat "$1")" 2>/dev/null; do sleep 0.2; done
+    fi
+}
 
-if [[ -f "$demo/agent.pid" ]] && kill -0 "$(cat "$demo/agent.pid")" 2>/dev/null; then
-    echo "==> stopping the previous demo agent"
-    kill "$(cat "$demo/agent.pid")"
-    while kill -0 "$(cat "$demo/agent.pid")" 2>/dev/null; do sleep 0.2; done
+wait_for() { # what, command...
+    local what=$1; shift
+    for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    echo "$what did not come up" >&2
+    return 1
+}
+
+echo "==> OCI registry on 127.0.0.1:5000 (storage: $demo/registry)"
+if ! curl -fsS --max-time 2 http://127.0.0.1:5000/v2/ >/dev/null 2>&1; then
+    cat > "$demo/registry.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $demo/registry
+http:
+  addr: 127.0.0.1:5000
+YAML
+    nohup docker-registry serve "$demo/registry.yml" >"$demo/registry.log" 2>&1 &
+    echo $! > "$demo/registry.pid"
+    wait_for "the registry" curl -fsS --max-time 2 http://127.0.0.1:5000/v2/ || { tail -n 20 "$demo/registry.log"; exit 1; }
 fi
 
+echo "==> compiling the example server into its build context"
+gcc -static -O2 -o examples/hello/hello examples/hello/hello.c
+
+stop_pidfile "$demo/agent.pid"
 echo "==> starting mcp-agent --dev --dir $demo (log: $demo/agent.log)"
 : > "$demo/agent.out"
 nohup "$bin/mcp-agent" --dev --dir "$demo" --listen 127.0.0.1:7443 \
-    >"$demo/agent.out" 2>"$demo/agent.log" &
+    --insecure-registry 127.0.0.1:5000 >"$demo/agent.out" 2>"$demo/agent.log" &
 echo $! > "$demo/agent.pid"
-for _ in $(seq 1 100); do
-    grep -q "listening on" "$demo/agent.out" && break
-    kill -0 "$(cat "$demo/agent.pid")" 2>/dev/null || { tail -n 20 "$demo/agent.log"; exit 1; }
-    sleep 0.1
-done
+wait_for "the agent" grep -q "listening on" "$demo/agent.out" || { tail -n 20 "$demo/agent.log"; exit 1; }
 grep "listening on" "$demo/agent.out"
 
 export MCP_CONFIG="$demo/mcp.toml"
+# The agent writes mcp.toml (and keeps what is added to it): add where images are built.
+if ! grep -q '^\[build\]' "$MCP_CONFIG"; then
+    printf '\n[build]\nworkspace = "%s"\ninsecure_registries = ["127.0.0.1:5000"]\n' \
+        "$PWD/examples" >> "$MCP_CONFIG"
+fi
+
 echo "==> mcp deploy examples/hello/hello.toml"
 "$bin/mcp" deploy examples/hello/hello.toml
 echo
@@ -49,14 +74,12 @@ echo "==> mcp status"
 "$bin/mcp" status
 echo
 echo "==> curl http://127.0.0.1:48080/"
-for _ in $(seq 1 50); do
-    curl -fsS http://127.0.0.1:48080/ && break
-    sleep 0.1
-done
+wait_for "the service" curl -fsS --max-time 2 http://127.0.0.1:48080/
+curl -fsS --max-time 5 http://127.0.0.1:48080/
 cat <<MSG
 
-The agent keeps running (pid $(cat "$demo/agent.pid")). Try:
+The agent (pid $(cat "$demo/agent.pid")) and the registry keep running. Try:
   export MCP_CONFIG=$MCP_CONFIG CONTAINERS_CONF=$CONTAINERS_CONF
-  $bin/mcp logs hello -f        $bin/mcp ps        $bin/mcp node status
-  $bin/mcp undeploy hello       kill $(cat "$demo/agent.pid")   # stop the agent
+  $bin/mcp logs hello -f     $bin/mcp events     $bin/mcp ps     $bin/mcp node status
+  $bin/mcp undeploy hello    kill \$(cat $demo/agent.pid) \$(cat $demo/registry.pid 2>/dev/null)
 MSG

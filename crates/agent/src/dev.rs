@@ -118,21 +118,33 @@ pub fn write_cli_config(
     bound: SocketAddr,
 ) -> Result<PathBuf, DevError> {
     let dir = &std::path::absolute(dir).map_err(io_err(dir))?;
-    let cli = CliConfig {
+    let path = dir.join("mcp.toml");
+    // What the operator added (services_dir, [build], other nodes) survives a restart; only
+    // this agent's address and the dev TLS files are rewritten.
+    let mut cli = CliConfig::load(&path).unwrap_or(CliConfig {
         services_dir: None,
         tls: TlsFiles {
-            ca: config.tls.ca.clone(),
-            cert: dir.join("tls/operator.pem"),
-            key: dir.join("tls/operator.key"),
+            ca: PathBuf::new(),
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
         },
         build: None,
-        nodes: vec![NodeEntry {
+        nodes: Vec::new(),
+    });
+    cli.tls = TlsFiles {
+        ca: config.tls.ca.clone(),
+        cert: dir.join("tls/operator.pem"),
+        key: dir.join("tls/operator.key"),
+    };
+    cli.nodes.retain(|n| n.name != DEV_NODE);
+    cli.nodes.insert(
+        0,
+        NodeEntry {
             name: DEV_NODE.to_string(),
             address: format!("https://{bound}"),
             tls_server_name: None,
-        }],
-    };
-    let path = dir.join("mcp.toml");
+        },
+    );
     let tmp = dir.join(".mcp.toml.tmp");
     std::fs::write(&tmp, cli.to_toml()).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 static ARMED: OnceLock<Option<String>> = OnceLock::new();
 
 /// Names in use: deploy:journaled, apply:created-one, deploy:applied, stop:stopped-one,
-/// restart:stopped, undeploy:removed-one.
+/// restart:restarted-one, undeploy:removed-one.
 pub fn hit(name: &str) {
     let armed = ARMED.get_or_init(|| std::env::var("MCP_AGENT_FAILPOINT").ok());
     if armed.as_deref() == Some(name) {

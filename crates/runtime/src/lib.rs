@@ -49,6 +49,14 @@ pub trait Runtime: Send + Sync {
     /// Starts an existing, stopped instance (stop → start keeps the instance).
     async fn start(&self, name: &str) -> Result<(), RuntimeError>;
 
+    /// Stops (gracefully, up to `timeout`) and starts the instance again, keeping it and its
+    /// ports. The default is stop then start; podman does both in one call, which avoids
+    /// racing its own asynchronous network cleanup between the two.
+    async fn restart(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        self.stop(name, timeout).await?;
+        self.start(name).await
+    }
+
     /// Asks the instance to stop, forcing it after `timeout`. Stopped or gone counts as success.
     async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError>;
 

@@ -136,9 +136,13 @@ impl Deployer {
         self.record(name)?;
         let work = async {
             for instance in self.service_instances(name).await? {
-                self.stop_instance(&instance.name, instance.runtime).await?;
+                self.backend(instance.runtime)?
+                    .restart(&instance.name, self.stop_timeout)
+                    .await
+                    .map_err(AgentError::runtime(format!("restarting {}", instance.name)))?;
+                failpoint::hit("restart:restarted-one");
             }
-            failpoint::hit("restart:stopped");
+            // Re-creates anything missing and records the intent (ports are kept).
             self.start_locked(name, "restart", actor).await
         };
         self.journaled(name, "restart", actor, work).await?;

@@ -168,6 +168,17 @@ impl Runtime for PodmanRuntime {
         }
     }
 
+    async fn restart(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let secs = timeout.as_secs().to_string();
+        self.podman
+            .output(
+                &format!("podman restart {name}"),
+                &["restart", "-t", &secs, name],
+            )
+            .await
+            .map(drop)
+    }
+
     async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
         let secs = timeout.as_secs().to_string();
         command::gone_is_ok(
