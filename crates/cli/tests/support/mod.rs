@@ -362,7 +362,22 @@ impl Agent {
     /// Waits for an agent that killed itself (a failpoint) to be gone.
     pub fn wait_dead(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("agent was started");
-        child.wait().unwrap()
+        // A failpoint that was never reached must fail the test, not hang it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the agent did not die at its failpoint within 60 s:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A fast monitor for tests: looks every 200 ms, backs off from 300 ms up to 3 s.
