@@ -211,6 +211,32 @@ impl QemuRuntime {
     }
 }
 
+/// One timed step of a VM's start, logged at debug level when done (mcp-bench reads it).
+struct Phase<'a> {
+    vm: &'a str,
+    name: &'static str,
+    started: std::time::Instant,
+}
+
+impl<'a> Phase<'a> {
+    fn start(vm: &'a str, name: &'static str) -> Self {
+        Self {
+            vm,
+            name,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn done(self) {
+        tracing::debug!(
+            phase = %self.name,
+            elapsed_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            vm = %self.vm,
+            "vm phase"
+        );
+    }
+}
+
 fn console_suffix(vm: &VmDir) -> String {
     let tail = vm.console_tail(CONSOLE_TAIL);
     if tail.is_empty() {
@@ -283,6 +309,7 @@ impl Runtime for QemuRuntime {
             .collect::<Result<Vec<_>, _>>()?;
         let accel = self.accelerator().await?;
         let service = spec.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
+        let phase = Phase::start(&spec.name, "elf");
         let elf = elf::extract(
             &self.podman,
             &self.images_dir().join("elf"),
@@ -291,6 +318,7 @@ impl Runtime for QemuRuntime {
             &service,
         )
         .await?;
+        phase.done();
 
         let vm = self.vm(&spec.name);
         if vm.dir.exists() {
@@ -303,6 +331,7 @@ impl Runtime for QemuRuntime {
             let config = OpsConfig::new(&spec.cmd, &spec.env, memory_mb, spec.vcpus);
             let json = serde_json::to_string_pretty(&config).map_err(|e| invalid(e.to_string()))?;
             std::fs::write(vm.config_json(), json).map_err(io_err(vm.config_json().display()))?;
+            let phase = Phase::start(&spec.name, "ops-build");
             let built = ops::build(
                 &self.config.ops,
                 &self.config.ops_home,
@@ -311,6 +340,7 @@ impl Runtime for QemuRuntime {
                 &vm.config_json(),
             )
             .await?;
+            phase.done();
             std::fs::create_dir_all(self.images_dir())
                 .map_err(io_err(self.images_dir().display()))?;
             let image = self.images_dir().join(format!("{}.img", spec.name));
@@ -352,10 +382,14 @@ impl Runtime for QemuRuntime {
                 started_at: None,
             };
             vm.write_meta(&meta)?;
+            let phase = Phase::start(&spec.name, "launch");
             self.launch(&vm, &meta.argv).await?;
+            phase.done();
             meta.started_at = Some(now_secs());
             vm.write_meta(&meta)?;
+            let phase = Phase::start(&spec.name, "boot");
             self.wait_until_answering(&vm, &meta).await?;
+            phase.done();
             Ok(meta.id)
         }
         .await;
