@@ -14,7 +14,7 @@ pub use ops::{OpsConfig, build_argv as ops_build_argv};
 
 use async_trait::async_trait;
 use servicedef::RuntimeKind;
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -53,6 +53,11 @@ pub struct QemuRuntime {
 /// How long `run` waits for the accelerator decision before giving up.
 const ACCEL_WAIT: Duration = Duration::from_secs(30);
 const CONSOLE_TAIL: usize = 20;
+/// How often a new readiness probe starts while a guest boots.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long one probe waits for the guest's first byte.
+const PROBE_READ_TIMEOUT: Duration = Duration::from_millis(1000);
 
 fn now_secs() -> i64 {
     SystemTime::now()
@@ -135,40 +140,53 @@ impl QemuRuntime {
     }
 
     /// Waits until the guest answers on its first TCP port (or just runs, without ports).
+    ///
+    /// A new probe starts every `PROBE_EVERY` while earlier ones may still wait: a probe
+    /// that connected before the guest's network was up is held by QEMU's user-mode network
+    /// until its read times out, so one probe at a time noticed a ready guest up to a
+    /// second late.
     async fn wait_until_answering(&self, vm: &VmDir, meta: &Meta) -> Result<(), RuntimeError> {
         let Some(port) = meta.ports.iter().find(|p| p.protocol == "tcp").cloned() else {
             return Ok(());
         };
         let deadline = tokio::time::Instant::now() + self.config.boot_timeout;
+        let mut probes = tokio::task::JoinSet::new();
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            if vm.running_pid().is_none() {
-                return Err(RuntimeError::Command {
-                    what: format!("VM {}", meta.name),
-                    code: -1,
-                    stderr: format!("QEMU exited while the guest booted{}", console_suffix(vm)),
-                });
+            tokio::select! {
+                _ = tick.tick() => {
+                    if vm.running_pid().is_none() {
+                        return Err(RuntimeError::Command {
+                            what: format!("VM {}", meta.name),
+                            code: -1,
+                            stderr: format!(
+                                "QEMU exited while the guest booted{}",
+                                console_suffix(vm)
+                            ),
+                        });
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(RuntimeError::Command {
+                            what: format!("VM {}", meta.name),
+                            code: -1,
+                            stderr: format!(
+                                "the guest did not answer on {}:{} within {:?}{}",
+                                port.host_ip,
+                                port.host_port,
+                                self.config.boot_timeout,
+                                console_suffix(vm)
+                            ),
+                        });
+                    }
+                    probes.spawn(guest_answers(port.clone()));
+                }
+                Some(answered) = probes.join_next(), if !probes.is_empty() => {
+                    if answered.unwrap_or(false) {
+                        return Ok(());
+                    }
+                }
             }
-            let probe = port.clone();
-            let answering = tokio::task::spawn_blocking(move || guest_answers(&probe))
-                .await
-                .unwrap_or(false);
-            if answering {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(RuntimeError::Command {
-                    what: format!("VM {}", meta.name),
-                    code: -1,
-                    stderr: format!(
-                        "the guest did not answer on {}:{} within {:?}{}",
-                        port.host_ip,
-                        port.host_port,
-                        self.config.boot_timeout,
-                        console_suffix(vm)
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -251,25 +269,26 @@ fn console_suffix(vm: &VmDir) -> String {
 /// connection proves nothing. The guest proves it serves by answering: we send a minimal
 /// HTTP request and any bytes back count (HTTP servers answer; so does most anything that
 /// reads a request and replies, even with an error).
-fn guest_answers(port: &MetaPort) -> bool {
-    use std::io::{Read, Write};
+async fn guest_answers(port: MetaPort) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(ip) = port.host_ip.parse::<IpAddr>() else {
         return false;
     };
-    let Ok(mut stream) =
-        TcpStream::connect_timeout(&(ip, port.host_port).into(), Duration::from_millis(500))
-    else {
-        return false;
+    let probe = async {
+        let connect = tokio::net::TcpStream::connect((ip, port.host_port));
+        let mut stream = tokio::time::timeout(PROBE_CONNECT_TIMEOUT, connect)
+            .await
+            .ok()?
+            .ok()?;
+        stream
+            .write_all(b"GET / HTTP/1.0\r\nHost: mcp-readiness\r\n\r\n")
+            .await
+            .ok()?;
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(PROBE_READ_TIMEOUT, stream.read(&mut byte)).await;
+        Some(matches!(read, Ok(Ok(n)) if n > 0))
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(1000)));
-    if stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: mcp-readiness\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut byte = [0u8; 1];
-    matches!(stream.read(&mut byte), Ok(n) if n > 0)
+    probe.await.unwrap_or(false)
 }
 
 async fn wait_gone(vm: &VmDir, timeout: Duration) -> bool {
