@@ -93,7 +93,10 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
     });
 
     // A restarted agent re-adopts the fleet; now with the default monitor interval.
-    agent.restart(AgentOptions::default())?;
+    agent.restart(AgentOptions {
+        log: "info,runtime=debug".into(),
+        ..AgentOptions::default()
+    })?;
     interrupt::sleep(MONITOR_INTERVAL * 2 + Duration::from_secs(1))?;
     let (rss, _) = rss_median(&agent)?;
     report.row(Row {
@@ -105,8 +108,20 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
         met: None,
         runs: "5 samples, 1 s apart".into(),
     });
+    let offset = agent.log_offset();
     let (own, children) = cpu_per_minute(ctx, agent.pid()?)?;
+    let calls: Vec<String> = timeline::steps(&agent.log_since(offset))
+        .into_iter()
+        .map(|step| step.what)
+        .collect();
     let raw = raw_listing_cpu_per_minute(ctx)?;
+    report.note(format!(
+        "Monitor with {largest} components: {} podman call(s) in the {} s window ({}); \
+         one pass every 5 s lists once.",
+        calls.len(),
+        ctx.args.monitor_secs,
+        summarise(&calls)
+    ));
     report.row(Row {
         figure: format!(
             "Monitor CPU per minute, {largest} components, 5 s interval (agent + its podman calls)"
@@ -160,6 +175,23 @@ fn idle(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
         runs: format!("{} s measured", ctx.args.monitor_secs),
     });
     agent.stop()
+}
+
+/// "ps ×12" from a list of step names.
+fn summarise(calls: &[String]) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for call in calls {
+        *counts.entry(call.as_str()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(what, n)| format!("{what} ×{n}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// A service of `n` components, each with one route (a host port the agent picks).
