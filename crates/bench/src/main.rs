@@ -32,8 +32,8 @@ pub struct Args {
     /// Timed runs per container figure; the median is reported (one untimed warm-up first).
     #[arg(long, global = true, default_value_t = 5)]
     runs: usize,
-    /// Timed runs per unikernel figure (each boots two VMs under QEMU).
-    #[arg(long, global = true, default_value_t = 3)]
+    /// Timed runs per unikernel figure (each boots two VMs under QEMU, ~12 s a run).
+    #[arg(long, global = true, default_value_t = 5)]
     vm_runs: usize,
     /// Fleet sizes (components) at which `mcp status` is timed; the largest is also used
     /// for memory and monitor cost.
