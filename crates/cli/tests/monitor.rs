@@ -135,8 +135,20 @@ fn a_removed_component_is_reported_then_recreated() {
         "re-created: {}",
         agent.component(&name, "web")
     );
-    assert!(has_event(&agent, &name, "drift", "web: missing"));
-    assert!(has_event(&agent, &name, "restart", "web: re-created"));
+    // The pass records its events after the re-created container runs, so a fast CLI can
+    // see the container first.
+    assert!(eventually(PATIENCE, || has_event(
+        &agent,
+        &name,
+        "drift",
+        "web: missing"
+    )));
+    assert!(eventually(PATIENCE, || has_event(
+        &agent,
+        &name,
+        "restart",
+        "web: re-created"
+    )));
     assert!(http_get(port, "/").unwrap().contains("back"));
 }
 

@@ -1,7 +1,7 @@
 //! Carrying out a plan on the runtime, checking what it started, and undoing a failed one.
 
-use runtime::{InstanceState, LogLine};
-use servicedef::{Component, Service};
+use runtime::{ContainerInfo, InstanceState, LogLine};
+use servicedef::{Component, RuntimeKind, Service};
 use tokio_stream::StreamExt;
 
 use super::{Deployer, ServiceRecord, plan};
@@ -11,22 +11,31 @@ use crate::{AgentError, failpoint};
 const CRASH_LOG_LINES: u32 = 20;
 
 impl Deployer {
-    pub(super) async fn pull_images(&self, plan: &plan::Plan<'_>) -> Result<(), AgentError> {
-        for component in &plan.create {
+    /// Makes the images of `components` available, each distinct image (per backend) once.
+    pub(super) async fn pull_images(&self, components: &[&Component]) -> Result<(), AgentError> {
+        let mut done: Vec<(RuntimeKind, &str)> = Vec::new();
+        for component in components {
+            let key = (component.runtime, component.image.as_str());
+            if done.contains(&key) {
+                continue;
+            }
             self.runtime_for(component)?
                 .pull(&component.image)
                 .await
                 .map_err(AgentError::runtime(format!("component {}", component.name)))?;
+            done.push(key);
         }
         Ok(())
     }
 
+    /// Carries out `plan`. When it created instances, returns the service's instances as
+    /// listed right after (the listing that checked them), for the caller's status view.
     pub(super) async fn apply(
         &self,
         spec: &Service,
         plan: &plan::Plan<'_>,
         host_ports: &registry::HostPorts,
-    ) -> Result<(), AgentError> {
+    ) -> Result<Option<Vec<ContainerInfo>>, AgentError> {
         for instance in plan.remove.iter().chain(plan.replace_old.iter()) {
             self.stop_instance(&instance.name, instance.kind).await?;
             self.remove_instance(&instance.name, instance.kind).await?;
@@ -52,14 +61,15 @@ impl Deployer {
         self.check_started(spec, &plan.create).await
     }
 
-    /// A component that already exited right after `run` failed to start; say why.
+    /// A component that already exited right after `run` failed to start; say why. Returns
+    /// the listing it looked at (none when nothing was created).
     async fn check_started(
         &self,
         spec: &Service,
         created: &[&Component],
-    ) -> Result<(), AgentError> {
+    ) -> Result<Option<Vec<ContainerInfo>>, AgentError> {
         if created.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let instances = self.service_instances(spec.name.as_str()).await?;
         for component in created {
@@ -80,7 +90,7 @@ impl Deployer {
                 });
             }
         }
-        Ok(())
+        Ok(Some(instances))
     }
 
     pub(crate) async fn last_lines(

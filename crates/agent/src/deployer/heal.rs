@@ -291,7 +291,7 @@ impl Deployer {
         };
         let (reservation, host_ports) =
             self.reserve_ports(&record.spec, &mut plan, Some(record))?;
-        self.pull_images(&plan).await?;
+        self.pull_images(&plan.create).await?;
         self.apply(&record.spec, &plan, &host_ports).await?;
         self.registry(|r| r.assign_host_ports(record.spec.name.as_str(), &reservation.ports))?;
         Ok(())

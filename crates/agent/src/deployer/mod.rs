@@ -271,6 +271,21 @@ impl Deployer {
             .ok_or_else(|| AgentError::ServiceNotFound(name.to_string()))
     }
 
+    /// The service's view from a listing of its instances taken just now, when there is one
+    /// (no second listing); from a new listing otherwise.
+    async fn view_from(
+        &self,
+        name: &str,
+        listing: Option<Vec<ContainerInfo>>,
+    ) -> Result<ServiceView, AgentError> {
+        let Some(listing) = listing else {
+            return self.view_of(name).await;
+        };
+        let record = self.record(name)?;
+        let health = self.registry(|r| r.all_health())?;
+        Ok(status::service_view(&record, &listing, &health))
+    }
+
     /// Output of one component, or of all (lines tagged with their component).
     pub async fn logs(
         &self,

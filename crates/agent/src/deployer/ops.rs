@@ -3,7 +3,7 @@
 //! so an agent killed half-way finishes or undoes it on restart (`recover.rs`).
 
 use registry::DesiredState;
-use servicedef::{RuntimeKind, Service};
+use servicedef::{Component, RuntimeKind, Service};
 
 use super::{DeployOutcome, Deployer, ServiceView, plan};
 use crate::AgentError;
@@ -27,7 +27,13 @@ impl Deployer {
         let name = spec.name.to_string();
         let _guard = self.lock_service(&name).await;
         let previous = self.registry(|r| r.service(&name))?;
-        let instances = self.service_instances(&name).await?;
+        // Components new or changed since the recorded spec will be created: their images
+        // are made available while the service's instances are listed (two podman calls at
+        // once instead of one after the other).
+        let changed = plan::changed_components(&spec, previous.as_ref().map(|p| &p.spec));
+        let (instances, pulled) =
+            tokio::join!(self.service_instances(&name), self.pull_images(&changed));
+        let instances = instances?;
         let mut plan = plan::plan(&spec, &instances);
         let unchanged = previous
             .as_ref()
@@ -39,33 +45,45 @@ impl Deployer {
                 status: self.view_of(&name).await?,
             });
         }
-        // Ports and images first: either failing fails the deploy before anything changes.
+        // Images and ports first: either failing fails the deploy before anything changes.
+        pulled?;
+        let vanished: Vec<&Component> = plan
+            .create
+            .iter()
+            .filter(|c| !changed.iter().any(|p| p.name == c.name))
+            .copied()
+            .collect();
+        self.pull_images(&vanished).await?;
         let (reservation, host_ports) = if spec.active {
             self.reserve_ports(&spec, &mut plan, previous.as_ref())?
         } else {
             self.reserve_ports(&spec, &mut plan::Plan::default(), None)?
         };
-        self.pull_images(&plan).await?;
         self.registry(|r| r.begin_operation(&name, "deploy", actor, Some(&spec)))?;
         failpoint::hit("deploy:journaled");
         let applied = self.apply(&spec, &plan, &host_ports).await;
         failpoint::hit("deploy:applied");
         // Recording can fail too (a full disk, a locked database): then the node goes back
         // to what the registry still describes, as for a failed apply.
-        let recorded =
-            applied.and_then(|()| self.registry(|r| r.record_deploy(&spec, &host_ports, actor)));
-        if let Err(err) = recorded {
-            self.roll_back(&spec, &plan, previous.as_ref()).await;
-            let detail = err.to_string();
-            self.end_with_event(&name, "deploy-failed", actor, &detail);
-            return Err(err);
-        }
+        let recorded = applied.and_then(|listing| {
+            self.registry(|r| r.record_deploy(&spec, &host_ports, actor))
+                .map(|_recorded| listing)
+        });
+        let listing = match recorded {
+            Ok(listing) => listing,
+            Err(err) => {
+                self.roll_back(&spec, &plan, previous.as_ref()).await;
+                let detail = err.to_string();
+                self.end_with_event(&name, "deploy-failed", actor, &detail);
+                return Err(err);
+            }
+        };
         self.end_operation(&name);
         drop(reservation);
         Ok(DeployOutcome {
             changed: true,
             replaced: plan.create.iter().map(|c| c.name.to_string()).collect(),
-            status: self.view_of(&name).await?,
+            status: self.view_from(&name, listing).await?,
         })
     }
 
@@ -114,7 +132,7 @@ impl Deployer {
         let instances = self.service_instances(name).await?;
         let mut plan = plan::plan(&spec, &instances);
         let (reservation, host_ports) = self.reserve_ports(&spec, &mut plan, Some(&record))?;
-        self.pull_images(&plan).await?;
+        self.pull_images(&plan.create).await?;
         self.apply(&spec, &plan, &host_ports).await?;
         self.registry(|r| {
             r.set_desired_state(

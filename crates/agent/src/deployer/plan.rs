@@ -89,6 +89,25 @@ pub(crate) fn plan<'a>(spec: &'a Service, instances: &[ContainerInfo]) -> Plan<'
     plan
 }
 
+/// The components of an active `spec` that are new or changed since `previous` (all of them
+/// for a new service): the ones a deploy will create, unless their instance drifted.
+pub(crate) fn changed_components<'a>(
+    spec: &'a Service,
+    previous: Option<&Service>,
+) -> Vec<&'a Component> {
+    if !spec.active {
+        return Vec::new();
+    }
+    spec.components
+        .iter()
+        .filter(|c| {
+            previous
+                .and_then(|p| p.component(c.name.as_str()))
+                .is_none_or(|old| old.spec_hash() != c.spec_hash())
+        })
+        .collect()
+}
+
 /// The runtime's view of one component of `spec`, labelled so it can be found again. Each
 /// route's host port is published as `bind:port:port` and passed in `$PORT`/`$PORT_<NAME>`:
 /// the component listens on the host port number itself.
@@ -151,6 +170,20 @@ mod tests {
             ),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn changed_components_are_the_new_and_the_edited_ones() {
+        let old = service(true);
+        let names = |cs: Vec<&Component>| -> Vec<String> {
+            cs.iter().map(|c| c.name.to_string()).collect()
+        };
+        assert_eq!(names(changed_components(&old, None)), ["web", "db"]);
+        assert!(changed_components(&old, Some(&old)).is_empty());
+        let mut new = service(true);
+        new.components[1].image = "img:3".into();
+        assert_eq!(names(changed_components(&new, Some(&old))), ["db"]);
+        assert!(changed_components(&service(false), None).is_empty());
     }
 
     fn instance(spec: &Service, component: &str, state: InstanceState) -> ContainerInfo {

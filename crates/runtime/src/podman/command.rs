@@ -36,11 +36,7 @@ impl Podman {
 
     /// Runs podman to completion; its stdout on success, its stderr in the error otherwise.
     pub(super) async fn output(&self, what: &str, args: &[&str]) -> Result<String, RuntimeError> {
-        let out = self
-            .command(args)
-            .output()
-            .await
-            .map_err(|source| self.unavailable(source))?;
+        let out = self.timed(args).await?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
@@ -54,11 +50,7 @@ impl Podman {
 
     /// Runs a podman predicate (`image exists`, ...): exit 0 is true, 1 is false.
     pub(super) async fn succeeds(&self, args: &[&str]) -> Result<bool, RuntimeError> {
-        let out = self
-            .command(args)
-            .output()
-            .await
-            .map_err(|source| self.unavailable(source))?;
+        let out = self.timed(args).await?;
         match out.status.code() {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
@@ -130,11 +122,43 @@ impl Podman {
         })
     }
 
+    /// Runs podman to completion and logs (at debug level) how long it took, so a deploy's
+    /// or a monitor pass's time can be split by podman call (mcp-bench reads these lines).
+    async fn timed(&self, args: &[&str]) -> Result<std::process::Output, RuntimeError> {
+        let started = std::time::Instant::now();
+        let out = self
+            .command(args)
+            .output()
+            .await
+            .map_err(|source| self.unavailable(source))?;
+        tracing::debug!(
+            subcommand = %subcommand(args),
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "podman call"
+        );
+        Ok(out)
+    }
+
     pub(super) fn unavailable(&self, source: std::io::Error) -> RuntimeError {
         RuntimeError::Unavailable {
             binary: self.config.binary.clone(),
             source,
         }
+    }
+}
+
+/// The subcommand words of an argument vector ("run", "image exists"), for the timing log.
+fn subcommand(args: &[&str]) -> String {
+    let words: Vec<&str> = args
+        .iter()
+        .take(2)
+        .take_while(|a| !a.starts_with('-'))
+        .copied()
+        .collect();
+    match words.as_slice() {
+        [group @ ("image" | "container" | "system"), verb] => format!("{group} {verb}"),
+        [first, ..] => (*first).to_string(),
+        [] => String::new(),
     }
 }
 
@@ -185,6 +209,13 @@ mod tests {
             stderr: "Error: permission denied".into(),
         };
         assert!(gone_is_ok(Err(other)).is_err());
+    }
+
+    #[test]
+    fn timing_lines_name_the_subcommand() {
+        assert_eq!(subcommand(&["image", "exists", "x"]), "image exists");
+        assert_eq!(subcommand(&["run", "--detach", "--name", "x"]), "run");
+        assert_eq!(subcommand(&["ps", "-a"]), "ps");
     }
 
     #[test]

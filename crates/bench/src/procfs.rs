@@ -1,0 +1,78 @@
+//! What /proc says about a process: resident memory and CPU time.
+
+use anyhow::Context;
+
+/// `VmRSS` and `VmHWM` of `pid`, in KiB.
+pub fn memory_kib(pid: i32) -> anyhow::Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("{path} has no {name}"))?;
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{path}: cannot read {line:?}"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// CPU time in clock ticks: the process's own (utime + stime) and that of its children
+/// it has waited for (cutime + cstime).
+#[derive(Debug, Clone, Copy)]
+pub struct Cpu {
+    pub own: u64,
+    pub children: u64,
+}
+
+/// `pid`'s CPU times from /proc/PID/stat ("self" for this process).
+pub fn cpu(pid: &str) -> anyhow::Result<Cpu> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces: field 3
+    // (state) is the first; utime, stime, cutime, cstime are fields 14–17.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .with_context(|| format!("{path}: unexpected format"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{path}: field {i}"))
+    };
+    Ok(Cpu {
+        own: tick(14)? + tick(15)?,
+        children: tick(16)? + tick(17)?,
+    })
+}
+
+/// Milliseconds per clock tick.
+pub fn ms_per_tick() -> f64 {
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100);
+    1000.0 / hz as f64
+}
+
+/// Process ids whose command line contains every one of `needles`.
+pub fn processes_matching(needles: &[&str]) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                let text = String::from_utf8_lossy(&raw).replace('\0', " ");
+                needles.iter().all(|n| text.contains(n))
+            })
+        })
+        .collect()
+}

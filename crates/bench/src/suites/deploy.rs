@@ -1,0 +1,101 @@
+//! Deploy → first HTTP 200 of a one-component container service (legacy `ports` mapping)
+//! against `podman run -d -p 127.0.0.1:P:8080 IMAGE` → first 200 of the same image.
+
+use std::time::Duration;
+
+use super::{Ctx, MONITOR_OFF_MS, Timing, breakdown, free_port, time_to_200, web_service};
+use crate::agent::{Agent, AgentOptions};
+use crate::interrupt;
+use crate::report::{Report, Row};
+use crate::stats::{fmt_ms, median, spread};
+use crate::timeline::{self, Step};
+
+/// Lets podman's asynchronous cleanup of the previous container finish between runs.
+const SETTLE: Duration = Duration::from_millis(500);
+const LIMIT: Duration = Duration::from_secs(30);
+pub const TARGET: f64 = 1.10;
+
+pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let agent = Agent::start(
+        ctx.sb,
+        "deploy",
+        AgentOptions {
+            log: "info,runtime=debug".into(),
+            monitor_interval_ms: Some(MONITOR_OFF_MS),
+            ..AgentOptions::default()
+        },
+    )?;
+    let mut raw: Vec<Timing> = Vec::new();
+    let mut ours: Vec<Timing> = Vec::new();
+    let mut steps = Vec::new();
+    // Run 0 warms both paths up and is not counted; the order alternates so that a drift
+    // of the machine's speed over the run does not favour either side.
+    for i in 0..=ctx.args.runs {
+        eprintln!("mcp-bench: deploy run {i}/{}", ctx.args.runs);
+        let mcp_first = i % 2 == 1;
+        for mcp_turn in [mcp_first, !mcp_first] {
+            if mcp_turn {
+                let (timing, run_steps) = mcp_once(ctx, &agent, i)?;
+                if i > 0 {
+                    ours.push(timing);
+                    steps.push((timing.cmd_ms, run_steps));
+                }
+            } else {
+                let timing = raw_once(ctx, i)?;
+                if i > 0 {
+                    raw.push(timing);
+                }
+            }
+            interrupt::sleep(SETTLE)?;
+        }
+    }
+    let first = |t: &[Timing]| t.iter().map(|t| t.first_200_ms).collect::<Vec<f64>>();
+    let cmd = |t: &[Timing]| t.iter().map(|t| t.cmd_ms).collect::<Vec<f64>>();
+    let (ours_ms, raw_ms) = (first(&ours), first(&raw));
+    let mine = median(&ours_ms).unwrap_or(f64::NAN);
+    let base = median(&raw_ms).unwrap_or(f64::NAN);
+    let ratio = mine / base;
+    report.row(Row {
+        figure: "Deploy → first HTTP 200, container (legacy `ports`)".into(),
+        mcp: fmt_ms(mine),
+        baseline: format!("{} (`podman run -d -p`)", fmt_ms(base)),
+        ratio: Some(ratio),
+        target: format!("≤ {TARGET:.2}×"),
+        met: Some(ratio <= TARGET),
+        runs: format!("{} ({})", ours.len(), spread(&ours_ms, fmt_ms)),
+    });
+    report.note(format!(
+        "Container deploy: `mcp deploy` returned after {} (median), `podman run -d` after {}; \
+         the agent's time by step (medians of {} runs): {}.",
+        fmt_ms(median(&cmd(&ours)).unwrap_or(f64::NAN)),
+        fmt_ms(median(&cmd(&raw)).unwrap_or(f64::NAN)),
+        steps.len(),
+        breakdown(&steps)
+    ));
+    Ok(())
+}
+
+fn raw_once(ctx: &Ctx<'_>, i: usize) -> anyhow::Result<Timing> {
+    let port = free_port()?;
+    let name = format!("bench-raw-{i}");
+    let publish = format!("127.0.0.1:{port}:8080");
+    let cmd = ctx
+        .sb
+        .podman_command(&["run", "-d", "--name", &name, "-p", &publish, &ctx.sb.image]);
+    let timing = time_to_200(ctx, "podman run -d -p", cmd, port, LIMIT)?;
+    ctx.sb.podman(&["rm", "--force", "--time", "0", &name])?;
+    Ok(timing)
+}
+
+fn mcp_once(ctx: &Ctx<'_>, agent: &Agent<'_>, i: usize) -> anyhow::Result<(Timing, Vec<Step>)> {
+    let port = free_port()?;
+    let name = format!("bench-deploy-{i}");
+    let def = agent.definition(&name, &web_service(&name, &ctx.sb.image, port))?;
+    let offset = agent.log_offset();
+    let def = def.to_string_lossy();
+    let cmd = agent.mcp_command(&["deploy", &def]);
+    let timing = time_to_200(ctx, "mcp deploy", cmd, port, LIMIT)?;
+    let steps = timeline::steps(&agent.log_since(offset));
+    agent.mcp(&["undeploy", &name])?;
+    Ok((timing, steps))
+}

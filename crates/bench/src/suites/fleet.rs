@@ -1,0 +1,326 @@
+//! With a fleet of running containers (20, 100, 200 components by default): `mcp status
+//! --json` against the one `podman ps` the agent itself runs, the agent's resident memory,
+//! and the monitor's CPU time per minute; an idle agent gives the baselines.
+
+use anyhow::{Context, bail};
+use std::time::{Duration, Instant};
+
+use super::Ctx;
+use crate::agent::{Agent, AgentOptions};
+use crate::interrupt;
+use crate::procfs;
+use crate::report::{Report, Row};
+use crate::sandbox::{Sandbox, checked};
+use crate::stats::{fmt_kib, fmt_ms, median, ms, spread};
+use crate::timeline;
+
+pub const STATUS_TARGET: f64 = 1.5;
+pub const IDLE_RSS_TARGET_MIB: f64 = 15.0;
+/// The agent's default monitor interval, which this suite measures.
+const MONITOR_INTERVAL: Duration = Duration::from_secs(5);
+/// The agent's own listing: `podman ps` of everything carrying our service label.
+const PS_ARGS: [&str; 6] = [
+    "ps",
+    "-a",
+    "--filter",
+    "label=mcp.service",
+    "--format",
+    "json",
+];
+
+/// Removes every container of the store when the suite ends, however it ends.
+struct Containers<'a>(&'a Sandbox);
+
+impl Drop for Containers<'_> {
+    fn drop(&mut self) {
+        eprintln!("mcp-bench: removing the fleet");
+        if let Err(e) = self.0.remove_all_containers() {
+            eprintln!("mcp-bench: cleanup: {e:#}");
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let mut sizes: Vec<usize> = ctx.args.fleet.iter().copied().filter(|n| *n > 0).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let Some(&largest) = sizes.last() else {
+        bail!("--fleet names no size");
+    };
+    idle(ctx, report)?;
+
+    let _containers = Containers(ctx.sb);
+    // The monitor is held off while status is timed, so its passes do not run alongside.
+    let mut agent = Agent::start(
+        ctx.sb,
+        "fleet",
+        AgentOptions {
+            monitor_interval_ms: Some(super::MONITOR_OFF_MS),
+            log: "info,runtime=debug".into(),
+            ..AgentOptions::default()
+        },
+    )?;
+    let mut deployed = 0;
+    let mut services = 0;
+    for &size in &sizes {
+        let started = Instant::now();
+        while deployed < size {
+            interrupt::check()?;
+            let n = ctx.args.per_service.max(1).min(size - deployed);
+            let name = format!("fleet-{services:03}");
+            let def = agent.definition(&name, &fleet_service(&name, &ctx.sb.image, n))?;
+            agent.mcp(&["deploy", &def.to_string_lossy()])?;
+            deployed += n;
+            services += 1;
+        }
+        eprintln!(
+            "mcp-bench: {size} components deployed ({:.0} s for the last {})",
+            started.elapsed().as_secs_f64(),
+            size
+        );
+        check_running(&agent, size)?;
+        status_at(ctx, report, &agent, size, size == largest)?;
+    }
+    let (rss, _) = rss_median(&agent)?;
+    report.row(Row {
+        figure: format!("`mcp-agent` RSS, {largest} components (after deploying them)"),
+        mcp: fmt_kib(rss),
+        baseline: "–".into(),
+        ratio: None,
+        target: "–".into(),
+        met: None,
+        runs: "5 samples, 1 s apart".into(),
+    });
+
+    // A restarted agent re-adopts the fleet; now with the default monitor interval.
+    agent.restart(AgentOptions {
+        log: "info,runtime=debug".into(),
+        ..AgentOptions::default()
+    })?;
+    interrupt::sleep(MONITOR_INTERVAL * 2 + Duration::from_secs(1))?;
+    let (rss, _) = rss_median(&agent)?;
+    report.row(Row {
+        figure: format!("`mcp-agent` RSS, {largest} components (restarted, monitor on)"),
+        mcp: fmt_kib(rss),
+        baseline: "–".into(),
+        ratio: None,
+        target: "–".into(),
+        met: None,
+        runs: "5 samples, 1 s apart".into(),
+    });
+    let offset = agent.log_offset();
+    let (own, children) = cpu_per_minute(ctx, agent.pid()?)?;
+    let calls: Vec<String> = timeline::steps(&agent.log_since(offset))
+        .into_iter()
+        .map(|step| step.what)
+        .collect();
+    let raw = raw_listing_cpu_per_minute(ctx)?;
+    report.note(format!(
+        "Monitor with {largest} components: {} podman call(s) in the {} s window ({}); \
+         one pass every 5 s lists once.",
+        calls.len(),
+        ctx.args.monitor_secs,
+        summarise(&calls)
+    ));
+    report.row(Row {
+        figure: format!(
+            "Monitor CPU per minute, {largest} components, 5 s interval (agent + its podman calls)"
+        ),
+        mcp: format!(
+            "{} ({} agent, {} podman)",
+            fmt_ms(own + children),
+            fmt_ms(own),
+            fmt_ms(children)
+        ),
+        baseline: format!("{} (`podman ps` every 5 s)", fmt_ms(raw)),
+        ratio: Some((own + children) / raw),
+        target: "–".into(),
+        met: None,
+        runs: format!("{} s measured", ctx.args.monitor_secs),
+    });
+    agent.stop()
+}
+
+/// An agent with nothing deployed: its memory, and its CPU time over the measuring window.
+fn idle(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let mut agent = Agent::start(ctx.sb, "idle", AgentOptions::default())?;
+    // The start-up accelerator probe is done once its verdict is in.
+    agent.accelerator()?;
+    interrupt::sleep(Duration::from_secs(2))?;
+    let (rss, hwm) = rss_median(&agent)?;
+    let rss_mib = rss / 1024.0;
+    report.row(Row {
+        figure: "`mcp-agent` RSS, idle (nothing deployed)".into(),
+        mcp: fmt_kib(rss),
+        baseline: "–".into(),
+        ratio: None,
+        target: format!("≤ {IDLE_RSS_TARGET_MIB:.0} MiB"),
+        met: Some(rss_mib <= IDLE_RSS_TARGET_MIB),
+        runs: format!("5 samples, 1 s apart (peak {})", fmt_kib(hwm)),
+    });
+    let (own, children) = cpu_per_minute(ctx, agent.pid()?)?;
+    report.row(Row {
+        figure: "Monitor CPU per minute, idle agent, 5 s interval (agent + its podman calls)"
+            .into(),
+        mcp: format!(
+            "{} ({} agent, {} podman)",
+            fmt_ms(own + children),
+            fmt_ms(own),
+            fmt_ms(children)
+        ),
+        baseline: "–".into(),
+        ratio: None,
+        target: "–".into(),
+        met: None,
+        runs: format!("{} s measured", ctx.args.monitor_secs),
+    });
+    agent.stop()
+}
+
+/// "ps ×12" from a list of step names.
+fn summarise(calls: &[String]) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for call in calls {
+        *counts.entry(call.as_str()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(what, n)| format!("{what} ×{n}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// A service of `n` components, each with one route (a host port the agent picks).
+fn fleet_service(name: &str, image: &str, n: usize) -> String {
+    let mut body = format!("name = \"{name}\"\nnode = \"local\"\n");
+    for i in 0..n {
+        body.push_str(&format!(
+            "\n[[components]]\nname = \"c{i}\"\nimage = \"{image}\"\n\
+             [[components.routes]]\nport = 8000\n"
+        ));
+    }
+    body
+}
+
+/// Fails unless `mcp status` shows exactly `expected` components, all running.
+fn check_running(agent: &Agent<'_>, expected: usize) -> anyhow::Result<()> {
+    let text = agent.mcp(&["status", "--json"])?;
+    let json: serde_json::Value = serde_json::from_str(&text).context("parsing mcp status")?;
+    let states: Vec<String> = json["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["components"].as_array().into_iter().flatten())
+        .map(|c| c["state"].as_str().unwrap_or("?").to_string())
+        .collect();
+    let running = states.iter().filter(|s| *s == "running").count();
+    if states.len() != expected || running != expected {
+        bail!(
+            "expected {expected} running components, status shows {} ({running} running)",
+            states.len()
+        );
+    }
+    Ok(())
+}
+
+/// `mcp status --json` against `podman ps`, interleaved, after one untimed warm-up each.
+fn status_at(
+    ctx: &Ctx<'_>,
+    report: &mut Report,
+    agent: &Agent<'_>,
+    size: usize,
+    with_target: bool,
+) -> anyhow::Result<()> {
+    let mut ours = Vec::new();
+    let mut raw = Vec::new();
+    let mut podman_calls = Vec::new();
+    for i in 0..=ctx.args.runs {
+        interrupt::check()?;
+        let start = Instant::now();
+        let out = ctx.sb.podman_command(&PS_ARGS).output()?;
+        let raw_ms = ms(start.elapsed());
+        checked("podman ps", out)?;
+
+        let offset = agent.log_offset();
+        let start = Instant::now();
+        let out = agent.mcp_output(&["status", "--json"])?;
+        let ours_ms = ms(start.elapsed());
+        checked("mcp status --json", out)?;
+        let calls = timeline::steps(&agent.log_since(offset))
+            .iter()
+            .filter(|step| step.what.starts_with("podman "))
+            .count();
+        if i > 0 {
+            raw.push(raw_ms);
+            ours.push(ours_ms);
+            podman_calls.push(calls as f64);
+        }
+    }
+    let mine = median(&ours).unwrap_or(f64::NAN);
+    let base = median(&raw).unwrap_or(f64::NAN);
+    let ratio = mine / base;
+    report.row(Row {
+        figure: format!("`mcp status --json`, {size} components"),
+        mcp: fmt_ms(mine),
+        baseline: format!("{} (`podman ps -a --format json`)", fmt_ms(base)),
+        ratio: Some(ratio),
+        target: if with_target {
+            format!("≤ {STATUS_TARGET:.1}×")
+        } else {
+            "(growth check)".into()
+        },
+        met: with_target.then_some(ratio <= STATUS_TARGET),
+        runs: format!("{} ({})", ours.len(), spread(&ours, fmt_ms)),
+    });
+    report.note(format!(
+        "`mcp status` with {size} components: {} podman call(s) per status (median), \
+         {} more than one `podman ps`.",
+        median(&podman_calls).unwrap_or(f64::NAN),
+        fmt_ms(mine - base)
+    ));
+    Ok(())
+}
+
+/// Median VmRSS and the peak (VmHWM) of five samples a second apart, in KiB.
+fn rss_median(agent: &Agent<'_>) -> anyhow::Result<(f64, f64)> {
+    let mut rss = Vec::new();
+    let mut hwm = 0.0_f64;
+    for _ in 0..5 {
+        let (now, peak) = procfs::memory_kib(agent.pid()?)?;
+        rss.push(now as f64);
+        hwm = hwm.max(peak as f64);
+        interrupt::sleep(Duration::from_secs(1))?;
+    }
+    Ok((median(&rss).unwrap_or(f64::NAN), hwm))
+}
+
+/// The agent's CPU milliseconds per minute over the measuring window: its own, and that of
+/// the processes it ran and reaped (podman).
+fn cpu_per_minute(ctx: &Ctx<'_>, pid: i32) -> anyhow::Result<(f64, f64)> {
+    let pid = pid.to_string();
+    let before = procfs::cpu(&pid)?;
+    let start = Instant::now();
+    interrupt::sleep(Duration::from_secs(ctx.args.monitor_secs.max(1)))?;
+    let after = procfs::cpu(&pid)?;
+    let per_minute = 60_000.0 / ms(start.elapsed()) * procfs::ms_per_tick();
+    Ok((
+        (after.own - before.own) as f64 * per_minute,
+        (after.children - before.children) as f64 * per_minute,
+    ))
+}
+
+/// CPU time of the listing the monitor needs, run by hand as often as the monitor runs it
+/// in a minute.
+fn raw_listing_cpu_per_minute(ctx: &Ctx<'_>) -> anyhow::Result<f64> {
+    let per_minute = (60.0 / MONITOR_INTERVAL.as_secs_f64()).round();
+    let before = procfs::cpu("self")?;
+    for _ in 0..per_minute as usize {
+        ctx.sb.podman(&PS_ARGS)?;
+    }
+    let after = procfs::cpu("self")?;
+    Ok((after.children - before.children) as f64 * procfs::ms_per_tick())
+}
