@@ -473,6 +473,13 @@ impl Drop for Agent {
                 podman(&["rm", "-f", "-t", "0", &id]);
             }
         }
+        // VMs are daemonized: a failed test must not leave its QEMUs running.
+        for pid in qemu_processes(&self.dir.path().to_string_lossy()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
