@@ -191,14 +191,7 @@ fn twenty_concurrent_deploys_and_undeploys_leave_registry_and_runtime_agreeing()
     for name in &old {
         children.push(agent.spawn_mcp(&["undeploy", name]));
     }
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    expect_all_succeed(children);
     let registry = registry::Registry::open(&agent.registry_path()).unwrap();
     for name in &old {
         assert!(registry.service(name).unwrap().is_none());

@@ -148,14 +148,7 @@ fn run_concurrently(agent: &Agent, commands: impl Iterator<Item = Vec<String>>) 
             agent.spawn_mcp(&args)
         })
         .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    expect_all_succeed(children);
 }
 
 /// Two adjacent free ports, for a tiny range.

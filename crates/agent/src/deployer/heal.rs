@@ -5,7 +5,7 @@
 use registry::{DesiredState, Health, ServiceRecord};
 use runtime::{ContainerInfo, InstanceState};
 use servicedef::{Component, RestartPolicy};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Deployer, plan};
@@ -147,6 +147,12 @@ impl Deployer {
             .map(|op| op.service)
             .collect();
         report.strays = self.note_strays(&records, &listing);
+        // One query for every component's bookkeeping, not one per component per pass.
+        let mut known_health: HashMap<(String, String), Health> = self
+            .registry(|r| r.all_health())?
+            .into_iter()
+            .map(|(service, component, health)| ((service, component), health))
+            .collect();
         for record in &records {
             let name = record.spec.name.as_str();
             // An operator's operation owns the service while it runs; look next time.
@@ -169,8 +175,11 @@ impl Deployer {
                 if observation != Observation::InLine {
                     report.drifting.push(label.clone());
                 }
+                let before = known_health
+                    .remove(&(name.to_string(), component.name.to_string()))
+                    .unwrap_or_default();
                 if self
-                    .heal(record, component, instance, &observation, policy)
+                    .heal(record, component, instance, &observation, before, policy)
                     .await?
                 {
                     report.restarted.push(label);
@@ -187,11 +196,11 @@ impl Deployer {
         component: &Component,
         instance: Option<&ContainerInfo>,
         observation: &Observation,
+        before: Health,
         policy: &BackoffPolicy,
     ) -> Result<bool, AgentError> {
         let service = record.spec.name.as_str();
         let name = component.name.as_str();
-        let before = self.registry(|r| r.health(service, name))?;
         let mut health = before.clone();
         let now = now_ms();
         let mut events: Vec<(&str, String)> = Vec::new();

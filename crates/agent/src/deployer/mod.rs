@@ -42,8 +42,8 @@ pub struct Deployer {
     registry: Mutex<Registry>,
     podman: Arc<dyn Runtime>,
     /// The unikernel backend, when this node has qemu and ops.
-    qemu: Option<Arc<dyn Runtime>>,
-    unikernel_unavailable: Option<String>,
+    /// The unikernel backend, or why this node has none (qemu/ops missing, disabled).
+    qemu: Result<Arc<dyn Runtime>, String>,
     ports: PortAllocator,
     stop_timeout: Duration,
     service_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -65,8 +65,7 @@ impl Deployer {
             node,
             registry: Mutex::new(registry),
             podman,
-            qemu: None,
-            unikernel_unavailable: Some("the agent was built without a unikernel runtime".into()),
+            qemu: Err("no unikernel runtime was configured".into()),
             ports,
             stop_timeout,
             service_locks: Mutex::new(HashMap::new()),
@@ -81,12 +80,16 @@ impl Deployer {
 
     /// The backend that runs `component`; the one place a component meets its runtime.
     pub fn runtime_for(&self, component: &Component) -> Result<&Arc<dyn Runtime>, AgentError> {
-        self.backend(component.runtime)
-            .map_err(|_| AgentError::RuntimeUnavailable {
+        self.backend(component.runtime).map_err(|e| match e {
+            AgentError::RuntimeUnavailable {
+                runtime, reason, ..
+            } => AgentError::RuntimeUnavailable {
                 component: component.name.to_string(),
-                runtime: component.runtime.to_string(),
-                reason: self.unikernel_unavailable.clone().unwrap_or_default(),
-            })
+                runtime,
+                reason,
+            },
+            other => other,
+        })
     }
 
     fn backend(&self, kind: RuntimeKind) -> Result<&Arc<dyn Runtime>, AgentError> {
@@ -95,10 +98,10 @@ impl Deployer {
             RuntimeKind::Unikernel => {
                 self.qemu
                     .as_ref()
-                    .ok_or_else(|| AgentError::RuntimeUnavailable {
+                    .map_err(|reason| AgentError::RuntimeUnavailable {
                         component: String::new(),
                         runtime: kind.to_string(),
-                        reason: self.unikernel_unavailable.clone().unwrap_or_default(),
+                        reason: reason.clone(),
                     })
             }
         }
@@ -107,16 +110,7 @@ impl Deployer {
     /// Adds the unikernel backend (when qemu and ops are present), or records why there is
     /// none, so deploys of unikernel components fail early with that reason.
     pub fn with_unikernels(mut self, qemu: Result<Arc<dyn Runtime>, String>) -> Self {
-        match qemu {
-            Ok(runtime) => {
-                self.qemu = Some(runtime);
-                self.unikernel_unavailable = None;
-            }
-            Err(reason) => {
-                self.qemu = None;
-                self.unikernel_unavailable = Some(reason);
-            }
-        }
+        self.qemu = qemu;
         self
     }
 
@@ -215,7 +209,7 @@ impl Deployer {
             .list()
             .await
             .map_err(AgentError::runtime("listing containers"))?;
-        if let Some(qemu) = &self.qemu {
+        if let Ok(qemu) = &self.qemu {
             list.extend(
                 qemu.list()
                     .await

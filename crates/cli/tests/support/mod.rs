@@ -483,6 +483,18 @@ impl Drop for Agent {
     }
 }
 
+/// Waits for every spawned `mcp` and fails on the first that did not succeed.
+pub fn expect_all_succeed(children: Vec<std::process::Child>) {
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// IDs of every container (any state) labelled with `service`.
 pub fn containers_of(service: &str) -> Vec<String> {
     let filter = format!("label=mcp.service={service}");
