@@ -3,7 +3,8 @@
 
 use mcp_proto::v1 as pb;
 use servicedef::{
-    Component, ComponentName, RestartPolicy, Route, RouteMode, RuntimeKind, Service, ServiceName,
+    Component, ComponentName, HealthCheck, Probe, RestartPolicy, Route, RouteMode, RuntimeKind,
+    Service, ServiceName,
 };
 
 /// A wire spec that does not make a valid domain spec; names the field.
@@ -94,7 +95,43 @@ fn component_from_wire(
         restart,
         routes,
         binary: opt(c.binary),
+        health: c
+            .health
+            .map(|h| health_from_wire(&field("health"), h))
+            .transpose()?,
     })
+}
+
+fn health_from_wire(at: &str, h: pb::HealthSpec) -> Result<HealthCheck, WireError> {
+    let probe = match (h.http.is_empty(), h.tcp) {
+        (false, false) => Probe::Http(h.http),
+        (true, true) => Probe::Tcp,
+        _ => return Err(invalid(at, "needs exactly one of http and tcp")),
+    };
+    Ok(HealthCheck {
+        probe,
+        route: opt(h.route),
+        interval_ms: h.interval_ms,
+        timeout_ms: h.timeout_ms,
+        retries: h.retries,
+        start_period_ms: h.start_period_ms,
+    })
+}
+
+fn health_to_wire(h: &HealthCheck) -> pb::HealthSpec {
+    let (http, tcp) = match &h.probe {
+        Probe::Http(path) => (path.clone(), false),
+        Probe::Tcp => (String::new(), true),
+    };
+    pb::HealthSpec {
+        http,
+        tcp,
+        route: h.route.clone().unwrap_or_default(),
+        interval_ms: h.interval_ms,
+        timeout_ms: h.timeout_ms,
+        retries: h.retries,
+        start_period_ms: h.start_period_ms,
+    }
 }
 
 pub fn service_to_wire(s: &Service) -> pb::ServiceSpec {
@@ -132,6 +169,7 @@ pub fn service_to_wire(s: &Service) -> pb::ServiceSpec {
                     })
                     .collect(),
                 binary: c.binary.clone().unwrap_or_default(),
+                health: c.health.as_ref().map(health_to_wire),
             })
             .collect(),
     }
@@ -149,7 +187,8 @@ mod tests {
             [[components]]\nname = \"web\"\nimage = \"127.0.0.1:5000/hello:v1\"\nmemory_mb = 64\n\
             vcpus = 2\ncmd = [\"serve\"]\nenv = [\"A=b\"]\nvolumes = [\"/a:/b\"]\n\
             ports = [\"127.0.0.1:1234:80\"]\nrestart = \"always\"\n\
-            [[components.routes]]\nname = \"rest\"\nport = 8443\nmode = \"l7\"\n";
+            [[components.routes]]\nname = \"rest\"\nport = 8443\nmode = \"l7\"\n\
+            [components.health]\nhttp = \"/up\"\ninterval = \"3s\"\nretries = 5\n";
         let service = servicedef::parse_str("t.toml", text).unwrap();
         let back = service_from_wire(service_to_wire(&service)).unwrap();
         assert_eq!(back, service);

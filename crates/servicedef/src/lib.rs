@@ -1,6 +1,7 @@
 //! Service definitions: parse a service's TOML file into validated domain types, with errors that
 //! name the file, line, column and field.
 
+mod duration;
 mod model;
 mod name;
 mod parse;
@@ -8,9 +9,10 @@ mod position;
 mod raw;
 mod validate;
 
+pub use duration::parse_duration_ms;
 pub use model::{
-    Component, ComponentName, NameError, ParseEnumError, RestartPolicy, Route, RouteMode,
-    RuntimeKind, Service, ServiceName, SpecError,
+    Component, ComponentName, HealthCheck, NameError, ParseEnumError, Probe, RestartPolicy, Route,
+    RouteMode, RuntimeKind, Service, ServiceName, SpecError,
 };
 pub use name::MAX_NAME_LEN;
 pub use parse::{DefinitionError, load_file, parse_str};

@@ -140,6 +140,60 @@ impl Route {
     }
 }
 
+/// What a health check asks of a component's route host port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    /// `GET path`; a 2xx or 3xx answer is healthy.
+    Http(String),
+    /// A TCP connection is accepted.
+    Tcp,
+}
+
+/// `[components.health]`: how the agent tells that an instance is ready and stays healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    /// The route whose host port is probed; `None`: the component's only route.
+    pub route: Option<String>,
+    /// Time between checks of a running instance.
+    pub interval_ms: u64,
+    /// One check's deadline.
+    pub timeout_ms: u64,
+    /// Consecutive failures before the instance counts as unhealthy.
+    pub retries: u32,
+    /// How long a new instance may take to become healthy (the deploy's deadline).
+    pub start_period_ms: u64,
+}
+
+impl HealthCheck {
+    pub const DEFAULT_INTERVAL_MS: u64 = 2_000;
+    pub const DEFAULT_TIMEOUT_MS: u64 = 1_000;
+    pub const DEFAULT_RETRIES: u32 = 3;
+    pub const DEFAULT_START_PERIOD_MS: u64 = 30_000;
+
+    /// The check a routed component without `[components.health]` gets: its route's host
+    /// port accepts a TCP connection, within the default start period.
+    pub fn default_tcp() -> Self {
+        Self {
+            probe: Probe::Tcp,
+            route: None,
+            interval_ms: Self::DEFAULT_INTERVAL_MS,
+            timeout_ms: Self::DEFAULT_TIMEOUT_MS,
+            retries: Self::DEFAULT_RETRIES,
+            start_period_ms: Self::DEFAULT_START_PERIOD_MS,
+        }
+    }
+
+    /// What the check asks, for messages: `GET /up` or `TCP connect`.
+    pub fn describe(&self) -> String {
+        match &self.probe {
+            Probe::Http(path) => format!("GET {path}"),
+            Probe::Tcp => "TCP connect".to_string(),
+        }
+    }
+}
+
 /// One workload of a service: a container or a unikernel VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Component {
@@ -171,9 +225,32 @@ pub struct Component {
     pub routes: Vec<Route>,
     /// Unikernel: path of the ELF inside the image.
     pub binary: Option<String>,
+    /// Readiness and liveness check. Left out of the JSON when absent, so components
+    /// deployed before health checks existed keep their spec hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
 }
 
 impl Component {
+    /// The route a health check probes: the one it names, else the component's only route.
+    pub fn health_route(&self) -> Option<&Route> {
+        match self.health.as_ref().and_then(|h| h.route.as_deref()) {
+            Some(name) => self.routes.iter().find(|r| r.name.as_deref() == Some(name)),
+            None if self.routes.len() == 1 => self.routes.first(),
+            None => None,
+        }
+    }
+
+    /// The check gating this component's readiness: its own, or a TCP connect on its first
+    /// route when it has routes; `None` for a component without routes.
+    pub fn readiness(&self) -> Option<HealthCheck> {
+        match &self.health {
+            Some(h) => Some(h.clone()),
+            None if !self.routes.is_empty() => Some(HealthCheck::default_tcp()),
+            None => None,
+        }
+    }
+
     /// Fingerprint of the whole spec, so the agent can tell whether a running component drifted.
     pub fn spec_hash(&self) -> String {
         hash_json(self)

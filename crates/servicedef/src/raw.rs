@@ -7,9 +7,10 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::duration::parse_duration_ms;
 use crate::model::{
-    Component, ComponentName, RestartPolicy, Route, RouteMode, RuntimeKind, Service, ServiceName,
-    SpecError,
+    Component, ComponentName, HealthCheck, Probe, RestartPolicy, Route, RouteMode, RuntimeKind,
+    Service, ServiceName, SpecError,
 };
 use crate::validate::{check_memory, check_port, check_vcpus};
 
@@ -55,6 +56,19 @@ struct RawComponent {
     binary: Option<String>,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    health: Option<RawHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    http: Option<String>,
+    tcp: Option<bool>,
+    route: Option<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    retries: Option<i64>,
+    start_period: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +142,10 @@ impl RawComponent {
             .enumerate()
             .map(|(k, r)| r.into_route(&field(&format!("routes[{k}]"))))
             .collect::<Result<_, _>>()?;
+        let health = self
+            .health
+            .map(|h| h.into_health(&field("health")))
+            .transpose()?;
         Ok(Component {
             name,
             image: self.image,
@@ -143,6 +161,58 @@ impl RawComponent {
             restart: restart.unwrap_or_default(),
             routes,
             binary: self.binary,
+            health,
+        })
+    }
+}
+
+impl RawHealth {
+    fn into_health(self, at: &str) -> Result<HealthCheck, SpecError> {
+        let field = |f: &str| format!("{at}.{f}");
+        let probe = match (self.http, self.tcp) {
+            (Some(path), None | Some(false)) => Probe::Http(path),
+            (None, Some(true)) => Probe::Tcp,
+            (Some(_), Some(true)) => {
+                return Err(SpecError::new(
+                    field("tcp"),
+                    "give either http = \"/path\" or tcp = true, not both",
+                ));
+            }
+            (None, _) => {
+                return Err(SpecError::new(
+                    at,
+                    "a health check needs http = \"/path\" or tcp = true",
+                ));
+            }
+        };
+        let duration = |name: &str, value: Option<String>, default: u64| {
+            value.map_or(Ok(default), |v| {
+                parse_duration_ms(&v).map_err(|m| SpecError::new(field(name), m))
+            })
+        };
+        let retries = match self.retries {
+            None => HealthCheck::DEFAULT_RETRIES,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    SpecError::new(
+                        field("retries"),
+                        format!("retries {n} is out of range 1..=100"),
+                    )
+                })?,
+        };
+        Ok(HealthCheck {
+            probe,
+            route: self.route,
+            interval_ms: duration("interval", self.interval, HealthCheck::DEFAULT_INTERVAL_MS)?,
+            timeout_ms: duration("timeout", self.timeout, HealthCheck::DEFAULT_TIMEOUT_MS)?,
+            retries,
+            start_period_ms: duration(
+                "start_period",
+                self.start_period,
+                HealthCheck::DEFAULT_START_PERIOD_MS,
+            )?,
         })
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::model::{Component, Route, RuntimeKind, Service, SpecError};
+use crate::model::{Component, Probe, Route, RuntimeKind, Service, SpecError};
 use crate::name::check_name;
 
 /// Longest container name the agent will create (`<service>-<component>`).
@@ -87,7 +87,68 @@ pub(crate) fn service(s: &Service) -> Result<(), SpecError> {
         )?;
         component(&at, c)?;
     }
+    public_ports(s)
+}
+
+/// Routes of one service that share a public port: one mode per port, and no two routes on
+/// the same port and host name (the proxy could not tell them apart).
+fn public_ports(s: &Service) -> Result<(), SpecError> {
+    let mut seen: Vec<(u16, Option<String>, crate::model::RouteMode, String)> = Vec::new();
+    for (i, c) in s.components.iter().enumerate() {
+        for (k, r) in c.routes.iter().enumerate() {
+            let at = format!("components[{i}].routes[{k}]");
+            let host = r.hostname.as_ref().map(|h| h.to_ascii_lowercase());
+            for (port, other_host, mode, other) in &seen {
+                if *port != r.port {
+                    continue;
+                }
+                let why = format!("port {port} is {mode} at {other}; one port has one mode");
+                ensure(*mode == r.mode, format!("{at}.mode"), why)?;
+                let why = match &host {
+                    Some(h) => format!("port {port} with hostname \"{h}\" is already {other}"),
+                    None => format!("port {port} without a hostname is already {other}"),
+                };
+                ensure(*other_host != host, format!("{at}.port"), why)?;
+            }
+            seen.push((r.port, host, r.mode, at));
+        }
+    }
     Ok(())
+}
+
+fn health(at: &str, c: &Component) -> Result<(), SpecError> {
+    let Some(h) = &c.health else { return Ok(()) };
+    let field = |f: &str| format!("{at}.health.{f}");
+    if let Probe::Http(path) = &h.probe {
+        let ok =
+            path.starts_with('/') && !path.chars().any(|ch| ch.is_whitespace() || ch.is_control());
+        let why = format!("http path \"{path}\" must start with '/' and have no whitespace");
+        ensure(ok, field("http"), why)?;
+    }
+    let why =
+        "a health check probes a route's host port: the component has no [[components.routes]]";
+    ensure(!c.routes.is_empty(), format!("{at}.health"), why)?;
+    match &h.route {
+        Some(name) => {
+            let why = format!("no route named \"{name}\" in this component");
+            ensure(c.health_route().is_some(), field("route"), why)?;
+        }
+        None => {
+            let why = "the component has several routes: name the one to check (route = \"...\")";
+            ensure(c.routes.len() == 1, field("route"), why)?;
+        }
+    }
+    for (name, ms) in [("interval", h.interval_ms), ("timeout", h.timeout_ms)] {
+        ensure(
+            ms >= 10,
+            field(name),
+            format!("{name} must be at least 10ms"),
+        )?;
+    }
+    let why = format!("retries {} is out of range 1..=100", h.retries);
+    ensure((1..=100).contains(&h.retries), field("retries"), why)?;
+    let why = "start_period must be at least 100ms";
+    ensure(h.start_period_ms >= 100, field("start_period"), why)
 }
 
 fn component(at: &str, c: &Component) -> Result<(), SpecError> {
@@ -125,7 +186,8 @@ fn component(at: &str, c: &Component) -> Result<(), SpecError> {
     for (j, p) in c.ports.iter().enumerate() {
         port_mapping(p).map_err(|m| SpecError::new(field(&format!("ports[{j}]")), m))?;
     }
-    routes(at, &c.routes, &env_keys)
+    routes(at, &c.routes, &env_keys)?;
+    health(at, c)
 }
 
 fn routes(at: &str, routes: &[Route], env_keys: &HashSet<&str>) -> Result<(), SpecError> {

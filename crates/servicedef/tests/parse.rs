@@ -41,6 +41,7 @@ fn design_example_parses_into_expected_struct() {
                 hostname: None,
             }],
             binary: None,
+            health: None,
         }],
     };
     assert_eq!(parse_str("hello.toml", EXAMPLE).unwrap(), expected);
@@ -184,6 +185,43 @@ fn route_rules() {
         (TAIL, "mode = \"l7\"\nhostname = \"a b\"", 22, 12, "components[0].routes[0].hostname", "invalid hostname"),
         (ENV, "env       = [\"PORT_REST=1\"]", 19, 8, "components[0].routes[0].name", "$PORT_REST clashes"),
     ]);
+}
+
+#[test]
+#[rustfmt::skip]
+fn health_rules() {
+    const H: &str = "mode = \"l4\"\n[components.health]";
+    let cases: [(String, usize, usize, &str, &str); 8] = [
+        (format!("{H}\ninterval = \"2s\""), 22, 1, "components[0].health", "needs http = \"/path\" or tcp = true"),
+        (format!("{H}\nhttp = \"/up\"\ntcp = true"), 24, 7, "components[0].health.tcp", "not both"),
+        (format!("{H}\nhttp = \"up\""), 23, 8, "components[0].health.http", "must start with '/'"),
+        (format!("{H}\ntcp = true\ninterval = \"2\""), 24, 12, "components[0].health.interval", "with a unit"),
+        (format!("{H}\ntcp = true\nretries = 0"), 24, 11, "components[0].health.retries", "out of range 1..=100"),
+        (format!("{H}\ntcp = true\nroute = \"admin\""), 24, 9, "components[0].health.route", "no route named \"admin\""),
+        (format!("{H}\ntcp = true\nstart_period = \"5ms\""), 24, 16, "components[0].health.start_period", "at least 100ms"),
+        (format!("{H}\ntcp = true\nhttps = true"), 24, 1, "components[0].health.https", "unknown field `https`"),
+    ];
+    for (text, line, col, field, message) in cases {
+        rejects_text(&edit(TAIL, &text), line, col, field, message);
+    }
+    let ok = parse_str("hello.toml", &edit(TAIL, &format!("{H}\nhttp = \"/up\"\nstart_period = \"1m\""))).unwrap();
+    let health = ok.components[0].health.clone().unwrap();
+    assert_eq!(health.start_period_ms, 60_000);
+    assert_eq!(health.interval_ms, 2_000, "default interval");
+    assert_eq!(ok.components[0].health_route().unwrap().port, 8443);
+}
+
+#[test]
+#[rustfmt::skip]
+fn public_ports_are_claimed_once_per_service() {
+    const SAME: &str = "mode = \"l4\"\n[[components.routes]]\nname = \"other\"\nport = 8443";
+    const MIXED: &str = "mode = \"l4\"\nhostname = \"a.test\"\n[[components.routes]]\nname = \"b\"\nport = 8443\nmode = \"l7\"\nhostname = \"b.test\"";
+    rejects(&[
+        (TAIL, SAME, 24, 8, "components[0].routes[1].port", "port 8443 without a hostname is already components[0].routes[0]"),
+        (TAIL, MIXED, 26, 8, "components[0].routes[1].mode", "one port has one mode"),
+    ]);
+    let sni = edit(TAIL, "mode = \"l4\"\nhostname = \"a.test\"\n[[components.routes]]\nname = \"b\"\nport = 8443\nhostname = \"b.test\"");
+    assert!(parse_str("hello.toml", &sni).is_ok(), "two host names may share a port");
 }
 
 #[test]
