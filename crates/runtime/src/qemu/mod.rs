@@ -48,7 +48,16 @@ pub struct QemuRuntime {
     podman: Arc<PodmanRuntime>,
     /// The accelerator to use; `None` until the agent's probe (or its config) decides.
     accel: watch::Receiver<Option<Accel>>,
+    /// Set when a guest that the probe's KVM verdict sent to KVM did not boot there but did
+    /// under TCG: from then on every VM of this agent runs under TCG. The probe's tiny guest
+    /// can pass where a real kernel cannot (e.g. PVM-style nested KVM, whose instruction
+    /// emulation stops a Linux kernel early in its boot).
+    kvm_failed: std::sync::Mutex<Option<String>>,
 }
+
+/// How long a guest gets to answer under KVM before it is tried again under TCG. A guest
+/// that works under KVM answers well within it (TCG, ~10x slower, takes ~4 s here).
+const KVM_FIRST_ANSWER: Duration = Duration::from_secs(8);
 
 /// How long `run` waits for the accelerator decision before giving up.
 const ACCEL_WAIT: Duration = Duration::from_secs(30);
@@ -58,6 +67,24 @@ const PROBE_EVERY: Duration = Duration::from_millis(50);
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long one probe waits for the guest's first byte.
 const PROBE_READ_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Rewrites a KVM launch to TCG: QEMU's accelerator flag and the CPU model that goes with it.
+fn to_tcg(meta: &mut Meta) {
+    let mut argv = Vec::with_capacity(meta.argv.len() + 1);
+    let mut args = meta.argv.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-enable-kvm" => argv.extend(["-accel".to_string(), Accel::Tcg.as_str().to_string()]),
+            "-cpu" => {
+                args.next();
+                argv.extend(["-cpu".to_string(), Accel::Tcg.cpu_model().to_string()]);
+            }
+            _ => argv.push(arg.clone()),
+        }
+    }
+    meta.argv = argv;
+    meta.accel = Accel::Tcg.as_str().to_string();
+}
 
 fn now_secs() -> i64 {
     SystemTime::now()
@@ -82,7 +109,23 @@ impl QemuRuntime {
             config,
             podman,
             accel,
+            kvm_failed: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Why VMs run under TCG although the probe found KVM usable, if they do.
+    pub fn kvm_fallback(&self) -> Option<String> {
+        self.kvm_failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_kvm_fallback(&self, reason: Option<String>) {
+        *self
+            .kvm_failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
     }
 
     fn vm_root(&self) -> PathBuf {
@@ -104,11 +147,59 @@ impl QemuRuntime {
             .ok()
             .and_then(Result::ok)
             .and_then(|value| *value);
-        decided.ok_or_else(|| RuntimeError::Command {
+        let decided = decided.ok_or_else(|| RuntimeError::Command {
             what: "choosing a QEMU accelerator".into(),
             code: -1,
             stderr: format!("the accelerator probe gave no answer within {ACCEL_WAIT:?}"),
+        })?;
+        Ok(match decided {
+            Accel::Kvm if self.kvm_fallback().is_some() => Accel::Tcg,
+            other => other,
         })
+    }
+
+    /// Launches `meta`'s VM and waits for its guest; a guest that does not answer under KVM
+    /// is launched again under TCG (and KVM is not used again by this runtime), unless it
+    /// fails there too, which is then the guest's fault.
+    async fn boot(&self, vm: &VmDir, meta: &mut Meta) -> Result<(), RuntimeError> {
+        let name = meta.name.clone();
+        let phase = Phase::start(&name, "launch");
+        self.launch(vm, &meta.argv).await?;
+        phase.done();
+        meta.started_at = Some(now_secs());
+        vm.write_meta(meta)?;
+        let phase = Phase::start(&name, "boot");
+        if meta.accel != Accel::Kvm.as_str() {
+            self.wait_until_answering(vm, meta, self.config.boot_timeout)
+                .await?;
+            phase.done();
+            return Ok(());
+        }
+        let first = self.config.boot_timeout.min(KVM_FIRST_ANSWER);
+        let Err(kvm_error) = self.wait_until_answering(vm, meta, first).await else {
+            phase.done();
+            return Ok(());
+        };
+        tracing::warn!(vm = %meta.name, error = %kvm_error, "the guest did not boot under KVM; trying TCG");
+        self.kill_hard(vm).await;
+        to_tcg(meta);
+        vm.write_meta(meta)?;
+        self.launch(vm, &meta.argv).await?;
+        meta.started_at = Some(now_secs());
+        vm.write_meta(meta)?;
+        match self
+            .wait_until_answering(vm, meta, self.config.boot_timeout)
+            .await
+        {
+            Ok(()) => {
+                self.set_kvm_fallback(Some(format!(
+                    "a guest did not boot under KVM within {first:?} but did under TCG; VMs run under TCG"
+                )));
+                phase.done();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Launches QEMU with the recorded argv (working dir = the VM dir, for the QMP socket).
@@ -145,11 +236,16 @@ impl QemuRuntime {
     /// user-mode network accepts a probe while the guest boots and holds it until the guest's
     /// network comes up (or the read times out). One probe at a time with a 200 ms pause
     /// noticed a ready guest 0.1 s late on average (BENCHMARKS.md).
-    async fn wait_until_answering(&self, vm: &VmDir, meta: &Meta) -> Result<(), RuntimeError> {
+    async fn wait_until_answering(
+        &self,
+        vm: &VmDir,
+        meta: &Meta,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
         let Some(port) = meta.ports.iter().find(|p| p.protocol == "tcp").cloned() else {
             return Ok(());
         };
-        let deadline = tokio::time::Instant::now() + self.config.boot_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut probes = tokio::task::JoinSet::new();
         let mut tick = tokio::time::interval(PROBE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -174,7 +270,7 @@ impl QemuRuntime {
                                 "the guest did not answer on {}:{} within {:?}{}",
                                 port.host_ip,
                                 port.host_port,
-                                self.config.boot_timeout,
+                                timeout,
                                 console_suffix(vm)
                             ),
                         });
@@ -422,14 +518,7 @@ impl Runtime for QemuRuntime {
                 started_at: None,
             };
             vm.write_meta(&meta)?;
-            let phase = Phase::start(&spec.name, "launch");
-            self.launch(&vm, &meta.argv).await?;
-            phase.done();
-            meta.started_at = Some(now_secs());
-            vm.write_meta(&meta)?;
-            let phase = Phase::start(&spec.name, "boot");
-            self.wait_until_answering(&vm, &meta).await?;
-            phase.done();
+            self.boot(&vm, &mut meta).await?;
             Ok(meta.id)
         }
         .await;
@@ -448,10 +537,10 @@ impl Runtime for QemuRuntime {
             return Ok(());
         }
         let mut meta = vm.read_meta()?;
-        self.launch(&vm, &meta.argv).await?;
-        meta.started_at = Some(now_secs());
-        vm.write_meta(&meta)?;
-        if let Err(e) = self.wait_until_answering(&vm, &meta).await {
+        if meta.accel == Accel::Kvm.as_str() && self.kvm_fallback().is_some() {
+            to_tcg(&mut meta);
+        }
+        if let Err(e) = self.boot(&vm, &mut meta).await {
             self.kill_hard(&vm).await;
             return Err(e);
         }
@@ -556,5 +645,33 @@ impl Runtime for QemuRuntime {
 
     async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
         self.podman.image_exists(image).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_kvm_launch_is_rewritten_to_tcg_with_its_cpu_model() {
+        let mut meta = Meta {
+            name: "vm".into(),
+            id: "vm-1".into(),
+            image: "i".into(),
+            labels: Default::default(),
+            ports: Vec::new(),
+            argv: ["-name", "vm", "-enable-kvm", "-cpu", "host", "-m", "256"]
+                .map(String::from)
+                .to_vec(),
+            accel: "kvm".into(),
+            started_at: None,
+        };
+        to_tcg(&mut meta);
+        assert_eq!(
+            meta.argv,
+            ["-name", "vm", "-accel", "tcg", "-cpu", "max", "-m", "256"]
+        );
+        assert_eq!(meta.accel, "tcg");
     }
 }
