@@ -4,6 +4,7 @@
  * $PORT_<NAME>; with none of those, on 8080. Answers
  *   GET /     "hello from <component>: <GREETING>"
  *   GET /env  the process environment, one VAR=value per line
+ *   GET /up   200 "up", or 503 "sick" once GET /break was asked (for health-check tests)
  * logs one line per request on stdout, and exits promptly on SIGTERM so that a
  * graceful stop is fast. For tests of restart policies: `hello --exit N` exits at once
  * with status N; `hello --exit-after-ms MS N` serves for MS milliseconds, then exits N. */
@@ -22,6 +23,7 @@
 
 extern char **environ;
 static volatile sig_atomic_t stopping;
+static int sick;
 
 static void on_term(int sig) { (void)sig; stopping = 1; }
 
@@ -69,7 +71,14 @@ static void answer(int client, int port) {
     char *path = sp ? sp + 1 : req;
     char *end = strchr(path, ' ');
     if (end) *end = 0;
-    if (strcmp(path, "/env") == 0) {
+    const char *status = "200 OK";
+    if (strcmp(path, "/break") == 0) {
+        sick = 1;
+        used = (size_t)snprintf(body, sizeof body, "broken\n");
+    } else if (strcmp(path, "/up") == 0) {
+        if (sick) status = "503 Service Unavailable";
+        used = (size_t)snprintf(body, sizeof body, sick ? "sick\n" : "up\n");
+    } else if (strcmp(path, "/env") == 0) {
         for (char **e = environ; *e && used + strlen(*e) + 2 < sizeof body; e++)
             used += (size_t)snprintf(body + used, sizeof body - used, "%s\n", *e);
     } else {
@@ -79,8 +88,8 @@ static void answer(int client, int port) {
                                 who ? who : "mcp", port, greeting ? greeting : "hi");
     }
     int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                      "Content-Length: %zu\r\nConnection: close\r\n\r\n", used);
+                      "HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n", status, used);
     write_all(client, head, (size_t)hl);
     write_all(client, body, used);
     printf("hello: GET %s on port %d\n", path, port);

@@ -31,11 +31,14 @@ fn status(err: AgentError) -> Status {
         AgentError::WrongNode { .. } | AgentError::RuntimeUnavailable { .. } => {
             Status::failed_precondition(err.to_string())
         }
-        AgentError::ServiceNotFound(_) | AgentError::ComponentNotFound { .. } => {
-            Status::not_found(err.to_string())
-        }
+        AgentError::ServiceNotFound(_)
+        | AgentError::ComponentNotFound { .. }
+        | AgentError::VersionNotFound { .. } => Status::not_found(err.to_string()),
         AgentError::Ports(_) => Status::resource_exhausted(err.to_string()),
-        AgentError::Runtime { .. } | AgentError::Crashed { .. } => Status::aborted(err.to_string()),
+        AgentError::Runtime { .. }
+        | AgentError::Crashed { .. }
+        | AgentError::NeverHealthy { .. }
+        | AgentError::Traffic(_) => Status::aborted(err.to_string()),
         AgentError::Registry(inner) => {
             tracing::error!(error = ?inner, "registry failure");
             let what = match inner.condition() {
@@ -87,6 +90,51 @@ impl Agent for AgentApi {
         let outcome = self
             .deployer
             .deploy(spec, &req_actor)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeployResponse {
+            changed: outcome.changed,
+            replaced: outcome.replaced,
+            status: Some(convert::view_to_wire(outcome.status)),
+        }))
+    }
+
+    async fn plan(
+        &self,
+        request: Request<pb::DeployRequest>,
+    ) -> Result<Response<pb::PlanResponse>, Status> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("plan request has no spec"))?;
+        let spec = mcp_client::wire::service_from_wire(spec)
+            .map_err(|e| status(AgentError::InvalidSpec(e.to_string())))?;
+        let plan = self.deployer.plan_deploy(&spec).await.map_err(status)?;
+        Ok(Response::new(convert::plan_to_wire(plan)))
+    }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let versions = self
+            .deployer
+            .history(&request.into_inner().service)
+            .map_err(status)?;
+        Ok(Response::new(pb::HistoryResponse {
+            versions: versions.into_iter().map(convert::version_to_wire).collect(),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::DeployResponse>, Status> {
+        let who = actor(&request, &request.get_ref().actor);
+        let req = request.into_inner();
+        let outcome = self
+            .deployer
+            .rollback(&req.service, req.version, &who)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeployResponse {

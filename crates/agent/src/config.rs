@@ -23,6 +23,8 @@ pub struct AgentConfig {
     pub monitor: MonitorSection,
     #[serde(default)]
     pub qemu: QemuSection,
+    #[serde(default)]
+    pub proxy: ProxySection,
     /// Seconds a component gets to exit after SIGTERM before it is killed.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_secs: u64,
@@ -62,6 +64,7 @@ pub struct DevSettings {
     pub ports: Option<PortsSection>,
     pub monitor: Option<MonitorSection>,
     pub qemu: Option<QemuSection>,
+    pub proxy: Option<ProxySection>,
     pub stop_timeout_secs: Option<u64>,
 }
 
@@ -95,11 +98,85 @@ impl DevSettings {
         if let Some(qemu) = self.qemu {
             config.qemu = qemu;
         }
+        if let Some(mut proxy) = self.proxy {
+            // The dev CA keeps issuing l7 certificates unless the file names its own issuer.
+            if proxy.issuer.is_none() {
+                proxy.issuer = config.proxy.issuer.clone();
+            }
+            config.proxy = proxy;
+        }
         if let Some(secs) = self.stop_timeout_secs {
             config.stop_timeout_secs = secs;
         }
         config
     }
+}
+
+/// The node proxy (`mcp-proxy`): public ports of routes, switched by the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    /// `false`: routes get host ports but nothing listens on their public ports.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Address the public ports are bound on.
+    #[serde(default = "default_proxy_bind")]
+    pub bind: IpAddr,
+    /// The `mcp-proxy` binary; default: beside `mcp-agent`.
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    /// How long a replaced instance may finish in-flight work before it is stopped.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+    /// Certificates for l7 routes' host names.
+    #[serde(default)]
+    pub certs: Vec<ProxyCert>,
+    /// A CA that issues certificates for l7 host names `certs` does not cover (`--dev`
+    /// uses its own CA); without it such a route fails its deploy.
+    #[serde(default)]
+    pub issuer: Option<CertFiles>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyCert {
+    pub hostname: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: default_proxy_bind(),
+            binary: None,
+            drain_timeout_ms: default_drain_timeout_ms(),
+            certs: Vec::new(),
+            issuer: None,
+        }
+    }
+}
+
+impl ProxySection {
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
+fn default_proxy_bind() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
+}
+
+fn default_drain_timeout_ms() -> u64 {
+    30_000
 }
 
 /// The unikernel runtime: enabled when qemu and ops are found (or forced off).

@@ -2,8 +2,35 @@
 
 use mcp_proto::v1 as pb;
 
-use crate::deployer::{ComponentView, ServiceView, StrayView};
+use crate::deployer::{ComponentView, PlanView, ServiceView, StrayView, VersionView};
 use crate::node::NodeReport;
+
+pub fn plan_to_wire(p: PlanView) -> pb::PlanResponse {
+    pb::PlanResponse {
+        changed: p.changed,
+        components: p
+            .components
+            .into_iter()
+            .map(|c| pb::ComponentPlan {
+                name: c.name,
+                action: c.action.to_string(),
+                fields: c.fields,
+            })
+            .collect(),
+    }
+}
+
+pub fn version_to_wire(v: VersionView) -> pb::HistoryEntry {
+    pb::HistoryEntry {
+        version: v.version,
+        at: v.at,
+        actor: v.actor,
+        images: v.images,
+        spec_hash: v.spec_hash,
+        current: v.current,
+        detail: v.detail.unwrap_or_default(),
+    }
+}
 
 pub fn view_to_wire(v: ServiceView) -> pb::ServiceStatus {
     pb::ServiceStatus {
@@ -57,6 +84,8 @@ fn component_view_to_wire(c: ComponentView) -> pb::ComponentStatus {
         restart_count: c.restart_count,
         last_exit_code: c.last_exit_code,
         last_exit_at: c.last_exit_at.unwrap_or(0),
+        health: c.health,
+        health_detail: c.health_detail.unwrap_or_default(),
         drift: c.drift.unwrap_or_default(),
         drift_detail: c.drift_detail.unwrap_or_default(),
         backoff_until_ms: c.backoff_until.unwrap_or(0),

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    AgentConfig, DevSettings, MonitorSection, PodmanSection, PortsSection, QemuSection, ServerTls,
+    AgentConfig, CertFiles, DevSettings, MonitorSection, PodmanSection, PortsSection, ProxySection,
+    QemuSection, ServerTls,
 };
 
 pub const DEV_NODE: &str = "local";
@@ -39,6 +40,7 @@ pub fn prepare(
     podman: PodmanSection,
     ports: PortsSection,
     monitor: MonitorSection,
+    proxy_bind: std::net::IpAddr,
     settings: Option<DevSettings>,
 ) -> Result<AgentConfig, DevError> {
     create_private_dir(dir)?;
@@ -76,7 +78,7 @@ pub fn prepare(
         listen,
         state_dir: dir.join("state"),
         tls: ServerTls {
-            ca: ca_cert,
+            ca: ca_cert.clone(),
             cert: agent_cert,
             key: agent_key,
         },
@@ -84,6 +86,14 @@ pub fn prepare(
         ports,
         monitor,
         qemu: QemuSection::default(),
+        proxy: ProxySection {
+            bind: proxy_bind,
+            issuer: Some(CertFiles {
+                cert: ca_cert.clone(),
+                key: ca_key.clone(),
+            }),
+            ..ProxySection::default()
+        },
         stop_timeout_secs: 10,
     };
     Ok(settings.unwrap_or_default().apply(config))

@@ -38,6 +38,25 @@ pub enum AgentError {
     },
     #[error("{0}")]
     Ports(String),
+    #[error(
+        "component {component} never became healthy within {deadline_ms} ms ({check}: {reason}); the previous version keeps serving{}",
+        log_tail(.logs)
+    )]
+    NeverHealthy {
+        component: String,
+        check: String,
+        reason: String,
+        deadline_ms: u64,
+        logs: Vec<String>,
+    },
+    #[error(transparent)]
+    Traffic(#[from] crate::traffic::TrafficError),
+    #[error("no version {version} of service {service} in its history ({known} recorded)")]
+    VersionNotFound {
+        service: String,
+        version: u32,
+        known: usize,
+    },
     #[error("registry: {0}")]
     Registry(#[from] registry::RegistryError),
 }

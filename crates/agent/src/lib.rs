@@ -11,7 +11,10 @@ pub mod failpoint;
 pub mod monitor;
 pub mod node;
 pub mod ports;
+pub mod probe;
+pub mod proxy_link;
 pub mod server;
 pub mod startup;
+pub mod traffic;
 
 pub use error::AgentError;

@@ -117,6 +117,22 @@ impl PortAllocator {
         })
     }
 
+    /// Keeps `ports` (which an instance being retired still serves on) out of reach of
+    /// other allocations until the returned reservation is dropped.
+    pub fn hold(&self, ports: impl IntoIterator<Item = u16>) -> Reservation {
+        let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = HostPorts::new();
+        for port in ports {
+            if reserved.insert(port) {
+                held.insert((String::new(), port.to_string()), port);
+            }
+        }
+        Reservation {
+            ports: held,
+            reserved: Arc::clone(&self.reserved),
+        }
+    }
+
     /// Random probes first (cheap, spreads ports), then a full sweep from a random offset so
     /// "exhausted" is only said when it is true.
     fn search(&self, ok: impl Fn(u16) -> bool) -> Option<u16> {

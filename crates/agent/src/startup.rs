@@ -10,6 +10,8 @@ use crate::AgentError;
 use crate::config::AgentConfig;
 use crate::deployer::Deployer;
 use crate::node::{NodeConfig, NodeInspector};
+use crate::proxy_link::{ProxyLink, ProxySettings};
+use crate::traffic::TrafficSwitch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -27,6 +29,8 @@ pub enum StartError {
 
 pub struct Started {
     pub deployer: Arc<Deployer>,
+    /// The node proxy, unless `[proxy] enabled = false`; its watchdog is the caller's.
+    pub proxy: Option<Arc<ProxyLink>>,
     pub node: Arc<NodeInspector>,
     /// One line per operation a crash had interrupted, now finished or undone.
     pub recovered: Vec<String>,
@@ -63,17 +67,35 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
             Err(reason)
         }
     };
-    let deployer = Arc::new(
-        Deployer::new(
-            config.node.clone(),
-            registry,
-            Arc::clone(&podman) as Arc<dyn Runtime>,
-            config.port_allocator(),
-            config.stop_timeout(),
-        )
-        .with_unikernels(unikernels),
-    );
+    let mut deployer = Deployer::new(
+        config.node.clone(),
+        registry,
+        Arc::clone(&podman) as Arc<dyn Runtime>,
+        config.port_allocator(),
+        config.stop_timeout(),
+    )
+    .with_unikernels(unikernels);
+    let proxy = if config.proxy.enabled {
+        let link = Arc::new(ProxyLink::new(
+            proxy_settings(config).map_err(StartError::Config)?,
+        ));
+        deployer = deployer.with_traffic(
+            Arc::clone(&link) as Arc<dyn TrafficSwitch>,
+            config.proxy.drain_timeout(),
+        );
+        Some(link)
+    } else {
+        None
+    };
+    let deployer = Arc::new(deployer);
     let recovered = deployer.recover().await.map_err(StartError::Recover)?;
+    // Public routes follow the registry from the start (after recovery undid anything).
+    if let Some(link) = &proxy {
+        if let Err(e) = link.ensure_running().await {
+            tracing::warn!(error = %e, "the node proxy is not running; public routes are not served");
+        }
+        deployer.sync_traffic().await;
+    }
     let node = Arc::new(NodeInspector::start(
         NodeConfig {
             state_dir: config.state_dir.clone(),
@@ -93,8 +115,27 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
     });
     Ok(Started {
         deployer,
+        proxy,
         node,
         recovered,
+    })
+}
+
+/// Where the proxy binary is (config, else beside this executable) and what it serves.
+fn proxy_settings(config: &AgentConfig) -> Result<ProxySettings, String> {
+    let binary = match &config.proxy.binary {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("mcp-proxy")))
+            .ok_or("cannot locate mcp-proxy: set [proxy] binary")?,
+    };
+    Ok(ProxySettings {
+        binary,
+        dir: config.state_dir.join("proxy"),
+        bind: config.proxy.bind,
+        certs: config.proxy.certs.clone(),
+        issuer: config.proxy.issuer.clone(),
     })
 }
 

@@ -39,6 +39,13 @@ pub enum Command {
     Undeploy(ServiceArgs),
     /// The history: deploys, operations, drift, restarts, strays (newest first).
     Events(EventsArgs),
+    /// Show what deploying a definition would do, per component; changes nothing.
+    Plan(PlanArgs),
+    /// The deployed versions of a service, newest first.
+    History(HistoryArgs),
+    /// Redeploy an earlier version of a service (default: the one before the current),
+    /// replacing routed components without downtime as a deploy does.
+    Rollback(RollbackArgs),
     /// Node commands.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -60,6 +67,46 @@ pub struct DeployArgs {
     /// Do not check the registry for the component images (nor build missing ones).
     #[arg(long)]
     pub no_build: bool,
+    /// Only show what the deploy would do (as `mcp plan`); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: machine-readable output.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Definition file, or a service name resolved in the services directory.
+    pub target: String,
+    /// Plan for this node instead of the definition's.
+    #[arg(short = 'n', long = "node")]
+    pub node: Option<String>,
+    /// Machine-readable output with stable field names.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub service: String,
+    /// The node running the service (default: found from the definition or by asking).
+    #[arg(short = 'n', long = "node")]
+    pub node: Option<String>,
+    /// Machine-readable output with stable field names.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    pub service: String,
+    /// The version to go back to (see `mcp history`); default: the one before the current.
+    #[arg(long = "to", value_name = "VERSION")]
+    pub to: Option<u32>,
+    /// The node running the service (default: found from the definition or by asking).
+    #[arg(short = 'n', long = "node")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Args)]

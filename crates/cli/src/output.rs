@@ -55,6 +55,10 @@ pub struct ComponentJson {
     pub backoff_until_ms: Option<i64>,
     /// VMs: "kvm" or "tcg"; null for containers.
     pub accelerator: Option<String>,
+    /// Null without a health check; "starting", "healthy" or "unhealthy".
+    pub health: Option<String>,
+    /// The last failed check, e.g. "GET /up: ... answered 503".
+    pub health_detail: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -145,6 +149,8 @@ pub fn component_json(c: &pb::ComponentStatus, now: i64) -> ComponentJson {
         drift_detail: (!c.drift_detail.is_empty()).then(|| c.drift_detail.clone()),
         backoff_until_ms: (c.backoff_until_ms > 0).then_some(c.backoff_until_ms),
         accelerator: (!c.accelerator.is_empty()).then(|| c.accelerator.clone()),
+        health: (!c.health.is_empty()).then(|| c.health.clone()),
+        health_detail: (!c.health_detail.is_empty()).then(|| c.health_detail.clone()),
     }
 }
 
@@ -221,7 +227,7 @@ fn legacy_ports_text(c: &ComponentJson) -> String {
     ports_text(&legacy)
 }
 
-/// `rest 8443/l7 -> :20001`; the host port is `-` while released.
+/// `rest 8443/l7 app.example.com -> :20001`; the host port is `-` while released.
 fn routes_text(routes: &[RouteJson]) -> String {
     routes
         .iter()
@@ -230,14 +236,20 @@ fn routes_text(routes: &[RouteJson]) -> String {
                 .host_port
                 .map_or_else(|| "-".to_string(), |p| format!(":{p}"));
             let name = r.name.as_deref().unwrap_or("(port)");
-            format!("{name} {}/{} -> {host}", r.port, r.mode)
+            match &r.hostname {
+                Some(hostname) => format!("{name} {}/{} {hostname} -> {host}", r.port, r.mode),
+                None => format!("{name} {}/{} -> {host}", r.port, r.mode),
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 fn state_text(c: &ComponentJson) -> String {
-    let base = plain_state_text(c);
+    let mut base = plain_state_text(c);
+    if let Some(health) = c.health.as_deref().filter(|_| c.state == "running") {
+        base = format!("{base} ({health})");
+    }
     match &c.drift {
         // "exited" and "missing" already say it; other drift is worth spelling out.
         Some(kind) if !base.starts_with(kind.as_str()) && kind != "exited" => {

@@ -28,7 +28,8 @@ fn service(
     for (component, image) in components {
         body.push_str(&format!(
             "[[components]]\nname = \"{component}\"\nimage = \"{image}\"\n\
-             [[components.routes]]\nport = 8080\n"
+             [[components.routes]]\nport = {}\n",
+            unique_public_port()
         ));
     }
     agent.definition(name, &body)

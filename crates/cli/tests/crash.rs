@@ -14,8 +14,9 @@ fn three_components(name: &str, greeting: &str) -> String {
     for component in ["a", "b", "c"] {
         body.push_str(&format!(
             "[[components]]\nname = \"{component}\"\nimage = \"{}\"\nenv = [\"GREETING={greeting}\"]\n\
-             [[components.routes]]\nport = 80\n",
-            image()
+             [[components.routes]]\nport = {}\n",
+            image(),
+            unique_public_port()
         ));
     }
     body

@@ -14,11 +14,13 @@ fn mixed(name: &str) -> String {
     format!(
         "name = \"{name}\"\nnode = \"local\"\n\n\
          [[components]]\nname = \"web\"\nimage = \"{img}\"\nenv = [\"GREETING=from-container\"]\n\
-         [[components.routes]]\nport = 80\n\n\
+         [[components.routes]]\nport = {web_port}\n\n\
          [[components]]\nname = \"vm\"\nimage = \"{img}\"\nruntime = \"unikernel\"\nmemory_mb = 256\n\
          env = [\"GREETING=from-unikernel\", \"HELLO_NAME=vm\"]\n\
-         [[components.routes]]\nport = 80\n",
-        img = image()
+         [[components.routes]]\nport = {vm_port}\n",
+        img = image(),
+        web_port = unique_public_port(),
+        vm_port = unique_public_port(),
     )
 }
 

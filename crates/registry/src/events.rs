@@ -45,20 +45,38 @@ impl Registry {
         insert(&self.conn, service, action, actor, None, detail)
     }
 
+    /// Every deploy of `service` that recorded a spec, oldest first: its versions, numbered
+    /// from 1 in this order. Kept across undeploys, like the rest of the history.
+    pub fn deploys(&self, service: &str) -> Result<Vec<EventRecord>, RegistryError> {
+        let mut all = self.events_where(Some(service), u32::MAX, true)?;
+        all.reverse();
+        Ok(all)
+    }
+
     /// Up to `limit` events, newest first, optionally only those of one service.
     pub fn events(
         &self,
         service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<EventRecord>, RegistryError> {
+        self.events_where(service, limit, false)
+    }
+
+    fn events_where(
+        &self,
+        service: Option<&str>,
+        limit: u32,
+        deploys_only: bool,
+    ) -> Result<Vec<EventRecord>, RegistryError> {
         // Ordered by id, not time: ids are monotonic even when the clock steps back.
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, service, action, actor, at, spec_json, detail FROM deploy_events
-             WHERE ?1 IS NULL OR service = ?1
+             WHERE (?1 IS NULL OR service = ?1)
+               AND (?3 = 0 OR (action = 'deploy' AND spec_json IS NOT NULL))
              ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt
-            .query_map(params![service, limit], |row| {
+            .query_map(params![service, limit, deploys_only], |row| {
                 let record = EventRecord {
                     id: row.get(0)?,
                     service: row.get(1)?,

@@ -21,6 +21,17 @@ impl Registry {
         host_ports: &HostPorts,
         actor: &str,
     ) -> Result<ServiceRecord, RegistryError> {
+        self.record_deploy_with(spec, host_ports, actor, None)
+    }
+
+    /// `record_deploy` with a detail on its history entry (e.g. "rollback to 2").
+    pub fn record_deploy_with(
+        &mut self,
+        spec: &Service,
+        host_ports: &HostPorts,
+        actor: &str,
+        detail: Option<&str>,
+    ) -> Result<ServiceRecord, RegistryError> {
         let name = spec.name.as_str();
         let desired = DesiredState::from_active(spec.active);
         let spec_json =
@@ -87,7 +98,7 @@ impl Registry {
         routes::replace(&tx, spec, host_ports)?;
         // A new spec starts with a clean restart history.
         health::clear(&tx, name)?;
-        events::insert(&tx, name, "deploy", actor, Some(&spec_json), None)?;
+        events::insert(&tx, name, "deploy", actor, Some(&spec_json), detail)?;
         let routes = routes::load(&tx, name)?;
         tx.commit().for_service(name)?;
 

@@ -46,6 +46,9 @@ struct Args {
     /// Back-off cap for --dev, in milliseconds.
     #[arg(long, default_value_t = 300_000)]
     backoff_max_ms: u64,
+    /// Address the node proxy binds routes' public ports on, for --dev.
+    #[arg(long, default_value = "127.0.0.1")]
+    proxy_bind: std::net::IpAddr,
     /// For --dev: a TOML file with any of agent.toml's [podman], [ports], [monitor] and
     /// [qemu] sections and stop_timeout_secs, overriding the defaults and flags above.
     #[arg(long, value_name = "FILE")]
@@ -118,6 +121,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     backoff_max_ms: args.backoff_max_ms,
                     ..Default::default()
                 },
+                args.proxy_bind,
                 args.settings
                     .as_deref()
                     .map(agent::config::DevSettings::load)
@@ -132,7 +136,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for line in &started.recovered {
         tracing::warn!("recovered: {line}");
     }
-    let (deployer, node) = (started.deployer, started.node);
+    let (deployer, node, proxy) = (started.deployer, started.node, started.proxy);
     let tls = agent::server::tls_config(&config.tls)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -149,8 +153,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Arc::clone(&deployer),
         config.monitor.interval(),
         config.monitor.policy(),
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let health = tokio::spawn(agent::monitor::run_health(
+        Arc::clone(&deployer),
+        config.monitor.policy(),
+        stop_rx.clone(),
+    ));
+    let watchdog =
+        proxy.map(|link| tokio::spawn(link.watch(Arc::clone(&deployer), stop_rx.clone())));
     let shutdown = async move {
         shutdown_signal().await;
         // The monitor finishes the pass it is in, then stops.
@@ -158,7 +169,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     agent::server::serve(deployer, node, listener, tls, shutdown).await?;
     let _ = monitor.await;
-    tracing::info!("stopped; workloads keep running");
+    let _ = health.await;
+    if let Some(watchdog) = watchdog {
+        let _ = watchdog.await;
+    }
+    tracing::info!("stopped; workloads and the node proxy keep running");
     Ok(())
 }
 

@@ -50,15 +50,16 @@ impl Deployer {
                 .map_err(AgentError::runtime(format!("starting {}", instance.name)))?;
         }
         for component in &plan.create {
-            let container =
+            let mut container =
                 plan::container_spec(spec, component, host_ports, self.ports.bind_address());
+            container.name = plan.instance_name(spec, component);
             self.runtime_for(component)?
                 .run(&container)
                 .await
                 .map_err(AgentError::runtime(format!("component {}", component.name)))?;
             failpoint::hit("apply:created-one");
         }
-        self.check_started(spec, &plan.create).await
+        self.check_started(spec, plan).await
     }
 
     /// A component that already exited right after `run` failed to start; say why. Returns
@@ -66,17 +67,17 @@ impl Deployer {
     async fn check_started(
         &self,
         spec: &Service,
-        created: &[&Component],
+        plan: &plan::Plan<'_>,
     ) -> Result<Option<Vec<ContainerInfo>>, AgentError> {
-        if created.is_empty() {
+        if plan.create.is_empty() {
             return Ok(None);
         }
         let instances = self.service_instances(spec.name.as_str()).await?;
-        for component in created {
+        for component in &plan.create {
             if component.restart == servicedef::RestartPolicy::No {
                 continue;
             }
-            let name = spec.container_name(&component.name);
+            let name = plan.instance_name(spec, component);
             let Some(info) = instances.iter().find(|i| i.name == name) else {
                 continue;
             };
@@ -121,7 +122,7 @@ impl Deployer {
     ) {
         for component in &plan.create {
             let _ = self
-                .remove_instance(&spec.container_name(&component.name), component.runtime)
+                .remove_instance(&plan.instance_name(spec, component), component.runtime)
                 .await;
         }
         let Some(previous) = previous else { return };

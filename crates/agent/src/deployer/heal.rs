@@ -129,7 +129,7 @@ fn wants_restart(policy: RestartPolicy, observation: &Observation) -> bool {
     }
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -163,8 +163,7 @@ impl Deployer {
                 continue;
             };
             for component in &record.spec.components {
-                let instance_name = record.spec.container_name(&component.name);
-                let instance = listing.iter().find(|i| i.name == instance_name);
+                let instance = plan::instance_of(name, component, &listing);
                 let desired = record
                     .components
                     .iter()
@@ -185,6 +184,10 @@ impl Deployer {
                     report.restarted.push(label);
                 }
             }
+        }
+        // A re-created instance may have new host ports: the proxy follows.
+        if !report.restarted.is_empty() {
+            self.sync_traffic().await;
         }
         Ok(report)
     }
@@ -240,7 +243,7 @@ impl Deployer {
         let mut restarted = false;
         if wants_restart(component.restart, observation) {
             if health.backoff_until.is_none_or(|until| now >= until) {
-                let outcome = self.revive(record, component, instance.is_some()).await;
+                let outcome = self.revive(record, component, instance).await;
                 health.restart_count += 1;
                 health.last_restart_at = Some(now / 1000);
                 let delay = policy.delay_after(health.restart_count);
@@ -262,10 +265,8 @@ impl Deployer {
                 restarted = outcome.is_ok();
                 events.push(("restart", detail));
             }
-        } else if *observation == Observation::UnexpectedRunning {
-            let instance_name = record.spec.container_name(&component.name);
-            self.stop_instance(&instance_name, component.runtime)
-                .await?;
+        } else if let (Observation::UnexpectedRunning, Some(info)) = (observation, instance) {
+            self.stop_instance(&info.name, info.runtime).await?;
             events.push((
                 "stop",
                 format!("{name}: stopped; it ran while desired stopped"),
@@ -284,15 +285,14 @@ impl Deployer {
         &self,
         record: &ServiceRecord,
         component: &Component,
-        exists: bool,
+        instance: Option<&ContainerInfo>,
     ) -> Result<(), AgentError> {
-        let instance = record.spec.container_name(&component.name);
-        if exists {
+        if let Some(info) = instance {
             return self
                 .runtime_for(component)?
-                .start(&instance)
+                .start(&info.name)
                 .await
-                .map_err(AgentError::runtime(format!("starting {instance}")));
+                .map_err(AgentError::runtime(format!("starting {}", info.name)));
         }
         let mut plan = plan::Plan {
             create: vec![component],

@@ -7,13 +7,18 @@
 
 mod apply;
 mod heal;
+mod history;
 mod ops;
 mod plan;
+mod ready;
 mod recover;
 mod routes;
 mod status;
+mod traffic;
 
 pub use heal::PassReport;
+pub use history::{ComponentPlanView, PlanView, VersionView};
+pub use ready::HealthView;
 pub use status::{ComponentView, RouteView, ServiceView, StrayView};
 
 use registry::{Registry, ServiceRecord};
@@ -26,6 +31,7 @@ use tokio_stream::StreamMap;
 
 use crate::AgentError;
 use crate::ports::PortAllocator;
+use crate::traffic::TrafficSwitch;
 
 /// What a deploy did.
 #[derive(Debug)]
@@ -51,6 +57,12 @@ pub struct Deployer {
     strays: Mutex<Vec<ContainerInfo>>,
     /// Instances that looked stray in the last pass (confirmed if the next agrees).
     stray_candidates: Mutex<Vec<ContainerInfo>>,
+    /// The node proxy, when public routes are served here.
+    traffic: Option<Arc<dyn TrafficSwitch>>,
+    /// How long a retired instance may finish its in-flight work before it is stopped.
+    drain_timeout: Duration,
+    /// Health of running instances, kept by the health checker (not persisted).
+    health_checks: Mutex<HashMap<(String, String), ready::CheckState>>,
 }
 
 impl Deployer {
@@ -71,7 +83,18 @@ impl Deployer {
             service_locks: Mutex::new(HashMap::new()),
             strays: Mutex::new(Vec::new()),
             stray_candidates: Mutex::new(Vec::new()),
+            traffic: None,
+            drain_timeout: Duration::from_secs(30),
+            health_checks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Serves public routes through `switch`; retired instances get `drain_timeout` to
+    /// finish their in-flight work.
+    pub fn with_traffic(mut self, switch: Arc<dyn TrafficSwitch>, drain_timeout: Duration) -> Self {
+        self.traffic = Some(switch);
+        self.drain_timeout = drain_timeout;
+        self
     }
 
     pub fn node(&self) -> &str {
@@ -148,18 +171,15 @@ impl Deployer {
     /// in flight creates instances before the registry records them; a new stray is recorded
     /// as an event once.
     fn note_strays(&self, records: &[ServiceRecord], listing: &[ContainerInfo]) -> Vec<String> {
-        let known: std::collections::HashSet<String> = records
-            .iter()
-            .flat_map(|r| {
-                r.spec
-                    .components
-                    .iter()
-                    .map(|c| r.spec.container_name(&c.name))
+        let known = |i: &ContainerInfo| {
+            records.iter().any(|r| {
+                i.service() == Some(r.spec.name.as_str())
+                    && i.component().is_some_and(|c| r.spec.component(c).is_some())
             })
-            .collect();
+        };
         let candidates: Vec<ContainerInfo> = listing
             .iter()
-            .filter(|i| !known.contains(&i.name))
+            .filter(|i| !known(i))
             .filter(|i| {
                 i.service()
                     .is_none_or(|s| self.try_lock_service(s).is_some())
@@ -235,8 +255,20 @@ impl Deployer {
         let health = self.registry(|r| r.all_health())?;
         Ok(records
             .iter()
-            .map(|record| status::service_view(record, &listing, &health))
+            .map(|record| self.with_checks(record, status::service_view(record, &listing, &health)))
             .collect())
+    }
+
+    /// `view` with the health checker's verdict on each component.
+    fn with_checks(&self, record: &ServiceRecord, mut view: ServiceView) -> ServiceView {
+        for component in &mut view.components {
+            if let Some(spec) = record.spec.component(&component.name) {
+                let checked = self.health_view(record.spec.name.as_str(), spec);
+                component.health = checked.state;
+                component.health_detail = checked.detail;
+            }
+        }
+        view
     }
 
     /// The history, newest first.
@@ -277,7 +309,7 @@ impl Deployer {
         };
         let record = self.record(name)?;
         let health = self.registry(|r| r.all_health())?;
-        Ok(status::service_view(&record, &listing, &health))
+        Ok(self.with_checks(&record, status::service_view(&record, &listing, &health)))
     }
 
     /// Output of one component, or of all (lines tagged with their component).
@@ -302,8 +334,12 @@ impl Deployer {
             None => record.spec.components.iter().collect(),
         };
         let mut streams: StreamMap<String, LogStream> = StreamMap::new();
+        let instances = self.service_instances(service).await?;
         for component in components {
-            let instance = record.spec.container_name(&component.name);
+            let instance = plan::instance_of(service, component, &instances).map_or_else(
+                || record.spec.container_name(&component.name),
+                |i| i.name.clone(),
+            );
             let stream = self
                 .runtime_for(component)?
                 .logs(&instance, tail, follow)

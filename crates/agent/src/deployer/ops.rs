@@ -12,6 +12,11 @@ use crate::failpoint;
 impl Deployer {
     /// Precondition: `spec` names this node. Makes the node run `spec` and records it.
     pub async fn deploy(&self, spec: Service, actor: &str) -> Result<DeployOutcome, AgentError> {
+        self.deploy_as(spec, actor, None).await
+    }
+
+    /// Checks that do not need the service's lock: the spec, its node, its runtimes.
+    pub(super) fn admit(&self, spec: &Service) -> Result<(), AgentError> {
         spec.validate()
             .map_err(|e| AgentError::InvalidSpec(e.to_string()))?;
         if spec.node != self.node {
@@ -24,8 +29,25 @@ impl Deployer {
         for component in &spec.components {
             self.runtime_for(component)?;
         }
+        Ok(())
+    }
+
+    /// A deploy; `detail` is recorded with the new version (e.g. "rollback to 2").
+    ///
+    /// Routed components that run are replaced side by side: the new instance starts on
+    /// new host ports, must pass its readiness check, the proxy is switched to it, and
+    /// only then is the old one drained and removed. Any failure before the switch leaves
+    /// the old instances serving and removes the new ones.
+    pub(super) async fn deploy_as(
+        &self,
+        spec: Service,
+        actor: &str,
+        detail: Option<&str>,
+    ) -> Result<DeployOutcome, AgentError> {
+        self.admit(&spec)?;
         let name = spec.name.to_string();
         let _guard = self.lock_service(&name).await;
+        self.check_public_claims(&spec)?;
         let previous = self.registry(|r| r.service(&name))?;
         // Components new or changed since the recorded spec will be created: their images
         // are made available while the service's instances are listed (two podman calls at
@@ -59,32 +81,98 @@ impl Deployer {
         } else {
             self.reserve_ports(&spec, &mut plan::Plan::default(), None)?
         };
+        // The ports retired instances still serve on stay out of reach until they are gone.
+        let retiring = self.retiring_ports(&plan, previous.as_ref());
+        let _retiring_hold = self.ports.hold(retiring.iter().map(|(_, port)| *port));
         self.registry(|r| r.begin_operation(&name, "deploy", actor, Some(&spec)))?;
         failpoint::hit("deploy:journaled");
         let applied = self.apply(&spec, &plan, &host_ports).await;
         failpoint::hit("deploy:applied");
+        let ready = match applied {
+            Ok(listing) => self
+                .await_ready(&spec, &plan, &host_ports)
+                .await
+                .map(|()| listing),
+            Err(err) => Err(err),
+        };
+        // The proxy moves before the registry records: a crash in between is undone at
+        // start, which re-points the proxy at what the registry still holds.
+        let switched = match ready {
+            Ok(listing) => self
+                .switch_traffic(Some((&spec, &host_ports)))
+                .await
+                .map(|()| listing),
+            Err(err) => Err(err),
+        };
+        failpoint::hit("deploy:switched");
         // Recording can fail too (a full disk, a locked database): then the node goes back
         // to what the registry still describes, as for a failed apply.
-        let recorded = applied.and_then(|listing| {
-            self.registry(|r| r.record_deploy(&spec, &host_ports, actor))
+        let recorded = switched.and_then(|listing| {
+            self.registry(|r| r.record_deploy_with(&spec, &host_ports, actor, detail))
                 .map(|_recorded| listing)
         });
         let listing = match recorded {
             Ok(listing) => listing,
             Err(err) => {
                 self.roll_back(&spec, &plan, previous.as_ref()).await;
+                self.sync_traffic().await;
                 let detail = err.to_string();
                 self.end_with_event(&name, "deploy-failed", actor, &detail);
                 return Err(err);
             }
         };
-        self.end_operation(&name);
         drop(reservation);
+        self.retire(&plan, &retiring).await;
+        self.end_operation(&name);
+        let listing = if plan.retire.is_empty() {
+            listing
+        } else {
+            None
+        };
         Ok(DeployOutcome {
             changed: true,
             replaced: plan.create.iter().map(|c| c.name.to_string()).collect(),
             status: self.view_from(&name, listing).await?,
         })
+    }
+
+    /// The host ports the instances `plan` retires serve on (from the previous record).
+    fn retiring_ports(
+        &self,
+        plan: &plan::Plan<'_>,
+        previous: Option<&registry::ServiceRecord>,
+    ) -> Vec<(String, u16)> {
+        let Some(previous) = previous else {
+            return Vec::new();
+        };
+        previous
+            .host_ports()
+            .into_iter()
+            .filter(|((component, _), _)| plan.side_by_side(component))
+            .map(|((component, _), port)| (component, port))
+            .collect()
+    }
+
+    /// After the switch: lets the retired instances finish their in-flight work (bounded by
+    /// the drain timeout), then stops and removes them. Failures are logged: the new version
+    /// serves, and the next deploy removes a spare instance.
+    async fn retire(&self, plan: &plan::Plan<'_>, ports: &[(String, u16)]) {
+        if plan.retire.is_empty() {
+            return;
+        }
+        let backends: Vec<_> = ports.iter().map(|(_, port)| self.upstream(*port)).collect();
+        self.drain(&backends).await;
+        failpoint::hit("deploy:drained");
+        for old in &plan.retire {
+            let stopped = self.stop_instance(&old.name, old.kind).await;
+            let removed = match stopped {
+                Ok(()) => self.remove_instance(&old.name, old.kind).await,
+                Err(e) => Err(e),
+            };
+            if let Err(err) = removed {
+                tracing::warn!(instance = %old.name, error = %err, "cannot remove a retired instance");
+            }
+        }
     }
 
     /// Precondition: the service is deployed. Stops every component; they stay stopped and
@@ -94,6 +182,7 @@ impl Deployer {
         self.record(name)?;
         self.journaled(name, "stop", actor, self.stop_locked(name, actor))
             .await?;
+        self.sync_traffic().await;
         self.view_of(name).await
     }
 
@@ -117,6 +206,7 @@ impl Deployer {
             self.start_locked(name, "start", actor),
         )
         .await?;
+        self.sync_traffic().await;
         self.view_of(name).await
     }
 
@@ -164,6 +254,7 @@ impl Deployer {
             self.start_locked(name, "restart", actor).await
         };
         self.journaled(name, "restart", actor, work).await?;
+        self.sync_traffic().await;
         self.view_of(name).await
     }
 
@@ -177,7 +268,9 @@ impl Deployer {
             return Err(AgentError::ServiceNotFound(name.to_string()));
         }
         self.journaled(name, "undeploy", actor, self.undeploy_locked(name, actor))
-            .await
+            .await?;
+        self.sync_traffic().await;
+        Ok(())
     }
 
     pub(super) async fn undeploy_locked(&self, name: &str, actor: &str) -> Result<(), AgentError> {

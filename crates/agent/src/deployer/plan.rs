@@ -13,6 +13,8 @@ use std::net::IpAddr;
 pub(crate) struct InstanceRef {
     pub name: String,
     pub kind: RuntimeKind,
+    /// Its `mcp.component` label ("" without one).
+    pub component: String,
 }
 
 impl From<&ContainerInfo> for InstanceRef {
@@ -20,6 +22,7 @@ impl From<&ContainerInfo> for InstanceRef {
         Self {
             name: info.name.clone(),
             kind: info.runtime,
+            component: info.component().unwrap_or_default().to_string(),
         }
     }
 }
@@ -30,16 +33,25 @@ impl PartialEq<&str> for InstanceRef {
     }
 }
 
-/// Steps in the order they are applied: remove, stop, start, create.
+/// Steps in the order they are applied: remove, stop, start, create; then, once the
+/// created instances are ready and traffic points at them, retire.
 #[derive(Debug, Default)]
 pub(crate) struct Plan<'a> {
-    /// Instances of components no longer in the spec.
+    /// Instances of components no longer in the spec, and spare instances of a component
+    /// (e.g. left by a crash between a side-by-side create and the retirement of the old).
     pub remove: Vec<InstanceRef>,
-    /// Instances built from an older spec of a component; `create` makes the new ones.
+    /// Instances built from an older spec of a component, removed before `create` makes the
+    /// new ones (components that cannot run twice at once).
     pub replace_old: Vec<InstanceRef>,
     pub stop: Vec<InstanceRef>,
     pub start: Vec<InstanceRef>,
     pub create: Vec<&'a Component>,
+    /// Running instances of routed components replaced side by side: they keep serving
+    /// until the new instance is ready and the proxy points at it, then drain and go.
+    pub retire: Vec<InstanceRef>,
+    /// Instance names of created components that differ from the canonical name: the
+    /// other slot, beside an instance that is being retired.
+    pub names: BTreeMap<String, String>,
 }
 
 impl Plan<'_> {
@@ -49,29 +61,103 @@ impl Plan<'_> {
             && self.stop.is_empty()
             && self.start.is_empty()
             && self.create.is_empty()
+            && self.retire.is_empty()
     }
+
+    /// The name `component`'s new instance gets.
+    pub fn instance_name(&self, spec: &Service, component: &Component) -> String {
+        self.names
+            .get(component.name.as_str())
+            .cloned()
+            .unwrap_or_else(|| spec.container_name(&component.name))
+    }
+
+    /// True when `component` is created beside a running old instance.
+    pub fn side_by_side(&self, component: &str) -> bool {
+        self.names.contains_key(component)
+    }
+}
+
+/// Suffix of a component's second instance slot. Component names are `[a-z0-9-]`, so no
+/// canonical name ends with it.
+const OTHER_SLOT: &str = ".b";
+
+/// The slot a side-by-side replacement of the instance `old` takes.
+fn other_slot(spec: &Service, component: &Component, old: &str) -> String {
+    let canonical = spec.container_name(&component.name);
+    if old == canonical {
+        format!("{canonical}{OTHER_SLOT}")
+    } else {
+        canonical
+    }
+}
+
+/// A component replaced without downtime: it has routes for the proxy to switch, and no
+/// fixed host ports that two instances could not both bind.
+pub(crate) fn replaceable_side_by_side(component: &Component) -> bool {
+    !component.routes.is_empty() && component.ports.is_empty()
+}
+
+/// `listing`'s instances of one component of `service`, found by their labels (its
+/// instance may be in either slot).
+pub(crate) fn instances_of<'l>(
+    service: &str,
+    component: &str,
+    listing: &'l [ContainerInfo],
+) -> impl Iterator<Item = &'l ContainerInfo> {
+    listing
+        .iter()
+        .filter(move |i| i.service() == Some(service) && i.component() == Some(component))
+}
+
+/// The instance that stands for `component`: a running one built from its current spec,
+/// else any running one, else one built from its current spec, else any.
+pub(crate) fn instance_of<'l>(
+    service: &str,
+    component: &Component,
+    listing: &'l [ContainerInfo],
+) -> Option<&'l ContainerInfo> {
+    let hash = component.spec_hash();
+    instances_of(service, component.name.as_str(), listing).max_by_key(|i| {
+        (
+            i.state == InstanceState::Running,
+            i.spec_hash() == Some(hash.as_str()),
+            i.started_at,
+        )
+    })
 }
 
 /// `instances` are the service's instances (label `mcp.service` = the service).
 pub(crate) fn plan<'a>(spec: &'a Service, instances: &[ContainerInfo]) -> Plan<'a> {
     let mut plan = Plan::default();
-    let wanted: Vec<String> = spec
-        .components
-        .iter()
-        .map(|c| spec.container_name(&c.name))
-        .collect();
+    let service = spec.name.as_str();
     for info in instances {
-        if !wanted.contains(&info.name) {
+        if info.component().and_then(|c| spec.component(c)).is_none() {
             plan.remove.push(info.into());
         }
     }
-    for (component, name) in spec.components.iter().zip(wanted) {
-        let existing = instances.iter().find(|i| i.name == name);
+    for component in &spec.components {
+        let existing = instance_of(service, component, instances);
+        for spare in instances_of(service, component.name.as_str(), instances) {
+            if existing.is_some_and(|e| e.name != spare.name) {
+                plan.remove.push(spare.into());
+            }
+        }
         let current = existing.filter(|i| i.spec_hash() == Some(component.spec_hash().as_str()));
         // A component that moved to another runtime is replaced, not restarted.
         let current = current.filter(|i| i.runtime == component.runtime);
         match (existing, current, spec.active) {
             (None, _, true) => plan.create.push(component),
+            (Some(old), None, true)
+                if old.state == InstanceState::Running && replaceable_side_by_side(component) =>
+            {
+                plan.names.insert(
+                    component.name.to_string(),
+                    other_slot(spec, component, &old.name),
+                );
+                plan.retire.push(old.into());
+                plan.create.push(component);
+            }
             (Some(old), None, true) => {
                 plan.replace_old.push(old.into());
                 plan.create.push(component);
@@ -241,6 +327,9 @@ mod tests {
         let spec = service(true);
         let mut stray = instance(&spec, "web", InstanceState::Running);
         stray.name = "svc-old".into();
+        stray
+            .labels
+            .insert(LABEL_COMPONENT.to_string(), "old".to_string());
         let instances = [
             stray,
             instance(&spec, "web", InstanceState::Exited),
@@ -286,6 +375,67 @@ mod tests {
                 "127.0.0.1:20002:20002/tcp"
             ]
         );
+    }
+
+    fn routed(ports: &str) -> Service {
+        servicedef::parse_str(
+            "t.toml",
+            &format!(
+                "name = \"svc\"\nnode = \"n\"\n[[components]]\nname = \"web\"\nimage = \"i:1\"\n\
+                 {ports}\n[[components.routes]]\nport = 443\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_running_routed_component_is_replaced_side_by_side_in_the_other_slot() {
+        let old = routed("");
+        let mut new = old.clone();
+        new.components[0].env.push("A=b".into());
+        let running = instance(&old, "web", InstanceState::Running);
+        let plan1 = plan(&new, std::slice::from_ref(&running));
+        assert_eq!(plan1.retire, ["svc-web"]);
+        assert!(plan1.replace_old.is_empty());
+        assert_eq!(plan1.instance_name(&new, &new.components[0]), "svc-web.b");
+        // The next replacement goes back to the canonical slot.
+        let mut moved = instance(&new, "web", InstanceState::Running);
+        moved.name = "svc-web.b".into();
+        let plan2 = plan(&old, &[moved]);
+        assert_eq!(plan2.retire, ["svc-web.b"]);
+        assert_eq!(plan2.instance_name(&old, &old.components[0]), "svc-web");
+        // And an unchanged one in the other slot is left alone.
+        let mut settled = instance(&new, "web", InstanceState::Running);
+        settled.name = "svc-web.b".into();
+        assert!(plan(&new, &[settled]).is_empty());
+    }
+
+    #[test]
+    fn fixed_ports_or_a_stopped_instance_are_replaced_in_place() {
+        let old = routed("ports = [\"127.0.0.1:8000:80\"]");
+        let mut new = old.clone();
+        new.components[0].env.push("A=b".into());
+        let plan1 = plan(&new, &[instance(&old, "web", InstanceState::Running)]);
+        assert_eq!(plan1.replace_old, ["svc-web"]);
+        assert!(plan1.retire.is_empty());
+        let old = routed("");
+        let mut new = old.clone();
+        new.components[0].env.push("A=b".into());
+        let plan2 = plan(&new, &[instance(&old, "web", InstanceState::Exited)]);
+        assert_eq!(plan2.replace_old, ["svc-web"]);
+    }
+
+    #[test]
+    fn a_spare_instance_of_a_component_is_removed() {
+        let spec = routed("");
+        let mut spare = instance(&spec, "web", InstanceState::Exited);
+        spare.name = "svc-web.b".into();
+        let plan = plan(
+            &spec,
+            &[instance(&spec, "web", InstanceState::Running), spare],
+        );
+        assert_eq!(plan.remove, ["svc-web.b"]);
+        assert!(plan.create.is_empty() && plan.retire.is_empty());
     }
 
     #[test]

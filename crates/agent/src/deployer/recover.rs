@@ -49,7 +49,7 @@ impl Deployer {
         for instance in self.service_instances(service).await? {
             let described = record.as_ref().is_some_and(|rec| {
                 rec.spec.components.iter().any(|c| {
-                    rec.spec.container_name(&c.name) == instance.name
+                    instance.component() == Some(c.name.as_str())
                         && instance.spec_hash() == Some(c.spec_hash().as_str())
                 })
             });

@@ -14,6 +14,7 @@ impl Deployer {
     /// starts, and returns the reservation plus the service's complete port map (kept
     /// components keep theirs). A stopped instance whose old ports are gone is moved from
     /// "start" to "replace", since a container's published ports are fixed at creation.
+    /// Components created side by side get new ports; their old ones stay held.
     pub(super) fn reserve_ports<'a>(
         &self,
         spec: &'a Service,
@@ -31,10 +32,7 @@ impl Deployer {
             .unwrap_or_default();
         let runs = |c: &servicedef::Component| {
             plan.create.iter().any(|created| created.name == c.name)
-                || plan
-                    .start
-                    .iter()
-                    .any(|i| i.name == spec.container_name(&c.name))
+                || plan.start.iter().any(|i| i.component == c.name.as_str())
         };
         let mut wanted = Vec::new();
         for component in spec.components.iter().filter(|c| runs(c)) {
@@ -43,7 +41,12 @@ impl Deployer {
                     component.name.to_string(),
                     route.name.clone().unwrap_or_default(),
                 );
-                let owned = current.get(&key).copied();
+                // A side-by-side replacement runs while the old instance still serves on
+                // the current port: it needs a port of its own.
+                let owned = current
+                    .get(&key)
+                    .copied()
+                    .filter(|_| !plan.side_by_side(component.name.as_str()));
                 wanted.push(Wanted {
                     preferred: owned.or_else(|| last.get(&key).copied()),
                     owned: owned.is_some(),
@@ -55,7 +58,7 @@ impl Deployer {
         // Everything recorded stays off-limits except the ports of the routes being placed.
         let mut held = self.registry(|r| r.held_host_ports(None))?;
         for (key, port) in &current {
-            if wanted_keys.contains(key) {
+            if wanted_keys.contains(key) && !plan.side_by_side(&key.0) {
                 held.remove(port);
             }
         }
@@ -68,7 +71,7 @@ impl Deployer {
             let Some(component) = spec
                 .components
                 .iter()
-                .find(|c| spec.container_name(&c.name) == instance.name)
+                .find(|c| c.name.as_str() == instance.component)
             else {
                 continue;
             };

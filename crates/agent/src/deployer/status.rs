@@ -28,6 +28,9 @@ pub struct ComponentView {
     pub drift_detail: Option<String>,
     /// Unix milliseconds before which the monitor will not restart it.
     pub backoff_until: Option<i64>,
+    /// "" without a health check; "starting", "healthy" or "unhealthy".
+    pub health: String,
+    pub health_detail: Option<String>,
 }
 
 /// A labelled instance no deployed service describes.
@@ -85,8 +88,9 @@ pub(crate) fn service_view(
         .iter()
         .filter_map(|c| spec.component(&c.name).map(|component| (c, component)))
         .map(|(rec, component)| {
-            let instance = spec.container_name(&component.name);
-            let observed = listing.iter().find(|i| i.name == instance);
+            let observed = super::plan::instance_of(spec.name.as_str(), component, listing);
+            let instance =
+                observed.map_or_else(|| spec.container_name(&component.name), |i| i.name.clone());
             let default = Health::default();
             let h = health
                 .iter()
@@ -108,6 +112,8 @@ pub(crate) fn service_view(
                 drift: h.drift.clone(),
                 drift_detail: h.drift_detail.clone(),
                 backoff_until: h.backoff_until,
+                health: String::new(),
+                health_detail: None,
                 name: rec.name.clone(),
                 image: observed.map_or_else(|| rec.image.clone(), |i| i.image.clone()),
                 runtime: component.runtime.to_string(),

@@ -33,3 +33,24 @@ pub async fn run(
         }
     }
 }
+
+/// How often the health checker looks for checks that are due (each component is probed
+/// at its own interval).
+const HEALTH_TICK: Duration = Duration::from_millis(200);
+
+/// Runs the health checker until `stop` turns true.
+pub async fn run_health(
+    deployer: Arc<Deployer>,
+    policy: BackoffPolicy,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(HEALTH_TICK) => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        }
+        if let Err(err) = deployer.health_pass(&policy).await {
+            tracing::warn!(error = %err, "health checks failed");
+        }
+    }
+}

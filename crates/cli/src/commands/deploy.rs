@@ -16,6 +16,9 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> Result<ExitCode, CliError> 
         spec.node = node;
     }
     let node = ctx.node(&spec.node)?.clone();
+    if args.dry_run {
+        return super::plan::show(ctx, &node, &spec, args.json).await;
+    }
     // Images first: a missing image fails the deploy before the node is contacted.
     if !args.no_build {
         let report = progress::reporter();

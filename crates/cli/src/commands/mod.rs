@@ -3,9 +3,11 @@
 pub mod build;
 pub mod deploy;
 pub mod events;
+pub mod history;
 pub mod lifecycle;
 pub mod logs;
 pub mod node;
+pub mod plan;
 pub mod status;
 pub mod tls;
 
@@ -27,6 +29,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Restart(args) => lifecycle::run(&load()?, lifecycle::Verb::Restart, args).await,
         Command::Undeploy(args) => lifecycle::run(&load()?, lifecycle::Verb::Undeploy, args).await,
         Command::Events(args) => events::run(&load()?, args).await,
+        Command::Plan(args) => plan::run(&load()?, args).await,
+        Command::History(args) => history::history(&load()?, args).await,
+        Command::Rollback(args) => history::rollback(&load()?, args).await,
         Command::Node(NodeCommand::Status { node, json }) => {
             node::status(&load()?, node.as_deref(), json).await
         }

@@ -170,6 +170,16 @@ pub fn ensure_standin() -> PathBuf {
 
 /// Live QEMU processes whose command line mentions `needle`.
 pub fn qemu_processes(needle: &str) -> Vec<i32> {
+    processes("qemu-system", needle)
+}
+
+/// Live node proxies whose command line mentions `needle` (e.g. an agent's directory).
+pub fn proxy_processes(needle: &str) -> Vec<i32> {
+    processes("mcp-proxy", needle)
+}
+
+/// Live processes whose command line mentions both `program` and `needle`.
+fn processes(program: &str, needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -179,7 +189,7 @@ pub fn qemu_processes(needle: &str) -> Vec<i32> {
             continue;
         };
         let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains("qemu-system") && text.contains(needle) {
+        if text.contains(program) && text.contains(needle) {
             pids.push(pid);
         }
     }
@@ -212,7 +222,22 @@ pub struct Agent {
     pub env: Vec<(String, String)>,
     child: Option<Child>,
     pub address: String,
+    /// The loopback address this agent's node proxy binds public ports on: one per agent,
+    /// so tests running at once never compete for a public port.
+    pub proxy_ip: String,
     services: std::sync::Mutex<Vec<String>>,
+}
+
+/// A loopback address no other agent of this test process uses.
+fn unique_loopback() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "127.{}.{}.{}",
+        100 + std::process::id() % 150,
+        n / 250,
+        n % 250 + 1
+    )
 }
 
 impl Agent {
@@ -263,12 +288,15 @@ impl Agent {
             extra_args.push("--settings".into());
             extra_args.push(path.display().to_string());
         }
+        let proxy_ip = unique_loopback();
+        extra_args.push(format!("--proxy-bind={proxy_ip}"));
         let mut agent = Self {
             dir,
             extra_args,
             env,
             child: None,
             address: String::new(),
+            proxy_ip,
             services: std::sync::Mutex::new(Vec::new()),
         };
         agent.spawn();
@@ -473,8 +501,17 @@ impl Drop for Agent {
                 podman(&["rm", "-f", "-t", "0", &id]);
             }
         }
-        // VMs are daemonized: a failed test must not leave its QEMUs running.
-        for pid in qemu_processes(&self.dir.path().to_string_lossy()) {
+        // VMs are daemonized and the proxy has its own session: a finished test must not
+        // leave them running.
+        let dir = self.dir.path().to_string_lossy().to_string();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("agent/state/proxy/proxy.log"));
+            eprintln!("--- proxy log ---\n{}", log.unwrap_or_default());
+        }
+        for pid in qemu_processes(&dir)
+            .into_iter()
+            .chain(proxy_processes(&dir))
+        {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -561,8 +598,19 @@ pub fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Option<(u16, String)> {
+    http_request_to("127.0.0.1", port, method, path, headers)
+}
+
+/// One HTTP/1.0 request to `ip`:`port` on a new connection.
+pub fn http_request_to(
+    ip: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut stream = std::net::TcpStream::connect((ip, port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut request = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
     for (name, value) in headers {
@@ -590,18 +638,25 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
-/// A one-component service on the test image with routes (`None` name: the unnamed one).
+/// A public port no other `routed_service` of this test process used.
+pub fn unique_public_port() -> u16 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    u16::try_from(20_000 + N.fetch_add(1, Ordering::Relaxed) % 40_000).unwrap()
+}
+
+/// A one-component service on the test image with routes (`None` name: the unnamed one),
+/// each on a public port of its own.
 pub fn routed_service(name: &str, routes: &[Option<&str>]) -> String {
     let mut body = format!(
         "name = \"{name}\"\nnode = \"local\"\n\n[[components]]\nname = \"api\"\nimage = \"{}\"\n",
         image()
     );
-    for (i, route) in routes.iter().enumerate() {
+    for route in routes {
         body.push_str("[[components.routes]]\n");
         if let Some(route) = route {
             body.push_str(&format!("name = \"{route}\"\n"));
         }
-        body.push_str(&format!("port = {}\n", 8000 + i));
+        body.push_str(&format!("port = {}\n", unique_public_port()));
     }
     body
 }

@@ -1,0 +1,168 @@
+//! Public traffic: the proxy's routing table derived from the registry (plus the spec a
+//! deploy is about to record), the atomic switch, and draining a retired backend.
+//!
+//! Invariant: the table is always a function of recorded state, so after any failure or
+//! crash, pushing it again restores what the registry says (`sync_traffic`).
+
+use registry::{DesiredState, HostPorts};
+use servicedef::Service;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::Deployer;
+use crate::AgentError;
+use crate::traffic::PublicRoute;
+
+/// How often a drain asks the proxy about the old backend's in-flight work.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+impl Deployer {
+    /// Where the proxy reaches a host port: the ports' bind address, or loopback when they
+    /// are bound on every address.
+    pub(crate) fn upstream(&self, host_port: u16) -> SocketAddr {
+        let ip = match self.ports.bind_address() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        SocketAddr::new(ip, host_port)
+    }
+
+    /// Every public route the node serves: recorded services that should run, with `pending`
+    /// (a spec and its ports a deploy is about to record) in place of its own record.
+    fn public_routes(
+        &self,
+        pending: Option<(&Service, &HostPorts)>,
+    ) -> Result<Vec<PublicRoute>, AgentError> {
+        let records = self.registry(|r| r.services())?;
+        let mut routes = Vec::new();
+        let pending_name = pending.map(|(spec, _)| spec.name.as_str());
+        for record in &records {
+            if Some(record.spec.name.as_str()) == pending_name
+                || record.desired != DesiredState::Running
+            {
+                continue;
+            }
+            self.push_routes(&record.spec, &record.host_ports(), &mut routes);
+        }
+        if let Some((spec, ports)) = pending.filter(|(spec, _)| spec.active) {
+            self.push_routes(spec, ports, &mut routes);
+        }
+        Ok(routes)
+    }
+
+    fn push_routes(&self, spec: &Service, ports: &HostPorts, out: &mut Vec<PublicRoute>) {
+        for component in &spec.components {
+            for route in &component.routes {
+                let name = route.name.clone().unwrap_or_default();
+                let Some(&host_port) = ports.get(&(component.name.to_string(), name.clone()))
+                else {
+                    continue;
+                };
+                out.push(PublicRoute {
+                    service: spec.name.to_string(),
+                    component: component.name.to_string(),
+                    route: name,
+                    port: route.port,
+                    mode: route.mode,
+                    hostname: route.hostname.clone(),
+                    backend: self.upstream(host_port),
+                });
+            }
+        }
+    }
+
+    /// Refuses a spec whose public port + hostname another deployed service claims, or
+    /// whose port another service uses in the other mode.
+    pub(super) fn check_public_claims(&self, spec: &Service) -> Result<(), AgentError> {
+        let records = self.registry(|r| r.services())?;
+        for other in records.iter().filter(|r| r.spec.name != spec.name) {
+            for (component, route) in spec
+                .components
+                .iter()
+                .flat_map(|c| c.routes.iter().map(move |r| (c, r)))
+            {
+                let host = route.hostname.as_ref().map(|h| h.to_ascii_lowercase());
+                for theirs in other.spec.components.iter().flat_map(|c| &c.routes) {
+                    if theirs.port != route.port {
+                        continue;
+                    }
+                    let what = format!(
+                        "component {} route {}: public port {}",
+                        component.name,
+                        route.name.as_deref().unwrap_or("(unnamed)"),
+                        route.port
+                    );
+                    if theirs.mode != route.mode {
+                        return Err(AgentError::InvalidSpec(format!(
+                            "{what} is served as {} for service {}; one port has one mode",
+                            theirs.mode, other.spec.name
+                        )));
+                    }
+                    if theirs.hostname.as_ref().map(|h| h.to_ascii_lowercase()) == host {
+                        let host = host.as_deref().map_or(String::new(), |h| format!(" ({h})"));
+                        return Err(AgentError::InvalidSpec(format!(
+                            "{what}{host} is already claimed by service {}",
+                            other.spec.name
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Points the proxy at the backends of the recorded state, with `pending` in place of
+    /// its service's record. No proxy configured: nothing to do.
+    pub(super) async fn switch_traffic(
+        &self,
+        pending: Option<(&Service, &HostPorts)>,
+    ) -> Result<(), AgentError> {
+        let Some(traffic) = &self.traffic else {
+            return Ok(());
+        };
+        let routes = self.public_routes(pending)?;
+        let started = Instant::now();
+        traffic.apply(&routes).await?;
+        tracing::debug!(
+            routes = routes.len(),
+            elapsed_us = started.elapsed().as_micros(),
+            "proxy switched"
+        );
+        Ok(())
+    }
+
+    /// Re-points the proxy at what the registry records (after an operation that may have
+    /// moved ports, at start, or when the proxy came back). Failures are logged: the
+    /// operation itself succeeded, and the next sync tries again.
+    pub async fn sync_traffic(&self) {
+        if let Err(err) = self.switch_traffic(None).await {
+            tracing::warn!(error = %err, "cannot program the node proxy");
+        }
+    }
+
+    /// Waits until the proxy has no work in flight to `backends`, at most the drain timeout.
+    pub(super) async fn drain(&self, backends: &[SocketAddr]) {
+        let Some(traffic) = &self.traffic else {
+            return;
+        };
+        if backends.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + self.drain_timeout;
+        loop {
+            match traffic.in_flight(backends).await {
+                Ok(0) => return,
+                Ok(n) if Instant::now() >= deadline => {
+                    tracing::warn!(in_flight = n, ?backends, "drain timed out; stopping anyway");
+                    return;
+                }
+                Ok(_) => tokio::time::sleep(DRAIN_POLL).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot ask the proxy about in-flight work");
+                    return;
+                }
+            }
+        }
+    }
+}
