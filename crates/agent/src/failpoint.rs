@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 
 static ARMED: OnceLock<Option<String>> = OnceLock::new();
 
-/// Names in use: deploy:journaled, apply:created-one, deploy:applied, stop:stopped-one,
-/// restart:restarted-one, undeploy:removed-one.
+/// Names in use: deploy:journaled, apply:created-one, deploy:applied, deploy:switched,
+/// deploy:drained, stop:stopped-one, restart:restarted-one, undeploy:removed-one.
 pub fn hit(name: &str) {
     let armed = ARMED.get_or_init(|| std::env::var("MCP_AGENT_FAILPOINT").ok());
     if armed.as_deref() == Some(name) {

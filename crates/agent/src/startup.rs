@@ -88,12 +88,17 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
         None
     };
     let deployer = Arc::new(deployer);
-    let recovered = deployer.recover().await.map_err(StartError::Recover)?;
-    // Public routes follow the registry from the start (after recovery undid anything).
+    // Public routes follow the registry before recovery touches anything: a deploy killed
+    // after its switch has the proxy pointing at an instance that recovery removes, so the
+    // proxy goes back to the recorded (still running) one first.
     if let Some(link) = &proxy {
         if let Err(e) = link.ensure_running().await {
             tracing::warn!(error = %e, "the node proxy is not running; public routes are not served");
         }
+        deployer.sync_traffic().await;
+    }
+    let recovered = deployer.recover().await.map_err(StartError::Recover)?;
+    if proxy.is_some() && !recovered.is_empty() {
         deployer.sync_traffic().await;
     }
     let node = Arc::new(NodeInspector::start(

@@ -8,65 +8,8 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::*;
-
-/// One request of a client loop: when it started, and the body or why it failed.
-type Outcome = (Instant, Result<String, String>);
-
-/// A client that sends GET / on a new connection every few milliseconds until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<Outcome>>,
-}
-
-impl Load {
-    fn start(ip: &str, port: u16) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (flag, ip) = (Arc::clone(&stop), ip.to_string());
-        let handle = std::thread::spawn(move || {
-            let mut outcomes = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                let at = Instant::now();
-                let result = match http_request_to(&ip, port, "GET", "/", &[]) {
-                    Some((200, body)) => Ok(body),
-                    other => Err(format!("{other:?}")),
-                };
-                outcomes.push((at, result));
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            outcomes
-        });
-        Self { stop, handle }
-    }
-
-    /// Stops the loop and returns every request's outcome; fails the test on any failed one.
-    fn finish(self) -> Vec<Outcome> {
-        self.stop.store(true, Ordering::Relaxed);
-        let outcomes = self.handle.join().unwrap();
-        let failed: Vec<&Outcome> = outcomes.iter().filter(|(_, r)| r.is_err()).collect();
-        assert!(
-            failed.is_empty(),
-            "{} of {} requests failed, first: {:?}",
-            failed.len(),
-            outcomes.len(),
-            failed.first()
-        );
-        assert!(outcomes.len() > 20, "the load ran: {}", outcomes.len());
-        outcomes
-    }
-}
-
-/// Bodies of requests that started in `[from, to)`.
-fn bodies_between(outcomes: &[Outcome], from: Instant, to: Instant) -> Vec<&str> {
-    outcomes
-        .iter()
-        .filter(|(at, _)| *at >= from && *at < to)
-        .filter_map(|(_, r)| r.as_deref().ok())
-        .collect()
-}
 
 fn web(name: &str, port: u16, greeting: &str, extra: &str) -> String {
     format!(
@@ -78,19 +21,6 @@ fn web(name: &str, port: u16, greeting: &str, extra: &str) -> String {
 }
 
 const HEALTH_UP: &str = "[components.health]\nhttp = \"/up\"\ninterval = \"200ms\"\n";
-
-/// Waits until the proxy answers on `port` with a body containing `text`.
-fn served(agent: &Agent, port: u16, text: &str) {
-    let ok = eventually(Duration::from_secs(20), || {
-        http_request_to(&agent.proxy_ip, port, "GET", "/", &[])
-            .is_some_and(|(status, body)| status == 200 && body.contains(text))
-    });
-    assert!(
-        ok,
-        "the proxy never answered {text:?} on {port}:\n{}",
-        agent.log()
-    );
-}
 
 #[test]
 fn redeploy_agent_kill_and_rollback_drop_no_request() {
@@ -462,4 +392,53 @@ fn plan_reports_each_action_and_changes_nothing() {
         "plan and --dry-run changed nothing"
     );
     served(&agent, port, ": v1");
+}
+
+fn restart_with_failpoint(agent: &mut Agent, failpoint: Option<&str>) {
+    agent.kill_with_if_running(nix::sys::signal::Signal::SIGTERM);
+    agent.env = failpoint
+        .map(|f| vec![("MCP_AGENT_FAILPOINT".to_string(), f.to_string())])
+        .unwrap_or_default();
+    agent.spawn();
+}
+
+#[test]
+fn sigkill_around_the_switch_drops_no_request_and_recovery_settles_on_the_record() {
+    let mut agent = Agent::start();
+    let name = unique("switchcrash");
+    let port = unique_public_port();
+    let def = agent.definition(&name, &web(&name, port, "v1", ""));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    served(&agent, port, ": v1");
+    let load = Load::start(&agent.proxy_ip, port);
+
+    // Killed after the proxy moved to v2 but before the registry recorded it: the deploy
+    // failed, so the restarted agent points the proxy back at v1 and removes v2.
+    restart_with_failpoint(&mut agent, Some("deploy:switched"));
+    std::fs::write(&def, web(&name, port, "v2", "")).unwrap();
+    assert_ne!(agent.mcp(&["deploy", def.to_str().unwrap()]).code, 0);
+    assert!(!agent.wait_dead().success());
+    restart_with_failpoint(&mut agent, None);
+    let undone = Instant::now();
+    assert_eq!(containers_of(&name).len(), 1, "v2 was removed");
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Killed after v2 was recorded and v1 drained, before v1 was removed: the deploy
+    // stands, and recovery removes v1.
+    restart_with_failpoint(&mut agent, Some("deploy:drained"));
+    let second = Instant::now();
+    assert_ne!(agent.mcp(&["deploy", def.to_str().unwrap()]).code, 0);
+    assert!(!agent.wait_dead().success());
+    restart_with_failpoint(&mut agent, None);
+    assert_eq!(containers_of(&name).len(), 1, "v1 was removed");
+    std::thread::sleep(Duration::from_millis(300));
+    let outcomes = load.finish();
+
+    let between = bodies_between(&outcomes, undone, second);
+    assert!(
+        !between.is_empty() && between.iter().all(|b| b.contains(": v1")),
+        "{between:?}"
+    );
+    let last = outcomes.last().unwrap().1.as_ref().unwrap();
+    assert!(last.contains(": v2"), "{last}");
 }

@@ -7,6 +7,7 @@ mod support;
 
 use nix::sys::signal::Signal;
 use std::path::Path;
+use std::time::{Duration, Instant};
 use support::*;
 
 /// A container component and a unikernel component, each with one route.
@@ -282,4 +283,40 @@ fn memory_is_required_for_a_unikernel() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("memory_mb"), "{}", run.stderr);
     assert!(Path::new(&def).exists());
+}
+
+#[test]
+fn a_vm_behind_the_proxy_is_replaced_without_a_failed_request() {
+    let agent = Agent::start_unikernel(&[], "");
+    let name = unique("vmzdt");
+    let port = unique_public_port();
+    let vm = |greeting: &str| {
+        format!(
+            "name = \"{name}\"\nnode = \"local\"\n[[components]]\nname = \"api\"\nimage = \"{}\"\n\
+             runtime = \"unikernel\"\nmemory_mb = 256\nenv = [\"GREETING={greeting}\"]\n\
+             [[components.routes]]\nport = {port}\n",
+            image()
+        )
+    };
+    let def = agent.definition(&name, &vm("vm-v1"));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    served(&agent, port, "vm-v1");
+    let first = agent.component(&name, "api")["instance"].clone();
+    let load = Load::start(&agent.proxy_ip, port);
+    std::fs::write(&def, vm("vm-v2")).unwrap();
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    let switched = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    let outcomes = load.finish();
+    let after = bodies_between(&outcomes, switched, Instant::now());
+    assert!(
+        !after.is_empty() && after.iter().all(|b| b.contains("vm-v2")),
+        "{after:?}"
+    );
+    let second = agent.component(&name, "api")["instance"].clone();
+    assert_ne!(first, second, "the new VM took the other slot");
+    assert!(
+        !vm_state(&agent, first.as_str().unwrap()).exists(),
+        "the old VM is gone"
+    );
 }

@@ -12,7 +12,9 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The test image, tagged with a hash of its sources so an edited server is rebuilt.
@@ -681,4 +683,72 @@ pub fn web_service(name: &str, port: u16, greeting: &str) -> String {
          env = [\"GREETING={greeting}\"]\nports = [\"127.0.0.1:{port}:8080\"]\n",
         image()
     )
+}
+
+/// One request of a client loop: when it started, and the body or why it failed.
+pub type Outcome = (Instant, Result<String, String>);
+
+/// A client that sends GET / on a new connection every few milliseconds until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Vec<Outcome>>,
+}
+
+impl Load {
+    pub fn start(ip: &str, port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, ip) = (Arc::clone(&stop), ip.to_string());
+        let handle = std::thread::spawn(move || {
+            let mut outcomes = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                let at = Instant::now();
+                let result = match http_request_to(&ip, port, "GET", "/", &[]) {
+                    Some((200, body)) => Ok(body),
+                    other => Err(format!("{other:?}")),
+                };
+                outcomes.push((at, result));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            outcomes
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops the loop and returns every request's outcome; fails the test on any failed one.
+    pub fn finish(self) -> Vec<Outcome> {
+        self.stop.store(true, Ordering::Relaxed);
+        let outcomes = self.handle.join().unwrap();
+        let failed: Vec<&Outcome> = outcomes.iter().filter(|(_, r)| r.is_err()).collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed, first: {:?}",
+            failed.len(),
+            outcomes.len(),
+            failed.first()
+        );
+        assert!(outcomes.len() > 20, "the load ran: {}", outcomes.len());
+        outcomes
+    }
+}
+
+/// Bodies of requests that started in `[from, to)`.
+pub fn bodies_between(outcomes: &[Outcome], from: Instant, to: Instant) -> Vec<&str> {
+    outcomes
+        .iter()
+        .filter(|(at, _)| *at >= from && *at < to)
+        .filter_map(|(_, r)| r.as_deref().ok())
+        .collect()
+}
+
+/// Waits until the proxy answers on `port` with a body containing `text`.
+pub fn served(agent: &Agent, port: u16, text: &str) {
+    let ok = eventually(Duration::from_secs(20), || {
+        http_request_to(&agent.proxy_ip, port, "GET", "/", &[])
+            .is_some_and(|(status, body)| status == 200 && body.contains(text))
+    });
+    assert!(
+        ok,
+        "the proxy never answered {text:?} on {port}:\n{}",
+        agent.log()
+    );
 }
