@@ -7,11 +7,21 @@
 # mtools (mcopy), and its ops script is python3; docker-registry is the OCI registry the build
 # tests start on loopback (its packaged service is not used).
 install_packages() {
-    local wanted=(podman runc gcc libc6-dev curl ca-certificates qemu-system-x86
-                  busybox-static syslinux syslinux-common dosfstools mtools python3
-                  docker-registry)
+    install_missing podman runc gcc libc6-dev curl ca-certificates qemu-system-x86 \
+        busybox-static syslinux syslinux-common dosfstools mtools python3 docker-registry
+}
+
+# The proxy benchmark (mcp-bench proxy) also drives wrk (load), nginx (the backend) and
+# HAProxy (the baseline proxy).
+install_bench_packages() {
+    install_packages
+    install_missing wrk nginx-light haproxy
+}
+
+# Installs the named Debian packages that are not installed yet.
+install_missing() {
     local missing=()
-    for pkg in "${wanted[@]}"; do
+    for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     if ((${#missing[@]})); then

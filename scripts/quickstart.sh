@@ -15,7 +15,7 @@ export CONTAINERS_CONF="$PWD/config/podman-sandbox.conf"
 demo="$PWD/.demo"
 mkdir -p "$demo"
 
-echo "==> building mcp and mcp-agent"
+echo "==> building mcp, mcp-agent and mcp-proxy"
 cargo build --quiet --bins
 bin="$PWD/target/debug"
 
@@ -73,7 +73,7 @@ echo
 echo "==> mcp status"
 "$bin/mcp" status
 echo
-echo "==> curl http://127.0.0.1:48080/"
+echo "==> curl http://127.0.0.1:48080/   (through the node proxy)"
 wait_for "the service" curl -fsS --max-time 2 http://127.0.0.1:48080/
 curl -fsS --max-time 5 http://127.0.0.1:48080/
 cat <<MSG
@@ -81,5 +81,7 @@ cat <<MSG
 The agent (pid $(cat "$demo/agent.pid")) and the registry keep running. Try:
   export MCP_CONFIG=$MCP_CONFIG CONTAINERS_CONF=$CONTAINERS_CONF
   $bin/mcp logs hello -f     $bin/mcp events     $bin/mcp ps     $bin/mcp node status
+  $bin/mcp plan examples/hello/hello.toml     $bin/mcp history hello     $bin/mcp rollback hello
   $bin/mcp undeploy hello    kill \$(cat $demo/agent.pid) \$(cat $demo/registry.pid 2>/dev/null)
+  pkill -f "mcp-proxy --state-dir $demo/state/proxy"    # the proxy outlives the agent on purpose
 MSG

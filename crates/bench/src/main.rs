@@ -50,6 +50,12 @@ pub struct Args {
     /// How long the monitor's CPU time is measured, idle and with the fleet, in seconds.
     #[arg(long, global = true, default_value_t = 60)]
     monitor_secs: u64,
+    /// Seconds of load per wrk run in the proxy suite.
+    #[arg(long, global = true, default_value_t = 5)]
+    load_secs: u64,
+    /// Connections wrk keeps open in the proxy suite.
+    #[arg(long, global = true, default_value_t = 32)]
+    connections: u32,
     /// HTTP poll interval in milliseconds (a new attempt starts this often).
     #[arg(long, global = true, default_value_t = 5)]
     poll_ms: u64,
@@ -72,6 +78,9 @@ enum What {
     Fleet,
     /// Unikernel deploy → first 200 vs the same QEMU command line started by hand.
     Unikernel,
+    /// Requests through mcp-proxy (l4 and l7) vs straight to the backend and vs HAProxy,
+    /// with wrk; and the time from "new instance healthy" to "proxy switched".
+    Proxy,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +115,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
         if all || args.what == What::Unikernel {
             suites::unikernel::run(&ctx, &mut report).context("unikernel suite")?;
+        }
+        if all || args.what == What::Proxy {
+            suites::proxy::run(&ctx, &mut report).context("proxy suite")?;
         }
         Ok(())
     })();

@@ -121,8 +121,9 @@ impl Deployer {
         let Some(traffic) = &self.traffic else {
             return Ok(());
         };
-        let routes = self.public_routes(pending)?;
+        // Timed from before the table is computed: the whole "healthy → switched" step.
         let started = Instant::now();
+        let routes = self.public_routes(pending)?;
         traffic.apply(&routes).await?;
         tracing::debug!(
             routes = routes.len(),

@@ -3,6 +3,7 @@
 
 pub mod deploy;
 pub mod fleet;
+pub mod proxy;
 pub mod unikernel;
 
 use anyhow::Context;
