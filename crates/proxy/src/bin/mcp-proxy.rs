@@ -1,5 +1,6 @@
 //! `mcp-proxy`: the node proxy process; parses arguments and runs `proxy::run`.
 
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
     let _ = nix::unistd::setsid();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
