@@ -54,7 +54,7 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
     }
     let forced = config.qemu.forced_accel().map_err(StartError::Config)?;
     let (accel_tx, accel_rx) = tokio::sync::watch::channel(forced);
-    let unikernels: Result<Arc<dyn Runtime>, String> = match unikernel_tools(config).await {
+    let vms: Result<Arc<QemuRuntime>, String> = match unikernel_tools(config).await {
         Ok(()) => Ok(Arc::new(QemuRuntime::new(
             config
                 .qemu
@@ -67,6 +67,7 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
             Err(reason)
         }
     };
+    let unikernels = vms.clone().map(|vms| vms as Arc<dyn Runtime>);
     let mut deployer = Deployer::new(
         config.node.clone(),
         registry,
@@ -110,7 +111,8 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
         },
         podman,
         Arc::clone(&deployer),
-    ));
+    )
+    .with_vms(vms.ok()));
     // VMs wait for the probe's verdict (or the config's) before their first boot.
     let mut decided = node.accelerator();
     tokio::spawn(async move {

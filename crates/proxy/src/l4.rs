@@ -10,8 +10,9 @@ use crate::listeners::Backend;
 
 /// How long a backend may take to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Copy buffer per direction: larger than tokio's 8 KiB default for bulk throughput.
-const BUFFER: usize = 32 * 1024;
+/// Copy buffer per direction (HAProxy's default size). 32 KiB helped bulk transfers little
+/// and cost ~15% of new connections per second: each connection allocates (and zeroes) two.
+const BUFFER: usize = 16 * 1024;
 
 /// Forwards a connection on a port with a single l4 route.
 pub(crate) async fn serve(mut client: TcpStream, backend: Backend) {

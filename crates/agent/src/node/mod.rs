@@ -5,7 +5,7 @@ mod host;
 
 pub use host::HostFacts;
 
-use runtime::{Accel, PodmanRuntime, RuntimeError, ToolVersion};
+use runtime::{Accel, PodmanRuntime, QemuRuntime, RuntimeError, ToolVersion};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -89,6 +89,9 @@ pub struct NodeInspector {
     deployer: Arc<Deployer>,
     started: Instant,
     accel: watch::Receiver<AccelVerdict>,
+    /// The unikernel runtime, which may have found KVM unable to boot a real guest after
+    /// the probe said it could.
+    vms: Option<Arc<QemuRuntime>>,
 }
 
 impl NodeInspector {
@@ -121,6 +124,26 @@ impl NodeInspector {
             deployer,
             started: Instant::now(),
             accel: rx,
+            vms: None,
+        }
+    }
+
+    /// Reports the unikernel runtime's own finding about KVM over the probe's.
+    pub fn with_vms(mut self, vms: Option<Arc<QemuRuntime>>) -> Self {
+        self.vms = vms;
+        self
+    }
+
+    /// The probe's verdict, unless a real guest then failed to boot under KVM.
+    fn verdict(&self) -> AccelVerdict {
+        let verdict = self.accel.borrow().clone();
+        match self.vms.as_ref().and_then(|vms| vms.kvm_fallback()) {
+            Some(reason) if verdict.kvm_usable => AccelVerdict {
+                kvm_usable: false,
+                detail: reason,
+                accelerator: Accel::Tcg.as_str().to_string(),
+            },
+            _ => verdict,
         }
     }
 
@@ -187,7 +210,7 @@ impl NodeInspector {
             host,
             state_dir,
             runtimes: vec![podman, qemu, ops],
-            accel: self.accel.borrow().clone(),
+            accel: self.verdict(),
             components_by_state,
             warnings,
         }
