@@ -15,6 +15,7 @@ pub fn plan_to_wire(p: PlanView) -> pb::PlanResponse {
                 name: c.name,
                 action: c.action.to_string(),
                 fields: c.fields,
+                side_by_side: c.side_by_side,
             })
             .collect(),
     }

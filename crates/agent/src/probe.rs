@@ -7,6 +7,7 @@ use hyper_util::rt::TokioIo;
 use servicedef::Probe;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// Ok when `addr` passes `probe` within `timeout`; otherwise why not, in a few words.
@@ -22,7 +23,7 @@ async fn attempt(probe: &Probe, addr: SocketAddr) -> Result<(), String> {
         .await
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     let Probe::Http(path) = probe else {
-        return Ok(());
+        return still_open(stream, addr).await;
     };
     let _ = stream.set_nodelay(true);
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -45,6 +46,21 @@ async fn attempt(probe: &Probe, addr: SocketAddr) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("GET {path} on {addr} answered {status}"))
+    }
+}
+
+/// How long a TCP check watches an accepted connection for being closed at once.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// A TCP check passes when the connection stays open a moment (or the server speaks first):
+/// a port forwarder (rootless podman, QEMU's user-mode network) accepts for an instance that
+/// does not listen yet and then closes the connection, which must not count as ready.
+async fn still_open(mut stream: TcpStream, addr: SocketAddr) -> Result<(), String> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(SETTLE, stream.read(&mut byte)).await {
+        Err(_) | Ok(Ok(1..)) => Ok(()),
+        Ok(Ok(0)) => Err(format!("{addr} accepted and closed the connection at once")),
+        Ok(Err(e)) => Err(format!("{addr} reset the connection: {e}")),
     }
 }
 
@@ -81,6 +97,16 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("503"), "{err}");
         assert_eq!(check(&Probe::Tcp, server("500 x").await, t).await, Ok(()));
+        // A forwarder that accepts and hangs up at once is not a ready instance.
+        let hangs_up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let forwarder = hangs_up.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = hangs_up.accept().await {
+                drop(conn);
+            }
+        });
+        let err = check(&Probe::Tcp, forwarder, t).await.unwrap_err();
+        assert!(err.contains("closed the connection at once"), "{err}");
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()

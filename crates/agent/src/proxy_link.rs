@@ -23,6 +23,25 @@ use crate::traffic::{PublicRoute, TrafficError, TrafficSwitch};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the watchdog pings the proxy.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+/// A ping or an in-flight count: a proxy that takes longer is wedged, not busy.
+const QUICK_CALL: Duration = Duration::from_secs(2);
+/// An apply binds ports and writes the table to disk.
+const APPLY_CALL: Duration = Duration::from_secs(10);
+
+/// `call` within `limit`, or an error saying the proxy did not answer.
+async fn within<T, E: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, TrafficError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(err),
+        Err(_) => Err(err(format!(
+            "{what}: no answer within {} s",
+            limit.as_secs()
+        ))),
+    }
+}
 
 pub struct ProxySettings {
     pub binary: PathBuf,
@@ -56,14 +75,17 @@ impl ProxyLink {
     }
 
     async fn client(&self) -> Result<proxy::control::Client, TrafficError> {
-        proxy::control::Client::connect(&self.socket())
-            .await
-            .map_err(err)
+        within(
+            QUICK_CALL,
+            "connecting to the proxy",
+            proxy::control::Client::connect(self.socket()),
+        )
+        .await
     }
 
     async fn answers(&self) -> bool {
         match self.client().await {
-            Ok(mut client) => client.ping().await.is_ok(),
+            Ok(mut client) => within(QUICK_CALL, "ping", client.ping()).await.is_ok(),
             Err(_) => false,
         }
     }
@@ -241,12 +263,22 @@ impl TrafficSwitch for ProxyLink {
         let table = self.table(routes)?;
         self.ensure_running().await?;
         let mut client = self.client().await?;
-        client.apply(&table).await.map_err(err)
+        within(
+            APPLY_CALL,
+            "applying the routing table",
+            client.apply(&table),
+        )
+        .await
     }
 
     async fn in_flight(&self, backends: &[SocketAddr]) -> Result<u64, TrafficError> {
         let mut client = self.client().await?;
-        let active = client.active(backends).await.map_err(err)?;
+        let active = within(
+            QUICK_CALL,
+            "asking for in-flight work",
+            client.active(backends),
+        )
+        .await?;
         Ok(active.values().copied().sum())
     }
 }

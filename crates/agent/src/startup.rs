@@ -102,17 +102,19 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
     if proxy.is_some() && !recovered.is_empty() {
         deployer.sync_traffic().await;
     }
-    let node = Arc::new(NodeInspector::start(
-        NodeConfig {
-            state_dir: config.state_dir.clone(),
-            qemu: config.qemu.qemu.clone(),
-            ops: config.qemu.ops.clone(),
-            forced_accel: forced,
-        },
-        podman,
-        Arc::clone(&deployer),
-    )
-    .with_vms(vms.ok()));
+    let node = Arc::new(
+        NodeInspector::start(
+            NodeConfig {
+                state_dir: config.state_dir.clone(),
+                qemu: config.qemu.qemu.clone(),
+                ops: config.qemu.ops.clone(),
+                forced_accel: forced,
+            },
+            podman,
+            Arc::clone(&deployer),
+        )
+        .with_vms(vms.ok()),
+    );
     // VMs wait for the probe's verdict (or the config's) before their first boot.
     let mut decided = node.accelerator();
     tokio::spawn(async move {

@@ -102,7 +102,7 @@ pub struct HistoryArgs {
 pub struct RollbackArgs {
     pub service: String,
     /// The version to go back to (see `mcp history`); default: the one before the current.
-    #[arg(long = "to", value_name = "VERSION")]
+    #[arg(long = "to", value_name = "VERSION", value_parser = clap::value_parser!(u32).range(1..))]
     pub to: Option<u32>,
     /// The node running the service (default: found from the definition or by asking).
     #[arg(short = 'n', long = "node")]

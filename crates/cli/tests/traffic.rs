@@ -370,6 +370,7 @@ fn plan_reports_each_action_and_changes_nothing() {
     std::fs::write(&def, two("v2", "extra")).unwrap();
     let next = plan(&def);
     assert_eq!(next["changed"], true);
+    assert_eq!(next["components"][0]["side_by_side"], true);
     assert_eq!(
         actions(&next),
         [
@@ -383,7 +384,8 @@ fn plan_reports_each_action_and_changes_nothing() {
         .ok()
         .stdout;
     assert!(
-        dry.contains("~ web replace (env)") && dry.contains("- worker remove"),
+        dry.contains("~ web replace (env), side by side: no downtime")
+            && dry.contains("- worker remove"),
         "{dry}"
     );
     assert_eq!(

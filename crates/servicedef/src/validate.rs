@@ -7,8 +7,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::model::{Component, Probe, Route, RuntimeKind, Service, SpecError};
 use crate::name::check_name;
 
-/// Longest container name the agent will create (`<service>-<component>`).
+/// Longest container name the agent will create (`<service>-<component>`, and `.b` after it
+/// for a component's second slot during a side-by-side replace).
 pub const MAX_CONTAINER_NAME_LEN: usize = 127;
+/// What the second slot adds to a component's instance name.
+const SLOT_SUFFIX_LEN: usize = ".b".len();
 
 /// Checks a route's public port; the TOML layer reads it as i64 so 0 and 70000 get this message.
 pub(crate) fn check_port(value: i64) -> Result<u16, String> {
@@ -81,7 +84,7 @@ pub(crate) fn service(s: &Service) -> Result<(), SpecError> {
         let container = s.container_name(name);
         let why = format!("container name \"{container}\" is longer than {MAX_CONTAINER_NAME_LEN}");
         ensure(
-            container.len() <= MAX_CONTAINER_NAME_LEN,
+            container.len() + SLOT_SUFFIX_LEN <= MAX_CONTAINER_NAME_LEN,
             format!("{at}.name"),
             why,
         )?;

@@ -183,6 +183,8 @@ impl Deployer {
                 {
                     report.restarted.push(label);
                 }
+                self.remove_spares(name, component, instance, &listing)
+                    .await;
             }
         }
         // A re-created instance may have new host ports: the proxy follows.
@@ -278,6 +280,42 @@ impl Deployer {
             self.registry(|r| r.set_health(service, name, &health, &events))?;
         }
         Ok(restarted)
+    }
+
+    /// Removes instances of `component` other than `current` that were not built from its
+    /// spec: old instances a side-by-side replace could not retire (a failed removal, a
+    /// crash). They carry our labels and a known component, so they are ours to remove.
+    async fn remove_spares(
+        &self,
+        service: &str,
+        component: &Component,
+        current: Option<&ContainerInfo>,
+        listing: &[ContainerInfo],
+    ) {
+        let hash = component.spec_hash();
+        for spare in plan::instances_of(service, component.name.as_str(), listing) {
+            if current.is_some_and(|c| c.name == spare.name)
+                || spare.spec_hash() == Some(hash.as_str())
+            {
+                continue;
+            }
+            let removed = match self.stop_instance(&spare.name, spare.runtime).await {
+                Ok(()) => self.remove_instance(&spare.name, spare.runtime).await,
+                Err(e) => Err(e),
+            };
+            let detail = match &removed {
+                Ok(()) => format!(
+                    "{}: removed {}, an old instance a replace left behind",
+                    component.name, spare.name
+                ),
+                Err(e) => format!(
+                    "{}: cannot remove old instance {}: {e}",
+                    component.name, spare.name
+                ),
+            };
+            let _ = self
+                .registry(|r| r.record_event(service, "removed-spare", "monitor", Some(&detail)));
+        }
     }
 
     /// Starts the component's stopped instance, or re-creates a missing one with its ports.

@@ -30,6 +30,8 @@ pub struct ComponentPlanView {
     pub action: &'static str,
     /// Fields that differ from the deployed spec (for "replace").
     pub fields: Vec<String>,
+    /// A replace that starts the new instance beside the old one (no downtime).
+    pub side_by_side: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -129,7 +131,8 @@ impl Deployer {
                 ("create", Vec::new())
             } else if has(&plan.start) {
                 ("start", Vec::new())
-            } else if has(&plan.stop) {
+            } else if has(&plan.stop) || has(&plan.replace_old) {
+                // An inactive spec removes a changed instance without creating its successor.
                 ("stop", Vec::new())
             } else {
                 ("unchanged", Vec::new())
@@ -138,6 +141,7 @@ impl Deployer {
                 name: cname.to_string(),
                 action,
                 fields,
+                side_by_side: action == "replace" && plan.side_by_side(cname),
             });
         }
         let mut removed: Vec<String> = plan
@@ -163,6 +167,7 @@ impl Deployer {
                 name,
                 action: "remove",
                 fields: Vec::new(),
+                side_by_side: false,
             });
         }
         let same_spec = previous

@@ -23,8 +23,8 @@ pub use status::{ComponentView, RouteView, ServiceView, StrayView};
 
 use registry::{Registry, ServiceRecord};
 use runtime::{ContainerInfo, LogLine, LogStream, Runtime};
-use servicedef::{Component, RuntimeKind};
-use std::collections::HashMap;
+use servicedef::{Component, RuntimeKind, Service};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_stream::StreamMap;
@@ -47,7 +47,6 @@ pub struct Deployer {
     node: String,
     registry: Mutex<Registry>,
     podman: Arc<dyn Runtime>,
-    /// The unikernel backend, when this node has qemu and ops.
     /// The unikernel backend, or why this node has none (qemu/ops missing, disabled).
     qemu: Result<Arc<dyn Runtime>, String>,
     ports: PortAllocator,
@@ -61,6 +60,11 @@ pub struct Deployer {
     traffic: Option<Arc<dyn TrafficSwitch>>,
     /// How long a retired instance may finish its in-flight work before it is stopped.
     drain_timeout: Duration,
+    /// Serialises building and applying the proxy's table, and holds the public routes of
+    /// operations in flight that differ from their service's record (a deploy between its
+    /// switch and its record; a stop or undeploy draining): every table includes them, so
+    /// no table built meanwhile from the registry alone can undo a switch.
+    pending_routes: tokio::sync::Mutex<BTreeMap<String, (Service, registry::HostPorts)>>,
     /// Health of running instances, kept by the health checker (not persisted).
     health_checks: Mutex<HashMap<(String, String), ready::CheckState>>,
 }
@@ -85,6 +89,7 @@ impl Deployer {
             stray_candidates: Mutex::new(Vec::new()),
             traffic: None,
             drain_timeout: Duration::from_secs(30),
+            pending_routes: tokio::sync::Mutex::new(BTreeMap::new()),
             health_checks: Mutex::new(HashMap::new()),
         }
     }

@@ -114,14 +114,23 @@ impl Deployer {
         let listing = match recorded {
             Ok(listing) => listing,
             Err(err) => {
-                self.roll_back(&spec, &plan, previous.as_ref()).await;
+                // Traffic goes back to the recorded instances before the new ones go.
+                self.settle_traffic(&name).await;
                 self.sync_traffic().await;
+                self.drain(&self.created_backends(&plan, &host_ports)).await;
+                self.roll_back(&spec, &plan, previous.as_ref()).await;
                 let detail = err.to_string();
                 self.end_with_event(&name, "deploy-failed", actor, &detail);
                 return Err(err);
             }
         };
+        self.settle_traffic(&name).await;
         drop(reservation);
+        // The deploy stands; what is left is retiring the old instances, which recovery
+        // finishes (not undoes) after a crash.
+        if !plan.retire.is_empty() {
+            let _ = self.registry(|r| r.begin_operation(&name, "retire", actor, None));
+        }
         self.retire(&plan, &retiring).await;
         self.end_operation(&name);
         let listing = if plan.retire.is_empty() {
@@ -134,6 +143,40 @@ impl Deployer {
             replaced: plan.create.iter().map(|c| c.name.to_string()).collect(),
             status: self.view_from(&name, listing).await?,
         })
+    }
+
+    /// Where the proxy reaches the instances `plan` creates.
+    fn created_backends(
+        &self,
+        plan: &plan::Plan<'_>,
+        host_ports: &registry::HostPorts,
+    ) -> Vec<std::net::SocketAddr> {
+        host_ports
+            .iter()
+            .filter(|((component, _), _)| plan.create.iter().any(|c| c.name.as_str() == component))
+            .map(|(_, port)| self.upstream(*port))
+            .collect()
+    }
+
+    /// Takes `record`'s routes out of the proxy (until `settle_traffic`) and lets their
+    /// in-flight work finish, before its instances stop. A proxy that cannot be told is
+    /// logged: stopping goes on.
+    async fn route_away(&self, record: &registry::ServiceRecord) {
+        let mut gone = record.spec.clone();
+        gone.active = false;
+        if let Err(err) = self
+            .switch_traffic(Some((&gone, &registry::HostPorts::new())))
+            .await
+        {
+            tracing::warn!(service = %gone.name, error = %err, "cannot take the service's routes out of the proxy");
+            return;
+        }
+        let backends: Vec<_> = record
+            .host_ports()
+            .values()
+            .map(|port| self.upstream(*port))
+            .collect();
+        self.drain(&backends).await;
     }
 
     /// The host ports the instances `plan` retires serve on (from the previous record).
@@ -179,10 +222,16 @@ impl Deployer {
     /// their host ports are released.
     pub async fn stop(&self, name: &str, actor: &str) -> Result<ServiceView, AgentError> {
         let _guard = self.lock_service(name).await;
-        self.record(name)?;
-        self.journaled(name, "stop", actor, self.stop_locked(name, actor))
-            .await?;
+        let record = self.record(name)?;
+        let stopped = self
+            .journaled(name, "stop", actor, async {
+                self.route_away(&record).await;
+                self.stop_locked(name, actor).await
+            })
+            .await;
+        self.settle_traffic(name).await;
         self.sync_traffic().await;
+        stopped?;
         self.view_of(name).await
     }
 
@@ -262,15 +311,22 @@ impl Deployer {
     /// with no instances left is an error; leftover instances of a forgotten one are removed.
     pub async fn undeploy(&self, name: &str, actor: &str) -> Result<(), AgentError> {
         let _guard = self.lock_service(name).await;
-        let known = self.registry(|r| r.service(name))?.is_some();
+        let record = self.registry(|r| r.service(name))?;
         let instances = self.service_instances(name).await?;
-        if !known && instances.is_empty() {
+        if record.is_none() && instances.is_empty() {
             return Err(AgentError::ServiceNotFound(name.to_string()));
         }
-        self.journaled(name, "undeploy", actor, self.undeploy_locked(name, actor))
-            .await?;
+        let undeployed = self
+            .journaled(name, "undeploy", actor, async {
+                if let Some(record) = &record {
+                    self.route_away(record).await;
+                }
+                self.undeploy_locked(name, actor).await
+            })
+            .await;
+        self.settle_traffic(name).await;
         self.sync_traffic().await;
-        Ok(())
+        undeployed
     }
 
     pub(super) async fn undeploy_locked(&self, name: &str, actor: &str) -> Result<(), AgentError> {

@@ -110,8 +110,9 @@ pub(crate) fn instances_of<'l>(
         .filter(move |i| i.service() == Some(service) && i.component() == Some(component))
 }
 
-/// The instance that stands for `component`: a running one built from its current spec,
-/// else any running one, else one built from its current spec, else any.
+/// The instance that stands for `component`: one built from its current spec (a running
+/// one first), else a running one, else any. The spec comes first so that a stale instance
+/// left running (a retirement that failed) never hides the current one from the monitor.
 pub(crate) fn instance_of<'l>(
     service: &str,
     component: &Component,
@@ -120,8 +121,8 @@ pub(crate) fn instance_of<'l>(
     let hash = component.spec_hash();
     instances_of(service, component.name.as_str(), listing).max_by_key(|i| {
         (
-            i.state == InstanceState::Running,
             i.spec_hash() == Some(hash.as_str()),
+            i.state == InstanceState::Running,
             i.started_at,
         )
     })

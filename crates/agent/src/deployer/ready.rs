@@ -204,20 +204,41 @@ impl Deployer {
     /// One round of the health checker: probes every running component with a
     /// `[components.health]` whose interval has passed (all at once), records transitions
     /// as events, and restarts an instance that failed `retries` checks in a row, under its
-    /// restart policy and back-off. Services with an operation in progress are skipped.
+    /// restart policy and back-off. A service with an operation in progress is checked but
+    /// not restarted (the operation holds its lock).
     pub async fn health_pass(&self, policy: &BackoffPolicy) -> Result<(), AgentError> {
         let records = self.registry(|r| r.services())?;
         let now = Instant::now();
         let mut due = Vec::new();
-        let listing = if records
-            .iter()
-            .any(|r| r.spec.components.iter().any(|c| c.health.is_some()))
-        {
-            self.listing().await?
-        } else {
-            self.checks().clear();
-            return Ok(());
+        // The listing (a podman call) only when some check is due: one without results yet,
+        // or whose interval has passed.
+        let any_due = {
+            let checks = self.checks();
+            records
+                .iter()
+                .filter(|r| r.desired == DesiredState::Running)
+                .flat_map(|r| {
+                    r.spec
+                        .components
+                        .iter()
+                        .filter(|c| c.health.is_some())
+                        .map(move |c| (r.spec.name.to_string(), c.name.to_string()))
+                })
+                .any(|key| checks.get(&key).is_none_or(|state| now >= state.next_due))
         };
+        if !any_due {
+            let mut checks = self.checks();
+            checks.retain(|(service, component), _| {
+                records.iter().any(|r| {
+                    r.spec.name.as_str() == service
+                        && r.spec
+                            .component(component)
+                            .is_some_and(|c| c.health.is_some())
+                })
+            });
+            return Ok(());
+        }
+        let listing = self.listing().await?;
         let mut live_keys = std::collections::HashSet::new();
         for record in records
             .iter()
@@ -259,13 +280,19 @@ impl Deployer {
                 }
                 if now >= state.next_due {
                     state.next_due = now + Duration::from_millis(check.interval_ms);
-                    due.push((key, check.clone(), addr, component.clone()));
+                    due.push((
+                        key,
+                        check.clone(),
+                        addr,
+                        component.clone(),
+                        info.name.clone(),
+                    ));
                 }
             }
         }
         self.checks().retain(|key, _| live_keys.contains(key));
         let mut probes = tokio::task::JoinSet::new();
-        for (index, (_, check, addr, _)) in due.iter().enumerate() {
+        for (index, (_, check, addr, _, _)) in due.iter().enumerate() {
             let (probe, addr) = (check.probe.clone(), *addr);
             let timeout = Duration::from_millis(check.timeout_ms);
             probes.spawn(async move { (index, probe::check(&probe, addr, timeout).await) });
@@ -274,9 +301,9 @@ impl Deployer {
         while let Some(Ok((index, result))) = probes.join_next().await {
             results[index] = Some(result);
         }
-        for ((key, check, _, component), result) in due.into_iter().zip(results) {
+        for ((key, check, _, component, instance), result) in due.into_iter().zip(results) {
             let Some(result) = result else { continue };
-            self.record_check(&key, &check, &component, result, policy)
+            self.record_check(&key, &instance, &check, &component, result, policy)
                 .await;
         }
         Ok(())
@@ -285,6 +312,7 @@ impl Deployer {
     async fn record_check(
         &self,
         key: &(String, String),
+        instance: &str,
         check: &HealthCheck,
         component: &Component,
         result: Result<(), String>,
@@ -294,7 +322,8 @@ impl Deployer {
         let now = Instant::now();
         let (event, restart_instance) = {
             let mut checks = self.checks();
-            let Some(state) = checks.get_mut(key) else {
+            // A result about an instance that was replaced meanwhile says nothing of the new one.
+            let Some(state) = checks.get_mut(key).filter(|s| s.instance == instance) else {
                 return;
             };
             match result {

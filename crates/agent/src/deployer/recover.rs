@@ -1,8 +1,8 @@
 //! After a crash: finish or undo what the journal says was interrupted. Runs once at start,
 //! before the agent serves or the monitor looks.
 //!
-//! Stop, start, restart and undeploy are idempotent, so they are finished. An interrupted
-//! deploy is undone: the client saw it fail, and the registry still holds the previous spec,
+//! Stop, start, restart and undeploy are idempotent, so they are finished, as is the
+//! retirement of old instances after a recorded deploy. An interrupted deploy is undone: the client saw it fail, and the registry still holds the previous spec,
 //! so instances it does not describe are removed and the previous ones brought back.
 
 use registry::DesiredState;
@@ -20,6 +20,7 @@ impl Deployer {
             let _guard = self.lock_service(&op.service).await;
             let result = match op.action.as_str() {
                 "deploy" => self.undo_deploy(&op.service).await,
+                "retire" => self.remove_undescribed(&op.service).await.map(drop),
                 "stop" => self.stop_locked(&op.service, ACTOR).await,
                 "start" | "restart" => self.start_locked(&op.service, &op.action, ACTOR).await,
                 "undeploy" => self.undeploy_locked(&op.service, ACTOR).await,
@@ -45,6 +46,22 @@ impl Deployer {
     }
 
     async fn undo_deploy(&self, service: &str) -> Result<(), AgentError> {
+        let record = self.remove_undescribed(service).await?;
+        match record {
+            Some(rec) if rec.desired == DesiredState::Running => {
+                self.start_locked(service, "deploy-rolled-back", ACTOR)
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the service's instances its record does not describe (a deploy's new ones,
+    /// or the old ones a recorded deploy was retiring); returns the record.
+    async fn remove_undescribed(
+        &self,
+        service: &str,
+    ) -> Result<Option<registry::ServiceRecord>, AgentError> {
         let record = self.registry(|r| r.service(service))?;
         for instance in self.service_instances(service).await? {
             let described = record.as_ref().is_some_and(|rec| {
@@ -58,12 +75,6 @@ impl Deployer {
                     .await?;
             }
         }
-        match record {
-            Some(rec) if rec.desired == DesiredState::Running => {
-                self.start_locked(service, "deploy-rolled-back", ACTOR)
-                    .await
-            }
-            _ => Ok(()),
-        }
+        Ok(record)
     }
 }

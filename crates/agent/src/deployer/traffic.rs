@@ -9,6 +9,8 @@ use servicedef::Service;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use super::Deployer;
 use crate::AgentError;
 use crate::traffic::PublicRoute;
@@ -28,24 +30,23 @@ impl Deployer {
         SocketAddr::new(ip, host_port)
     }
 
-    /// Every public route the node serves: recorded services that should run, with `pending`
-    /// (a spec and its ports a deploy is about to record) in place of its own record.
+    /// Every public route the node serves: recorded services that should run, each
+    /// replaced by its pending routes when an operation in flight has some.
     fn public_routes(
         &self,
-        pending: Option<(&Service, &HostPorts)>,
+        pending: &BTreeMap<String, (Service, HostPorts)>,
     ) -> Result<Vec<PublicRoute>, AgentError> {
         let records = self.registry(|r| r.services())?;
         let mut routes = Vec::new();
-        let pending_name = pending.map(|(spec, _)| spec.name.as_str());
         for record in &records {
-            if Some(record.spec.name.as_str()) == pending_name
+            if pending.contains_key(record.spec.name.as_str())
                 || record.desired != DesiredState::Running
             {
                 continue;
             }
             self.push_routes(&record.spec, &record.host_ports(), &mut routes);
         }
-        if let Some((spec, ports)) = pending.filter(|(spec, _)| spec.active) {
+        for (spec, ports) in pending.values().filter(|(spec, _)| spec.active) {
             self.push_routes(spec, ports, &mut routes);
         }
         Ok(routes)
@@ -76,44 +77,18 @@ impl Deployer {
     /// whose port another service uses in the other mode.
     pub(super) fn check_public_claims(&self, spec: &Service) -> Result<(), AgentError> {
         let records = self.registry(|r| r.services())?;
-        for other in records.iter().filter(|r| r.spec.name != spec.name) {
-            for (component, route) in spec
-                .components
-                .iter()
-                .flat_map(|c| c.routes.iter().map(move |r| (c, r)))
-            {
-                let host = route.hostname.as_ref().map(|h| h.to_ascii_lowercase());
-                for theirs in other.spec.components.iter().flat_map(|c| &c.routes) {
-                    if theirs.port != route.port {
-                        continue;
-                    }
-                    let what = format!(
-                        "component {} route {}: public port {}",
-                        component.name,
-                        route.name.as_deref().unwrap_or("(unnamed)"),
-                        route.port
-                    );
-                    if theirs.mode != route.mode {
-                        return Err(AgentError::InvalidSpec(format!(
-                            "{what} is served as {} for service {}; one port has one mode",
-                            theirs.mode, other.spec.name
-                        )));
-                    }
-                    if theirs.hostname.as_ref().map(|h| h.to_ascii_lowercase()) == host {
-                        let host = host.as_deref().map_or(String::new(), |h| format!(" ({h})"));
-                        return Err(AgentError::InvalidSpec(format!(
-                            "{what}{host} is already claimed by service {}",
-                            other.spec.name
-                        )));
-                    }
-                }
-            }
-        }
-        Ok(())
+        let others = records
+            .iter()
+            .map(|r| &r.spec)
+            .filter(|other| other.name != spec.name);
+        claims_conflict(spec, others)
     }
 
-    /// Points the proxy at the backends of the recorded state, with `pending` in place of
-    /// its service's record. No proxy configured: nothing to do.
+    /// Points the proxy at the recorded backends, with `pending` (a service's spec and
+    /// ports, not recorded yet) in place of that service's record until `settle_traffic`.
+    /// The claim check is repeated here, under the table's lock, against both the registry
+    /// and other operations' pending routes: two deploys racing for one port+hostname
+    /// cannot both switch. When the apply fails, `pending` is not kept.
     pub(super) async fn switch_traffic(
         &self,
         pending: Option<(&Service, &HostPorts)>,
@@ -123,14 +98,51 @@ impl Deployer {
         };
         // Timed from before the table is computed: the whole "healthy → switched" step.
         let started = Instant::now();
-        let routes = self.public_routes(pending)?;
-        traffic.apply(&routes).await?;
-        tracing::debug!(
-            routes = routes.len(),
-            elapsed_us = started.elapsed().as_micros(),
-            "proxy switched"
-        );
-        Ok(())
+        let mut overrides = self.pending_routes.lock().await;
+        let mut replaced = None;
+        if let Some((spec, ports)) = pending {
+            let records = self.registry(|r| r.services())?;
+            let others = records
+                .iter()
+                .map(|r| &r.spec)
+                .chain(overrides.values().map(|(s, _)| s))
+                .filter(|other| other.name != spec.name);
+            claims_conflict(spec, others)?;
+            replaced = overrides.insert(spec.name.to_string(), (spec.clone(), ports.clone()));
+        }
+        let applied = match self.public_routes(&overrides) {
+            Ok(routes) => traffic
+                .apply(&routes)
+                .await
+                .map(|()| routes.len())
+                .map_err(AgentError::from),
+            Err(err) => Err(err),
+        };
+        match applied {
+            Ok(count) => {
+                tracing::debug!(
+                    routes = count,
+                    elapsed_us = started.elapsed().as_micros(),
+                    "proxy switched"
+                );
+                Ok(())
+            }
+            Err(err) => {
+                if let Some((spec, _)) = pending {
+                    match replaced {
+                        Some(previous) => overrides.insert(spec.name.to_string(), previous),
+                        None => overrides.remove(spec.name.as_str()),
+                    };
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// The registry now says what `service`'s pending routes said, or its operation gave
+    /// up: tables are built from the record again.
+    pub(super) async fn settle_traffic(&self, service: &str) {
+        self.pending_routes.lock().await.remove(service);
     }
 
     /// Re-points the proxy at what the registry records (after an operation that may have
@@ -165,5 +177,84 @@ impl Deployer {
                 }
             }
         }
+    }
+}
+
+/// Whether `spec` claims a public port + hostname that one of `others` holds, or uses a port
+/// in the other mode than they do.
+fn claims_conflict<'a>(
+    spec: &Service,
+    others: impl Iterator<Item = &'a Service>,
+) -> Result<(), AgentError> {
+    for other in others {
+        for (component, route) in spec
+            .components
+            .iter()
+            .flat_map(|c| c.routes.iter().map(move |r| (c, r)))
+        {
+            let host = route.hostname.as_ref().map(|h| h.to_ascii_lowercase());
+            for theirs in other.components.iter().flat_map(|c| &c.routes) {
+                if theirs.port != route.port {
+                    continue;
+                }
+                let what = format!(
+                    "component {} route {}: public port {}",
+                    component.name,
+                    route.name.as_deref().unwrap_or("(unnamed)"),
+                    route.port
+                );
+                if theirs.mode != route.mode {
+                    return Err(AgentError::InvalidSpec(format!(
+                        "{what} is served as {} for service {}; one port has one mode",
+                        theirs.mode, other.name
+                    )));
+                }
+                if theirs.hostname.as_ref().map(|h| h.to_ascii_lowercase()) == host {
+                    let host = host.as_deref().map_or(String::new(), |h| format!(" ({h})"));
+                    return Err(AgentError::InvalidSpec(format!(
+                        "{what}{host} is already claimed by service {}",
+                        other.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn service(name: &str, route: &str) -> Service {
+        servicedef::parse_str(
+            "t.toml",
+            &format!(
+                "name = \"{name}\"\nnode = \"n\"\n[[components]]\nname = \"web\"\nimage = \"i\"\n\
+                 [[components.routes]]\n{route}\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_port_and_host_name_belong_to_one_service_and_a_port_to_one_mode() {
+        let a = service("a", "port = 443\nhostname = \"A.test\"");
+        let same = service("b", "port = 443\nhostname = \"a.TEST\"");
+        let other_host = service("c", "port = 443\nhostname = \"c.test\"");
+        let l7 = service("d", "port = 443\nmode = \"l7\"\nhostname = \"d.test\"");
+        let err = claims_conflict(&same, [&a].into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("public port 443 (a.test) is already claimed by service a"),
+            "{err}"
+        );
+        assert!(claims_conflict(&other_host, [&a].into_iter()).is_ok());
+        let err = claims_conflict(&l7, [&a].into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is served as l4 for service a"), "{err}");
     }
 }

@@ -25,6 +25,8 @@ struct ComponentPlanJson {
     /// "create" | "replace" | "remove" | "start" | "stop" | "unchanged"
     action: String,
     fields: Vec<String>,
+    /// "replace": the new instance starts beside the old one, no downtime.
+    side_by_side: bool,
 }
 
 pub async fn run(ctx: &Context, args: PlanArgs) -> Result<ExitCode, CliError> {
@@ -64,6 +66,7 @@ pub async fn show(
                 name: c.name,
                 action: c.action,
                 fields: c.fields,
+                side_by_side: c.side_by_side,
             })
             .collect(),
     };
@@ -85,11 +88,17 @@ pub async fn show(
             "unchanged" => "=",
             _ => ">",
         };
-        if c.fields.is_empty() {
-            println!("  {mark} {} {}", c.name, c.action);
+        let fields = if c.fields.is_empty() {
+            String::new()
         } else {
-            println!("  {mark} {} {} ({})", c.name, c.action, c.fields.join(", "));
-        }
+            format!(" ({})", c.fields.join(", "))
+        };
+        let how = match (c.action.as_str(), c.side_by_side) {
+            ("replace", true) => ", side by side: no downtime",
+            ("replace", false) => ", in place: it stops first",
+            _ => "",
+        };
+        println!("  {mark} {} {}{fields}{how}", c.name, c.action);
     }
     Ok(ExitCode::Ok)
 }
