@@ -275,7 +275,7 @@ fn plain_state_text(c: &ComponentJson) -> String {
     }
 }
 
-fn table(header: &[&str]) -> Table {
+pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_style(NOTHING).set_header(header.iter().copied());
     for column in table.column_iter_mut() {
@@ -366,8 +366,20 @@ pub fn ps_table(services: &[ServiceJson]) -> String {
 pub fn print_json<T: Serialize>(value: &T) -> Result<(), crate::CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| crate::CliError::failed(format!("cannot encode JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
+    print_text(&text)
+}
+
+/// Writes `text` and a newline to stdout. A reader that went away (`| head`) ends the
+/// output quietly instead of a panic, as with other command-line tools.
+pub fn print_text(text: &str) -> Result<(), crate::CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(crate::CliError::failed(
+            format!("cannot write to stdout: {e}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,8 @@ pub struct ProbeResult {
 ///         out dx, al
 ///         mov al, 0x0a
 ///         out dx, al
+///         mov dx, 0xf4        ; QEMU's isa-debug-exit device: QEMU exits at once, so a
+///         out dx, al          ; probe whose agent died (SIGKILL) leaves no QEMU behind
 /// halt:   cli
 ///         hlt
 ///         jmp halt            ; an NMI can wake hlt: halt again
@@ -99,6 +101,8 @@ pub fn boot_sector() -> [u8; 512] {
         code.push(0xEE); // out dx, al
     }
     code.extend([
+        0xBA, 0xF4, 0x00, // mov dx, 0xf4
+        0xEE, // out dx, al
         0xFA, // halt: cli
         0xF4, // hlt
         0xEB, 0xFC, // jmp short halt (-4: back over itself, hlt and cli)
@@ -126,6 +130,8 @@ fn qemu_args(accel: Accel, image: &Path, serial: &Path) -> Vec<String> {
         "-m".into(),
         "16".into(),
         "-no-reboot".into(),
+        "-device".into(),
+        "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
         "-serial".into(),
         format!("file:{}", serial.display()),
         "-drive".into(),
@@ -203,7 +209,7 @@ async fn run_probe(qemu: &Path, accel: Accel, timeout: Duration) -> Result<(), S
         }
         tokio::time::sleep(POLL).await;
     };
-    // The guest halts forever on success: QEMU is always killed, never left behind.
+    // The guest makes QEMU exit on success; kill it anyway, never leave one behind.
     let _ = child.kill().await;
     let stderr = match stderr {
         Some(task) => task.await.unwrap_or_default(),
@@ -305,10 +311,12 @@ mod tests {
             .map(|w| w[1])
             .collect();
         assert_eq!(sends, MARKER);
-        // The halt loop: cli; hlt; jmp -4 (back to the cli).
+        // Then QEMU's debug-exit port (so QEMU ends by itself), then the halt loop:
+        // cli; hlt; jmp -4 (back to the cli).
         let tail = 4 + 3 * MARKER.len();
-        assert_eq!(&sector[tail..tail + 4], &[0xFA, 0xF4, 0xEB, 0xFC]);
-        assert!(sector[tail + 4..510].iter().all(|&b| b == 0));
+        assert_eq!(&sector[tail..tail + 4], &[0xBA, 0xF4, 0x00, 0xEE]);
+        assert_eq!(&sector[tail + 4..tail + 8], &[0xFA, 0xF4, 0xEB, 0xFC]);
+        assert!(sector[tail + 8..510].iter().all(|&b| b == 0));
     }
 
     #[test]

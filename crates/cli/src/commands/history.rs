@@ -56,18 +56,18 @@ pub async fn history(ctx: &Context, args: HistoryArgs) -> Result<ExitCode, CliEr
         return Ok(ExitCode::Ok);
     }
     let now = output::now_unix();
-    println!("VERSION  AGE  ACTOR  IMAGES  NOTE");
+    let mut table = output::table(&["VERSION", "AGE", "ACTOR", "IMAGES", "NOTE"]);
     for v in &versions {
-        let mark = if v.current { "*" } else { " " };
-        println!(
-            "{mark}{}  {} ago  {}  {}  {}",
-            v.version,
-            output::human_duration(now - v.at),
-            v.actor,
+        let mark = if v.current { " (current)" } else { "" };
+        table.add_row(vec![
+            format!("{}{mark}", v.version),
+            format!("{} ago", output::human_duration(now - v.at)),
+            v.actor.clone(),
             v.images.join(" "),
-            v.detail.as_deref().unwrap_or("")
-        );
+            v.detail.clone().unwrap_or_default(),
+        ]);
     }
+    output::print_text(&table.trim_fmt())?;
     Ok(ExitCode::Ok)
 }
 
