@@ -92,11 +92,7 @@ impl Agent for AgentApi {
             .deploy(spec, &req_actor)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::DeployResponse {
-            changed: outcome.changed,
-            replaced: outcome.replaced,
-            status: Some(convert::view_to_wire(outcome.status)),
-        }))
+        Ok(Response::new(convert::outcome_to_wire(outcome)))
     }
 
     async fn plan(
@@ -137,11 +133,7 @@ impl Agent for AgentApi {
             .rollback(&req.service, req.version, &who)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::DeployResponse {
-            changed: outcome.changed,
-            replaced: outcome.replaced,
-            status: Some(convert::view_to_wire(outcome.status)),
-        }))
+        Ok(Response::new(convert::outcome_to_wire(outcome)))
     }
 
     async fn undeploy(

@@ -5,6 +5,14 @@ use mcp_proto::v1 as pb;
 use crate::deployer::{ComponentView, PlanView, ServiceView, StrayView, VersionView};
 use crate::node::NodeReport;
 
+pub fn outcome_to_wire(outcome: crate::deployer::DeployOutcome) -> pb::DeployResponse {
+    pb::DeployResponse {
+        changed: outcome.changed,
+        replaced: outcome.replaced,
+        status: Some(view_to_wire(outcome.status)),
+    }
+}
+
 pub fn plan_to_wire(p: PlanView) -> pb::PlanResponse {
     pb::PlanResponse {
         changed: p.changed,

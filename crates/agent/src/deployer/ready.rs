@@ -36,6 +36,20 @@ pub(crate) struct CheckState {
     grace_until: Instant,
 }
 
+impl CheckState {
+    /// A new instance: checked at once, failures not counted until its start period ends.
+    fn starting(instance: &str, now: Instant, check: &HealthCheck) -> Self {
+        Self {
+            instance: instance.to_string(),
+            healthy: None,
+            failures: 0,
+            last_error: None,
+            next_due: now,
+            grace_until: now + Duration::from_millis(check.start_period_ms),
+        }
+    }
+}
+
 /// A component's health as status shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthView {
@@ -260,23 +274,11 @@ impl Deployer {
                 let key = (service.to_string(), component.name.to_string());
                 live_keys.insert(key.clone());
                 let mut checks = self.checks();
-                let state = checks.entry(key.clone()).or_insert_with(|| CheckState {
-                    instance: info.name.clone(),
-                    healthy: None,
-                    failures: 0,
-                    last_error: None,
-                    next_due: now,
-                    grace_until: now + Duration::from_millis(check.start_period_ms),
-                });
+                let state = checks
+                    .entry(key.clone())
+                    .or_insert_with(|| CheckState::starting(&info.name, now, check));
                 if state.instance != info.name {
-                    *state = CheckState {
-                        instance: info.name.clone(),
-                        healthy: None,
-                        failures: 0,
-                        last_error: None,
-                        next_due: now,
-                        grace_until: now + Duration::from_millis(check.start_period_ms),
-                    };
+                    *state = CheckState::starting(&info.name, now, check);
                 }
                 if now >= state.next_due {
                     state.next_due = now + Duration::from_millis(check.interval_ms);
