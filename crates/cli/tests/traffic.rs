@@ -444,3 +444,33 @@ fn sigkill_around_the_switch_drops_no_request_and_recovery_settles_on_the_record
     let last = outcomes.last().unwrap().1.as_ref().unwrap();
     assert!(last.contains(": v2"), "{last}");
 }
+
+#[test]
+fn a_vanished_instance_recreated_on_another_port_is_followed_by_the_proxy() {
+    let mut agent = Agent::start_with(&Agent::FAST_MONITOR);
+    let name = unique("vanish");
+    let port = unique_public_port();
+    let def = agent.definition(&name, &web(&name, port, "back", ""));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    served(&agent, port, "back");
+    let old = route_ports(&agent.component(&name, "web"))[""];
+    // While the agent is down its instance vanishes and someone else takes its host port.
+    agent.kill_with(nix::sys::signal::Signal::SIGTERM);
+    for id in containers_of(&name) {
+        podman(&["rm", "-f", "-t", "0", &id]);
+    }
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", old)).unwrap();
+    agent.spawn();
+    let moved = eventually(Duration::from_secs(30), || {
+        http_request_to(&agent.proxy_ip, port, "GET", "/", &[])
+            .is_some_and(|(status, body)| status == 200 && !body.contains(&format!("port {old}:")))
+    });
+    assert!(
+        moved,
+        "the proxy follows the re-created instance:\n{}",
+        agent.log()
+    );
+    let new = route_ports(&agent.component(&name, "web"))[""];
+    assert_ne!(new, old);
+    drop(squatter);
+}

@@ -41,14 +41,19 @@ impl Deployer {
                     component.name.to_string(),
                     route.name.clone().unwrap_or_default(),
                 );
-                // A side-by-side replacement runs while the old instance still serves on
-                // the current port: it needs a port of its own.
-                let owned = current
-                    .get(&key)
-                    .copied()
-                    .filter(|_| !plan.side_by_side(component.name.as_str()));
+                // A port is "owned" (kept without a bind check) only while the instance this
+                // plan replaces in place still holds it; a vanished instance's port must be
+                // free again, and a side-by-side replacement needs a port of its own.
+                let replaced_in_place = plan
+                    .replace_old
+                    .iter()
+                    .any(|i| i.component == component.name.as_str());
+                let recorded = current.get(&key).copied();
+                let owned = recorded.filter(|_| replaced_in_place);
                 wanted.push(Wanted {
-                    preferred: owned.or_else(|| last.get(&key).copied()),
+                    preferred: recorded
+                        .filter(|_| !plan.side_by_side(component.name.as_str()))
+                        .or_else(|| last.get(&key).copied()),
                     owned: owned.is_some(),
                     key,
                 });
