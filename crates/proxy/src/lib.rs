@@ -13,6 +13,7 @@ mod state;
 pub mod store;
 pub mod table;
 mod tls;
+mod workers;
 
 pub use listeners::PortError;
 pub use run::{Error, Options, SOCKET_FILE, run, serve, socket_path};

@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use rustls::crypto::CryptoProvider;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::activity::{Activity, Counter, InFlight};
 use crate::hosts::HostMap;
-use crate::l7::{Http, Site};
+use crate::l7::Site;
 use crate::table::{Mode, Route, Table};
 use crate::tls::{self, TlsError};
+use crate::workers::Workers;
 use crate::{l4, l7, sni};
 
 const BACKLOG: u32 = 1024;
@@ -98,17 +99,17 @@ pub(crate) struct Prepared {
 /// All public listeners of the proxy.
 pub(crate) struct Listeners {
     bind: IpAddr,
-    http: Arc<Http>,
+    workers: Arc<Workers>,
     activity: Arc<Activity>,
     provider: Arc<CryptoProvider>,
     running: BTreeMap<u16, Running>,
 }
 
 impl Listeners {
-    pub(crate) fn new(bind: IpAddr, activity: Arc<Activity>) -> Self {
+    pub(crate) fn new(bind: IpAddr, activity: Arc<Activity>, workers: Arc<Workers>) -> Self {
         Self {
             bind,
-            http: Arc::new(Http::new()),
+            workers,
             activity,
             provider: tls::provider(),
             running: BTreeMap::new(),
@@ -185,7 +186,7 @@ impl Listeners {
             let accept = tokio::spawn(accept_loop(
                 listener,
                 Arc::clone(&port),
-                Arc::clone(&self.http),
+                Arc::clone(&self.workers),
             ));
             info!(port = number, "listening");
             self.running.insert(number, Running { port, accept });
@@ -275,7 +276,7 @@ fn authority_of(addr: SocketAddr) -> Authority {
 }
 
 /// Accepts until aborted; each connection is handed to its mode's forwarding in its own task.
-async fn accept_loop(listener: TcpListener, port: Arc<Port>, http: Arc<Http>) {
+async fn accept_loop(listener: TcpListener, port: Arc<Port>, workers: Arc<Workers>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -293,27 +294,39 @@ async fn accept_loop(listener: TcpListener, port: Arc<Port>, http: Arc<Http>) {
             }
         };
         let _ = stream.set_nodelay(true);
+        // The connection moves to a worker's runtime: a std stream, registered there.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                debug!(port = port.number, error = %err, "cannot hand the connection over");
+                continue;
+            }
+        };
+        let worker = workers.pick();
         let config = port.current();
-        match &*config {
-            PortConfig::L4(hosts) if hosts.has_hostnames() => {
-                tokio::spawn(sni::serve(stream, config));
-            }
-            PortConfig::L4(hosts) => match hosts.default_entry() {
-                Some(backend) => {
-                    tokio::spawn(l4::serve(stream, backend.clone()));
+        let port = Arc::clone(&port);
+        let http = Arc::clone(&worker.http);
+        worker.handle.spawn(async move {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(err) => {
+                    debug!(port = port.number, error = %err, "cannot register the connection");
+                    return;
                 }
-                None => debug!(port = port.number, "no route; connection closed"),
-            },
-            PortConfig::L7(site) => {
-                let tls = site.tls.clone();
-                tokio::spawn(l7::serve(
-                    stream,
-                    peer,
-                    tls,
-                    Arc::clone(&port),
-                    Arc::clone(&http),
-                ));
+            };
+            match &*config {
+                PortConfig::L4(hosts) if hosts.has_hostnames() => {
+                    sni::serve(stream, Arc::clone(&config)).await;
+                }
+                PortConfig::L4(hosts) => match hosts.default_entry() {
+                    Some(backend) => l4::serve(stream, backend.clone()).await,
+                    None => debug!(port = port.number, "no route; connection closed"),
+                },
+                PortConfig::L7(site) => {
+                    let tls = site.tls.clone();
+                    l7::serve(stream, peer, tls, port, http).await;
+                }
             }
-        }
+        });
     }
 }

@@ -15,6 +15,7 @@ use crate::control::server;
 use crate::state::State;
 use crate::store::{Store, StoreError};
 use crate::table::TableError;
+use crate::workers::Workers;
 
 /// The file name of the control socket inside the state dir.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -31,6 +32,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// The address public ports are bound on.
     pub bind: IpAddr,
+    /// Forwarding threads; 0: one per CPU.
+    pub workers: usize,
 }
 
 /// Why the proxy could not start.
@@ -54,6 +57,8 @@ pub enum Error {
     },
     #[error("cannot watch termination signals: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("cannot start the forwarding threads: {0}")]
+    Workers(#[source] std::io::Error),
 }
 
 /// Runs until SIGTERM or SIGINT.
@@ -87,7 +92,12 @@ pub async fn serve(options: Options, shutdown: impl Future<Output = ()>) -> Resu
     }
 
     let store = Store::new(dir);
-    let state = Arc::new(State::new(options.bind, store.clone()));
+    let count = match options.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let workers = Workers::start(count).map_err(Error::Workers)?;
+    let state = Arc::new(State::new(options.bind, store.clone(), Arc::new(workers)));
     if let Some(saved) = store.load()? {
         saved.validate().map_err(|source| Error::SavedTable {
             path: store.path(),

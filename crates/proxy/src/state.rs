@@ -11,6 +11,7 @@ use crate::activity::Activity;
 use crate::listeners::{Listeners, PortError};
 use crate::store::{Store, StoreError};
 use crate::table::{Table, TableError};
+use crate::workers::Workers;
 
 /// Why an `apply` changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +36,11 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(bind: IpAddr, store: Store) -> Self {
+    pub(crate) fn new(bind: IpAddr, store: Store, workers: Arc<Workers>) -> Self {
         let activity = Arc::new(Activity::default());
         Self {
             inner: Mutex::new(Inner {
-                listeners: Listeners::new(bind, Arc::clone(&activity)),
+                listeners: Listeners::new(bind, Arc::clone(&activity), workers),
                 table: Arc::new(Table::default()),
             }),
             activity,

@@ -23,6 +23,9 @@ struct Args {
     /// Address the public ports are bound on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     bind: IpAddr,
+    /// Forwarding threads (each serves its connections start to end); 0: one per CPU.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    workers: usize,
 }
 
 fn main() -> ExitCode {
@@ -60,13 +63,16 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Accepting and the control socket need little: one thread; the forwarding itself runs
+    // on the worker threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(proxy::run(proxy::Options {
         state_dir: args.state_dir,
         bind: args.bind,
+        workers: args.workers,
     }))?;
     Ok(())
 }
