@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use rustls::crypto::CryptoProvider;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::activity::{Activity, Counter, InFlight};
 use crate::hosts::HostMap;
-use crate::l7::Site;
+use crate::l7::{Http, Site};
 use crate::table::{Mode, Route, Table};
 use crate::tls::{self, TlsError};
 use crate::workers::Workers;
@@ -87,13 +87,18 @@ impl Port {
 
 struct Running {
     port: Arc<Port>,
-    accept: JoinHandle<()>,
+    /// One accept loop per worker.
+    accepts: Vec<JoinHandle<()>>,
 }
+
+/// One listening socket per worker on the same port (SO_REUSEPORT: the kernel spreads new
+/// connections over them), not yet registered with any runtime.
+type Bound = Vec<std::net::TcpListener>;
 
 /// A table made ready to switch to: every config built and every new port bound.
 pub(crate) struct Prepared {
     configs: BTreeMap<u16, PortConfig>,
-    bound: BTreeMap<u16, TcpListener>,
+    bound: BTreeMap<u16, Bound>,
 }
 
 /// All public listeners of the proxy.
@@ -176,26 +181,37 @@ impl Listeners {
                 running.port.replace(config);
                 continue;
             }
-            let Some(listener) = prepared.bound.remove(&number) else {
+            let Some(listeners) = prepared.bound.remove(&number) else {
                 continue;
             };
             let port = Arc::new(Port {
                 number,
                 config: RwLock::new(Arc::new(config)),
             });
-            let accept = tokio::spawn(accept_loop(
-                listener,
-                Arc::clone(&port),
-                Arc::clone(&self.workers),
-            ));
+            // Each worker accepts on its own socket and serves what it accepted itself.
+            let accepts = listeners
+                .into_iter()
+                .zip(self.workers.all())
+                .map(|(listener, worker)| {
+                    worker.handle.spawn(accept_loop(
+                        listener,
+                        Arc::clone(&port),
+                        Arc::clone(&worker.http),
+                    ))
+                })
+                .collect();
             info!(port = number, "listening");
-            self.running.insert(number, Running { port, accept });
+            self.running.insert(number, Running { port, accepts });
         }
         for number in removed {
             if let Some(running) = self.running.remove(&number) {
-                running.accept.abort();
-                // Wait until the listener is closed, so the port is free when this returns.
-                let _ = running.accept.await;
+                for accept in &running.accepts {
+                    accept.abort();
+                }
+                // Wait until the listeners are closed, so the port is free when this returns.
+                for accept in running.accepts {
+                    let _ = accept.await;
+                }
                 info!(port = number, "stopped listening");
             }
         }
@@ -245,7 +261,17 @@ impl Listeners {
 
     /// Binds `bind:port` with SO_REUSEADDR (a restarted proxy rebinds despite TIME_WAIT; a port
     /// another socket listens on still fails).
-    fn listen(&self, port: u16) -> Result<TcpListener, PortError> {
+    /// Binds one socket per worker on `bind:port`; the first one that fails fails them all.
+    /// A plain bind comes first: SO_REUSEPORT would let our sockets share a port that another
+    /// process (another proxy, say) already listens on with the same option.
+    fn listen(&self, port: u16) -> Result<Bound, PortError> {
+        drop(self.listen_one(port, false)?);
+        (0..self.workers.all().len())
+            .map(|_| self.listen_one(port, true))
+            .collect()
+    }
+
+    fn listen_one(&self, port: u16, shared: bool) -> Result<std::net::TcpListener, PortError> {
         let addr = SocketAddr::new(self.bind, port);
         let bind_err = |source: std::io::Error| PortError::Bind {
             port,
@@ -263,8 +289,14 @@ impl Listeners {
         }
         .map_err(bind_err)?;
         socket.set_reuseaddr(true).map_err(bind_err)?;
+        // Only sockets that ask for it share the port: a port another process listens on
+        // without SO_REUSEPORT still fails with "address in use".
+        socket.set_reuseport(shared).map_err(bind_err)?;
         socket.bind(addr).map_err(bind_err)?;
-        socket.listen(BACKLOG).map_err(bind_err)
+        socket
+            .listen(BACKLOG)
+            .and_then(TcpListener::into_std)
+            .map_err(bind_err)
     }
 }
 
@@ -276,7 +308,15 @@ fn authority_of(addr: SocketAddr) -> Authority {
 }
 
 /// Accepts until aborted; each connection is handed to its mode's forwarding in its own task.
-async fn accept_loop(listener: TcpListener, port: Arc<Port>, workers: Arc<Workers>) {
+async fn accept_loop(listener: std::net::TcpListener, port: Arc<Port>, http: Arc<Http>) {
+    // Registered with the runtime of the worker this loop runs on.
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(err) => {
+            warn!(port = port.number, error = %err, "cannot accept on a worker");
+            return;
+        }
+    };
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -294,39 +334,27 @@ async fn accept_loop(listener: TcpListener, port: Arc<Port>, workers: Arc<Worker
             }
         };
         let _ = stream.set_nodelay(true);
-        // The connection moves to a worker's runtime: a std stream, registered there.
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(err) => {
-                debug!(port = port.number, error = %err, "cannot hand the connection over");
-                continue;
-            }
-        };
-        let worker = workers.pick();
         let config = port.current();
-        let port = Arc::clone(&port);
-        let http = Arc::clone(&worker.http);
-        worker.handle.spawn(async move {
-            let stream = match TcpStream::from_std(stream) {
-                Ok(stream) => stream,
-                Err(err) => {
-                    debug!(port = port.number, error = %err, "cannot register the connection");
-                    return;
-                }
-            };
-            match &*config {
-                PortConfig::L4(hosts) if hosts.has_hostnames() => {
-                    sni::serve(stream, Arc::clone(&config)).await;
-                }
-                PortConfig::L4(hosts) => match hosts.default_entry() {
-                    Some(backend) => l4::serve(stream, backend.clone()).await,
-                    None => debug!(port = port.number, "no route; connection closed"),
-                },
-                PortConfig::L7(site) => {
-                    let tls = site.tls.clone();
-                    l7::serve(stream, peer, tls, port, http).await;
-                }
+        match &*config {
+            PortConfig::L4(hosts) if hosts.has_hostnames() => {
+                tokio::spawn(sni::serve(stream, config));
             }
-        });
+            PortConfig::L4(hosts) => match hosts.default_entry() {
+                Some(backend) => {
+                    tokio::spawn(l4::serve(stream, backend.clone()));
+                }
+                None => debug!(port = port.number, "no route; connection closed"),
+            },
+            PortConfig::L7(site) => {
+                let tls = site.tls.clone();
+                tokio::spawn(l7::serve(
+                    stream,
+                    peer,
+                    tls,
+                    Arc::clone(&port),
+                    Arc::clone(&http),
+                ));
+            }
+        }
     }
 }

@@ -97,3 +97,19 @@ async fn refused_tables_change_nothing() {
         "open connection on a removed port"
     );
 }
+
+#[tokio::test]
+async fn a_port_another_proxy_serves_is_refused_not_shared() {
+    // Every proxy listens with SO_REUSEPORT (a socket per worker); a second proxy must still
+    // see the port as taken instead of silently sharing its connections.
+    let (first_state, second_state) = (StateDir::new(), StateDir::new());
+    let first = ProxyProcess::start(&first_state).await;
+    let second = ProxyProcess::start(&second_state).await;
+    let backend = tcp_echo("first").await;
+    let port = free_port();
+    let wanted = table(vec![route(port, Mode::L4, None, backend.addr)]);
+    first.client().await.apply(&wanted).await.expect("apply");
+    let message = refusal(second.client().await.apply(&wanted).await);
+    assert!(message.contains(&format!("port {port}")), "{message}");
+    assert!(message.contains("address in use"), "{message}");
+}
