@@ -170,3 +170,49 @@ fn component_counts_follow_stop_and_removal() {
     assert_eq!(gone["missing"], 1, "{gone}");
     assert_eq!(gone["exited"], 0, "{gone}");
 }
+
+#[test]
+fn backup_copies_a_running_agents_registry_and_never_overwrites() {
+    let agent = Agent::start();
+    let name = unique("backedup");
+    let def = agent.definition(&name, &routed_service(&name, &[None]));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    let copy = agent.dir.path().join("copy.db");
+    let backup = |file: &std::path::Path| {
+        std::process::Command::new(agent_bin())
+            .arg("--dev")
+            .arg("--dir")
+            .arg(agent.dir.path().join("agent"))
+            .arg("backup")
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = backup(&copy);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let copied = registry::Registry::open(&copy).unwrap();
+    assert!(
+        copied.service(&name).unwrap().is_some(),
+        "the copy holds the service"
+    );
+    // The agent kept serving.
+    agent.mcp(&["status", &name]).ok();
+    let again = backup(&copy);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("copy.db"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let missing = backup(&agent.dir.path().join("nowhere/x.db"));
+    assert_eq!(missing.status.code(), Some(1));
+}

@@ -29,6 +29,13 @@ pub enum RegistryError {
         #[source]
         source: rusqlite_migration::Error,
     },
+    /// Writing a copy of the database failed.
+    #[error("cannot write a copy of the registry to {path}")]
+    Backup {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     /// A statement touching one service failed.
     #[error("registry operation on service {service:?} failed")]
     Service {
@@ -76,9 +83,10 @@ impl RegistryError {
     pub fn condition(&self) -> Condition {
         use rusqlite::ErrorCode;
         let sqlite = match self {
-            Self::Open { source, .. } | Self::Service { source, .. } | Self::Sqlite(source) => {
-                source.sqlite_error_code()
-            }
+            Self::Open { source, .. }
+            | Self::Service { source, .. }
+            | Self::Backup { source, .. }
+            | Self::Sqlite(source) => source.sqlite_error_code(),
             Self::Migration {
                 source: rusqlite_migration::Error::RusqliteError { err, .. },
                 ..

@@ -4,6 +4,7 @@
 //! failure never leaves a half-applied deploy behind. The agent keeps the registry in a
 //! `std::sync::Mutex`; it is `Send` but not `Sync`, like the connection it wraps.
 
+mod backup;
 mod error;
 mod events;
 mod health;
@@ -36,8 +37,14 @@ pub struct Registry {
 impl Registry {
     /// Opens (creating if needed) the database at `path` with owner-only permissions, WAL
     /// journaling and foreign keys on, then applies any pending migrations.
+    /// A database with data at an older schema version is first copied to
+    /// `<file>.pre-v<N>-<time>.bak` (0600), so an upgrade can always be undone.
     pub fn open(path: &Path) -> Result<Self, RegistryError> {
         let mut conn = open::open_file(path)?;
+        let from = migrations::version(&conn)?;
+        if from > 0 && migrations::pending(&conn)? {
+            backup::write_copy(&conn, &backup::pre_migration_path(path, from))?;
+        }
         migrations::apply(&mut conn, path)?;
         Ok(Self { conn })
     }

@@ -31,6 +31,11 @@ pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<(), RegistryEr
         })
 }
 
+/// Whether migrations are waiting to be applied.
+pub(crate) fn pending(conn: &Connection) -> Result<bool, RegistryError> {
+    Ok(usize::try_from(version(conn)?).unwrap_or(usize::MAX) < STEPS.len())
+}
+
 /// The applied schema version.
 pub(crate) fn version(conn: &Connection) -> Result<u32, RegistryError> {
     Ok(conn.pragma_query_value(None, "user_version", |row| row.get(0))?)
@@ -40,6 +45,53 @@ pub(crate) fn version(conn: &Connection) -> Result<u32, RegistryError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_older_database_is_copied_before_it_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("registry.db");
+        {
+            let mut conn = Connection::open(&db).unwrap();
+            MIGRATIONS.to_version(&mut conn, 4).unwrap();
+            conn.execute(
+                "INSERT INTO deploy_events (service, action, actor, at) VALUES ('old', 'deploy', 'me', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let registry = crate::Registry::open(&db).unwrap();
+        assert_eq!(registry.schema_version().unwrap(), 5);
+        let copies: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("registry.db.pre-v4-") && n.ends_with(".bak"))
+            .collect();
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        let copy = Connection::open(dir.path().join(&copies[0])).unwrap();
+        assert_eq!(
+            version(&copy).unwrap(),
+            4,
+            "the copy is the database as it was"
+        );
+        let kept: i64 = copy
+            .query_row("SELECT count(*) FROM deploy_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1);
+        // Up to date: no further copy.
+        drop(registry);
+        crate::Registry::open(&db).unwrap();
+        let count = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".bak")
+            })
+            .count();
+        assert_eq!(count, 1);
+    }
 
     #[test]
     fn migrations_are_valid() {

@@ -96,3 +96,34 @@ fn in_memory_is_migrated() {
     assert_eq!(reg.schema_version().unwrap(), 5);
     assert!(reg.services().unwrap().is_empty());
 }
+
+#[test]
+fn backup_is_a_complete_owner_only_copy_and_never_overwrites() {
+    let (dir, _path, mut reg) = common::temp_registry();
+    let spec = servicedef::parse_str(
+        "t.toml",
+        "name = \"kept\"\nnode = \"n\"\n[[components]]\nname = \"web\"\nimage = \"i\"\n",
+    )
+    .unwrap();
+    reg.record_deploy(&spec, &HostPorts::new(), "test").unwrap();
+    let copy = dir.path().join("copy.db");
+    reg.backup(&copy).unwrap();
+    assert_eq!(
+        fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A plain reader of the copy sees the service, without the WAL of the original.
+    let conn = Connection::open(&copy).unwrap();
+    let name: String = conn
+        .query_row("SELECT name FROM services", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(name, "kept");
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    // An existing file is never overwritten.
+    let err = reg.backup(&copy).unwrap_err().to_string();
+    assert!(err.contains("copy.db"), "{err}");
+    assert_eq!(Registry::open(&copy).unwrap().services().unwrap().len(), 1);
+}

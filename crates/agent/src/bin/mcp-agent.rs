@@ -14,6 +14,8 @@ use std::sync::Arc;
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<AgentCommand>,
     /// Agent configuration file (production).
     #[arg(long, short, conflicts_with_all = ["dev", "dir"], required_unless_present = "dev")]
     config: Option<PathBuf>,
@@ -55,6 +57,17 @@ struct Args {
     settings: Option<PathBuf>,
 }
 
+#[derive(clap::Subcommand)]
+enum AgentCommand {
+    /// Write a consistent copy of the node's registry (services, history) to FILE, which
+    /// must not exist, while the agent keeps running; FILE gets mode 0600. Restore by
+    /// stopping the agent and putting the copy in place of `<state_dir>/registry.db`.
+    Backup {
+        /// Where the copy goes.
+        file: PathBuf,
+    },
+}
+
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s
         .split_once('-')
@@ -76,6 +89,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    if let Some(AgentCommand::Backup { file }) = &args.command {
+        return exit_code(backup(&args, file));
+    }
     pki::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -88,7 +104,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args)) {
+    exit_code(runtime.block_on(run(args)))
+}
+
+/// 0, or the error on stderr and 2 for bad config, 1 otherwise.
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mcp-agent: {e:#}");
@@ -96,6 +117,24 @@ fn main() -> ExitCode {
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }
+}
+
+/// `mcp-agent backup FILE`: the registry named by `--config` (or `--dev --dir DIR`), never a
+/// new one.
+fn backup(args: &Args, file: &std::path::Path) -> anyhow::Result<()> {
+    let db = match (&args.config, &args.dir) {
+        (Some(path), _) => AgentConfig::load(path)?.registry_path(),
+        (None, Some(dir)) => dir.join("state").join("registry.db"),
+        (None, None) => anyhow::bail!("give --config FILE or --dev --dir DIR"),
+    };
+    anyhow::ensure!(db.is_file(), "no registry at {}", db.display());
+    let registry =
+        registry::Registry::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    registry
+        .backup(file)
+        .with_context(|| format!("copying {}", db.display()))?;
+    println!("{} copied to {}", db.display(), file.display());
+    Ok(())
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
