@@ -6,6 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use crate::activity::InFlight;
 use crate::listeners::Backend;
 
 /// How long a backend may take to accept a connection.
@@ -14,9 +15,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// and cost ~15% of new connections per second: each connection allocates (and zeroes) two.
 const BUFFER: usize = 16 * 1024;
 
-/// Forwards a connection on a port with a single l4 route.
-pub(crate) async fn serve(mut client: TcpStream, backend: Backend) {
-    let _in_flight = backend.start();
+/// Forwards a connection on a port with a single l4 route; `_in_flight` counts it on
+/// `backend` until it ends.
+pub(crate) async fn serve(mut client: TcpStream, backend: Backend, _in_flight: InFlight) {
     if let Some(mut upstream) = connect(&backend).await {
         splice(&mut client, &mut upstream, &backend).await;
     }

@@ -132,15 +132,15 @@ async fn forward(request: Request<Incoming>, conn: &Conn) -> Response<Body> {
     if request.method() == Method::CONNECT {
         return text(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n");
     }
-    let config = conn.port.current();
-    let PortConfig::L7(site) = &*config else {
-        return text(StatusCode::NOT_FOUND, "no route\n");
-    };
     let (mut parts, body) = request.into_parts();
-    let Some(backend) = site.hosts.lookup(request_host(&parts)) else {
+    let picked = conn.port.start_on(|config| match config {
+        PortConfig::L7(site) => site.hosts.lookup(request_host(&parts)),
+        PortConfig::L4(_) => None,
+    });
+    let Some((backend, in_flight)) = picked else {
         return text(StatusCode::NOT_FOUND, "no route for this host\n");
     };
-    let in_flight = backend.start();
+    let backend = &backend;
 
     let upgrade = upgrade_protocol(&parts);
     let client_upgrade = match upgrade {
@@ -148,12 +148,16 @@ async fn forward(request: Request<Incoming>, conn: &Conn) -> Response<Body> {
         None => None,
     };
     parts.extensions = http::Extensions::new();
-    let host = match parts.headers.get(header::HOST) {
-        Some(host) => Some(host.clone()),
-        None => parts
-            .uri
-            .authority()
-            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
+    // The request was routed by the URI's authority when it has one (HTTP/2 :authority, an
+    // absolute-form target), which then wins over a Host header (RFC 9112 3.2.2, RFC 9113
+    // 8.3.1): the backend must see the host the proxy routed by.
+    let host = match parts
+        .uri
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    {
+        Some(authority) => Some(authority),
+        None => parts.headers.get(header::HOST).cloned(),
     };
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::EXPECT); // hyper answers 100-continue itself
@@ -165,7 +169,7 @@ async fn forward(request: Request<Incoming>, conn: &Conn) -> Response<Body> {
     }
     if let Some(host) = host {
         parts.headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-        parts.headers.entry(header::HOST).or_insert(host);
+        parts.headers.insert(header::HOST, host);
     }
     if let Some(ip) = &conn.client_ip {
         append_forwarded_for(&mut parts.headers, ip);
@@ -313,7 +317,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         &header::PROXY_AUTHENTICATE,
         &header::PROXY_AUTHORIZATION,
         &header::TE,
-        &header::TRAILER,
         &header::TRANSFER_ENCODING,
         &header::UPGRADE,
     ] {

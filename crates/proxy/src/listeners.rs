@@ -80,6 +80,19 @@ impl Port {
         Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Picks a backend from the current config and starts counting work on it, both under
+    /// the config's read lock. A switch takes the write lock, so once `apply` returned, work
+    /// either was counted on the old backend or goes to the new one: a drain that asks after
+    /// the switch never misses work about to reach the old backend.
+    pub(crate) fn start_on(
+        &self,
+        pick: impl FnOnce(&PortConfig) -> Option<&Backend>,
+    ) -> Option<(Backend, InFlight)> {
+        let config = self.config.read().unwrap_or_else(PoisonError::into_inner);
+        let backend = pick(&config)?;
+        Some((backend.clone(), backend.start()))
+    }
+
     fn replace(&self, config: PortConfig) {
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
     }
@@ -337,14 +350,20 @@ async fn accept_loop(listener: std::net::TcpListener, port: Arc<Port>, http: Arc
         let config = port.current();
         match &*config {
             PortConfig::L4(hosts) if hosts.has_hostnames() => {
-                tokio::spawn(sni::serve(stream, config));
+                tokio::spawn(sni::serve(stream, Arc::clone(&port)));
             }
-            PortConfig::L4(hosts) => match hosts.default_entry() {
-                Some(backend) => {
-                    tokio::spawn(l4::serve(stream, backend.clone()));
+            PortConfig::L4(_) => {
+                let picked = port.start_on(|config| match config {
+                    PortConfig::L4(hosts) if !hosts.has_hostnames() => hosts.default_entry(),
+                    _ => None,
+                });
+                match picked {
+                    Some((backend, in_flight)) => {
+                        tokio::spawn(l4::serve(stream, backend, in_flight));
+                    }
+                    None => debug!(port = port.number, "no route; connection closed"),
                 }
-                None => debug!(port = port.number, "no route; connection closed"),
-            },
+            }
             PortConfig::L7(site) => {
                 let tls = site.tls.clone();
                 tokio::spawn(l7::serve(

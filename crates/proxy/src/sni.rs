@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::l4;
-use crate::listeners::PortConfig;
+use crate::listeners::{Port, PortConfig};
 
 /// The most bytes read while looking for a complete ClientHello.
 const MAX_HELLO: usize = 16 * 1024;
@@ -44,10 +44,9 @@ pub(crate) enum HelloError {
 }
 
 /// Forwards a connection on an l4 port with hostnames.
-pub(crate) async fn serve(mut client: TcpStream, config: Arc<PortConfig>) {
-    let PortConfig::L4(hosts) = &*config else {
-        return;
-    };
+/// Reads the ClientHello, then routes by its server name on the port's config *as it is
+/// then* (a switch during the read must not send the connection to a drained backend).
+pub(crate) async fn serve(mut client: TcpStream, port: Arc<Port>) {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut client)).await {
         Ok(Ok(hello)) => hello,
         Ok(Err(err)) => {
@@ -59,11 +58,15 @@ pub(crate) async fn serve(mut client: TcpStream, config: Arc<PortConfig>) {
             return;
         }
     };
-    let Some(backend) = hosts.lookup(hello.server_name.as_deref()) else {
+    let picked = port.start_on(|config| match config {
+        PortConfig::L4(hosts) => hosts.lookup(hello.server_name.as_deref()),
+        PortConfig::L7(_) => None,
+    });
+    let Some((backend, _in_flight)) = picked else {
         debug!(sni = ?hello.server_name, "no route for this server name; connection closed");
         return;
     };
-    let _in_flight = backend.start();
+    let backend = &backend;
     let Some(mut upstream) = l4::connect(backend).await else {
         return;
     };

@@ -51,3 +51,51 @@ async fn server_names_pick_backends_and_unknown_ones_are_refused() {
     let mut lines = Lines::new(tls(port, "a.test", client).await.expect("TLS to a"));
     assert_eq!(lines.ask("hi").await, "A:hi");
 }
+
+#[tokio::test]
+async fn a_connection_whose_hello_arrives_after_a_switch_goes_to_the_new_backend() {
+    // The old backend may be drained and stopped as soon as `apply` returns and `active`
+    // says 0: a connection accepted before the switch must be routed on its ClientHello,
+    // by the table as it is then.
+    let state = StateDir::new();
+    let proxy = ProxyProcess::start(&state).await;
+    let mut control = proxy.client().await;
+    let ca = TestCa::new();
+    let old = tls_echo("OLD", server_config(&ca.issue("a.test", state.scratch()))).await;
+    let new = tls_echo("NEW", server_config(&ca.issue("a.test", state.scratch()))).await;
+    let port = free_port();
+    control
+        .apply(&table(vec![route(
+            port,
+            Mode::L4,
+            Some("a.test"),
+            old.addr,
+        )]))
+        .await
+        .expect("apply");
+    let early = crate::support::clients::tcp(port).await;
+    // Let the proxy accept it before the switch.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    control
+        .apply(&table(vec![route(
+            port,
+            Mode::L4,
+            Some("a.test"),
+            new.addr,
+        )]))
+        .await
+        .expect("switch");
+    let active = control.active(&[old.addr]).await.expect("active");
+    assert_eq!(
+        active.get(&old.addr).copied(),
+        Some(0),
+        "nothing is on the old backend"
+    );
+    let name = rustls::pki_types::ServerName::try_from("a.test".to_owned()).expect("name");
+    let stream = tokio_rustls::TlsConnector::from(client_config(ca.roots(), &[]))
+        .connect(name, early)
+        .await
+        .expect("TLS through the early connection");
+    let mut lines = Lines::new(stream);
+    assert_eq!(lines.ask("hi").await, "NEW:hi");
+}
