@@ -33,6 +33,12 @@ use crate::listeners::{Backend, Port, PortConfig};
 const BACKEND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new connection may take to complete its first request's head. hyper's header
+/// timeout only starts once it knows the HTTP version, which it reads without a deadline.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 pings an idle client this often, and closes the connection when a ping goes
+/// unanswered this long: dead peers do not hold connections forever.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -63,7 +69,11 @@ impl Http {
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .keep_alive(true);
-        server.http2().timer(TokioTimer::new());
+        server
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(H2_KEEP_ALIVE))
+            .keep_alive_timeout(H2_KEEP_ALIVE);
         Self { client, server }
     }
 }
@@ -114,16 +124,29 @@ where
 {
     let http = Arc::clone(&conn.http);
     let port = conn.port.number();
+    let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::clone(&first_request);
     let service = service_fn(move |request| {
+        seen.store(true, std::sync::atomic::Ordering::Relaxed);
         let conn = Arc::clone(&conn);
         async move { Ok::<_, Infallible>(forward(request, &conn).await) }
     });
-    if let Err(err) = http
-        .server
-        .serve_connection_with_upgrades(io, service)
-        .await
-    {
-        debug!(port, error = %error_chain(&*err), "HTTP connection ended with an error");
+    let serving = http.server.serve_connection_with_upgrades(io, service);
+    // A client that never completes a first request is dropped (closing the connection);
+    // after that, hyper's per-request header timeout and HTTP/2 pings take over.
+    let idle = async {
+        tokio::time::sleep(FIRST_REQUEST_TIMEOUT).await;
+        if first_request.load(std::sync::atomic::Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serving => {
+            if let Err(err) = served {
+                debug!(port, error = %error_chain(&*err), "HTTP connection ended with an error");
+            }
+        }
+        () = idle => debug!(port, "no request within {FIRST_REQUEST_TIMEOUT:?}; connection closed"),
     }
 }
 

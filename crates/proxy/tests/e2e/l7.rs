@@ -226,3 +226,31 @@ async fn a_request_counts_until_its_body_is_finished() {
     assert_eq!(answer.body, "A");
     wait_active(&mut control, a.addr(), 0).await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_completes_a_request_is_disconnected() {
+    let state = StateDir::new();
+    let proxy = ProxyProcess::start(&state).await;
+    let mut control = proxy.client().await;
+    let a = http("A").await;
+    let port = free_port();
+    control
+        .apply(&table(vec![route(port, Mode::L7, None, a.addr())]))
+        .await
+        .expect("apply");
+    // One says nothing; one stops in the middle of HTTP/2's preface (before hyper knows
+    // the version, where its own header timeout does not run yet).
+    let mut silent = tcp(port).await;
+    let mut partial = tcp(port).await;
+    partial.write_all(b"PRI * HT").await.expect("write");
+    for (what, stream) in [("silent", &mut silent), ("partial preface", &mut partial)] {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: still open after 20 s"));
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "{what}: closed, got {read:?}"
+        );
+    }
+}
