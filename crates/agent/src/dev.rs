@@ -113,12 +113,7 @@ fn ensure_leaf(
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), DevError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err(dir))
+    pki::create_private_dir(dir).map_err(io_err(dir))
 }
 
 /// Writes `DIR/mcp.toml` for the address the agent actually listens on (atomically).

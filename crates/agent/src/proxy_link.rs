@@ -284,10 +284,5 @@ impl TrafficSwitch for ProxyLink {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), TrafficError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| err(format!("creating {}: {e}", dir.display())))
+    pki::create_private_dir(dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))
 }

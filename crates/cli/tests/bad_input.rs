@@ -144,3 +144,53 @@ fn unreachable_agent_exits_3() {
     ]);
     assert_eq!(run.code, 3, "{}", run.stderr);
 }
+
+#[test]
+fn bad_health_plan_history_and_rollback_input_exit_2_naming_what() {
+    let agent = Agent::start();
+    // A health field with a bad value: exit 2, file, line and field named, nothing deployed.
+    let name = unique("badhealth");
+    let body = format!(
+        "{}[components.health]\nhttp = \"/up\"\ninterval = \"soon\"\n",
+        routed_service(&name, &[None])
+    );
+    let def = agent.definition(&name, &body);
+    for verb in ["deploy", "plan"] {
+        let run = agent.mcp(&[verb, def.to_str().unwrap()]);
+        assert_eq!(run.code, 2, "{verb}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("components[0].health.interval")
+                && run.stderr.contains("duration \"soon\""),
+            "{verb}: {}",
+            run.stderr
+        );
+    }
+    assert!(containers_of(&name).is_empty());
+
+    // History and rollback of what does not exist, and a version that does not.
+    let run = agent.mcp(&["history", "nosuch"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("nosuch"), "{}", run.stderr);
+    let run = agent.mcp(&["history", "Bad_Name"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let def = agent.definition(&name, &routed_service(&name, &[None]));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    let run = agent.mcp(&["rollback", &name, "--to", "7"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no version 7 of service") && run.stderr.contains("(1 recorded)"),
+        "{}",
+        run.stderr
+    );
+    let run = agent.mcp(&["rollback", &name, "--to", "0"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--to"), "{}", run.stderr);
+    // Only one version: nothing earlier to roll back to.
+    let run = agent.mcp(&["rollback", &name]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        containers_of(&name).len(),
+        1,
+        "the running version is untouched"
+    );
+}

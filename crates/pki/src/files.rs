@@ -24,6 +24,15 @@ fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiErr
     file.sync_all().map_err(err)
 }
 
+/// Creates `dir` (and its parents) accessible by its owner only (keys, sockets, state).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// A new file readable by its owner only (private keys).
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     write_with_mode(path, contents, 0o600)

@@ -6,7 +6,7 @@
 
 mod files;
 
-pub use files::{write_private, write_public};
+pub use files::{create_private_dir, write_private, write_public};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,

@@ -129,6 +129,17 @@ fn wants_restart(policy: RestartPolicy, observation: &Observation) -> bool {
     }
 }
 
+/// Counts a restart at `now_ms` in `health` and sets the back-off before the next one,
+/// which it returns.
+pub(super) fn note_restart(health: &mut Health, policy: &BackoffPolicy, now_ms: i64) -> Duration {
+    health.restart_count += 1;
+    health.last_restart_at = Some(now_ms / 1000);
+    let delay = policy.delay_after(health.restart_count);
+    health.backoff_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    health.backoff_until = Some(now_ms.saturating_add(health.backoff_ms));
+    delay
+}
+
 pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -246,11 +257,7 @@ impl Deployer {
         if wants_restart(component.restart, observation) {
             if health.backoff_until.is_none_or(|until| now >= until) {
                 let outcome = self.revive(record, component, instance).await;
-                health.restart_count += 1;
-                health.last_restart_at = Some(now / 1000);
-                let delay = policy.delay_after(health.restart_count);
-                health.backoff_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                health.backoff_until = Some(now.saturating_add(health.backoff_ms));
+                let delay = note_restart(&mut health, policy, now);
                 let what = match observation {
                     Observation::Missing => "re-created".to_string(),
                     Observation::Exited { code, .. } => format!("restarted after exit code {code}"),

@@ -407,11 +407,7 @@ impl Deployer {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        health.restart_count += 1;
-        health.last_restart_at = Some(now_ms / 1000);
-        let delay = policy.delay_after(health.restart_count);
-        health.backoff_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-        health.backoff_until = Some(now_ms.saturating_add(health.backoff_ms));
+        super::heal::note_restart(&mut health, policy, now_ms);
         let detail = match &outcome {
             Ok(()) => format!(
                 "{name}: restarted because it was unhealthy (restart #{})",
