@@ -11,15 +11,44 @@ use crate::AgentError;
 use crate::convert;
 use crate::deployer::Deployer;
 use crate::node::NodeInspector;
+use runtime::{PodmanRuntime, RuntimeError};
 
 pub struct AgentApi {
     deployer: Arc<Deployer>,
     node: Arc<NodeInspector>,
+    /// Registry credentials of this node's pulls live in podman's auth file.
+    logins: Arc<PodmanRuntime>,
 }
 
 impl AgentApi {
-    pub fn new(deployer: Arc<Deployer>, node: Arc<NodeInspector>) -> Self {
-        Self { deployer, node }
+    pub fn new(
+        deployer: Arc<Deployer>,
+        node: Arc<NodeInspector>,
+        logins: Arc<PodmanRuntime>,
+    ) -> Self {
+        Self {
+            deployer,
+            node,
+            logins,
+        }
+    }
+}
+
+/// A registry as written in image references (`host[:port]`): it reaches podman's command
+/// line and auth file, so only host characters pass.
+fn check_registry(registry: &str) -> Result<(), Status> {
+    let ok = !registry.is_empty()
+        && registry.len() <= 255
+        && !registry.starts_with(['-', '.', ':'])
+        && registry
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "registry {registry:?} must be a host[:port] as written in image references"
+        )))
     }
 }
 
@@ -27,11 +56,15 @@ impl AgentApi {
 /// log; runtime errors carry the backend's own message, which the operator needs.
 fn status(err: AgentError) -> Status {
     match &err {
-        AgentError::InvalidSpec(_) => Status::invalid_argument(err.to_string()),
-        AgentError::WrongNode { .. } | AgentError::RuntimeUnavailable { .. } => {
-            Status::failed_precondition(err.to_string())
+        AgentError::InvalidSpec(_) | AgentError::BadRequest(_) => {
+            Status::invalid_argument(err.to_string())
         }
+        AgentError::WrongNode { .. }
+        | AgentError::RuntimeUnavailable { .. }
+        | AgentError::SecretInUse { .. } => Status::failed_precondition(err.to_string()),
+        AgentError::Seal(_) => Status::internal(err.to_string()),
         AgentError::ServiceNotFound(_)
+        | AgentError::SecretNotFound { .. }
         | AgentError::ComponentNotFound { .. }
         | AgentError::VersionNotFound { .. } => Status::not_found(err.to_string()),
         AgentError::Ports(_) => Status::resource_exhausted(err.to_string()),
@@ -258,5 +291,97 @@ impl Agent for AgentApi {
         Ok(Response::new(convert::node_to_wire(
             self.node.report().await,
         )))
+    }
+
+    async fn set_secret(
+        &self,
+        request: Request<pb::SetSecretRequest>,
+    ) -> Result<Response<pb::SecretInfo>, Status> {
+        let who = actor(&request, &request.get_ref().actor);
+        let req = request.into_inner();
+        let view = self
+            .deployer
+            .set_secret(&req.service, &req.name, &req.value, &who)
+            .map_err(status)?;
+        Ok(Response::new(convert::secret_to_wire(view)))
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        let views = self
+            .deployer
+            .list_secrets(&request.into_inner().service)
+            .map_err(status)?;
+        Ok(Response::new(pb::ListSecretsResponse {
+            secrets: views.into_iter().map(convert::secret_to_wire).collect(),
+        }))
+    }
+
+    async fn remove_secret(
+        &self,
+        request: Request<pb::RemoveSecretRequest>,
+    ) -> Result<Response<pb::RemoveSecretResponse>, Status> {
+        let who = actor(&request, &request.get_ref().actor);
+        let req = request.into_inner();
+        self.deployer
+            .remove_secret(&req.service, &req.name, &who)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RemoveSecretResponse {}))
+    }
+
+    async fn registry_login(
+        &self,
+        request: Request<pb::RegistryLoginRequest>,
+    ) -> Result<Response<pb::RegistryLoginResponse>, Status> {
+        let who = actor(&request, "");
+        let req = request.into_inner();
+        check_registry(&req.registry)?;
+        let bad_user = req.username.is_empty()
+            || req.username.len() > 255
+            || req.username.chars().any(|c| c.is_control() || c == ':');
+        if bad_user {
+            return Err(Status::invalid_argument(
+                "username must be 1 to 255 characters, without ':' or control characters",
+            ));
+        }
+        if req.password.is_empty() || req.password.contains(['\n', '\r']) {
+            return Err(Status::invalid_argument(
+                "the password must be non-empty and a single line",
+            ));
+        }
+        match self
+            .logins
+            .login(&req.registry, &req.username, req.password.as_bytes())
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(registry = %req.registry, username = %req.username, actor = %who, "registry login stored");
+                Ok(Response::new(pb::RegistryLoginResponse {}))
+            }
+            Err(e @ RuntimeError::LoginRefused { .. }) => {
+                Err(Status::permission_denied(e.to_string()))
+            }
+            Err(e) => Err(Status::aborted(format!(
+                "logging in to {}: {e}",
+                req.registry
+            ))),
+        }
+    }
+
+    async fn registry_logout(
+        &self,
+        request: Request<pb::RegistryLogoutRequest>,
+    ) -> Result<Response<pb::RegistryLogoutResponse>, Status> {
+        let req = request.into_inner();
+        check_registry(&req.registry)?;
+        let was_logged_in = self
+            .logins
+            .logout(&req.registry)
+            .await
+            .map_err(|e| Status::aborted(format!("logging out of {}: {e}", req.registry)))?;
+        Ok(Response::new(pb::RegistryLogoutResponse { was_logged_in }))
     }
 }

@@ -424,6 +424,7 @@ impl AgentConfig {
             run_args: self.podman.run_args.clone(),
             containers_conf: self.podman.containers_conf.clone(),
             insecure_registries: self.podman.insecure_registries.clone(),
+            auth_file: Some(self.registry_auth_path()),
         }
     }
 
@@ -436,6 +437,16 @@ impl AgentConfig {
 
     pub fn registry_path(&self) -> PathBuf {
         self.state_dir.join("registry.db")
+    }
+
+    /// Credentials of `mcp registry login`, for this node's pulls (podman's auth.json, 0600).
+    pub fn registry_auth_path(&self) -> PathBuf {
+        self.state_dir.join("registry-auth.json")
+    }
+
+    /// The key that seals secret values in the registry database (0600).
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.state_dir.join("secrets.key")
     }
 }
 

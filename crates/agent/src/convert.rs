@@ -113,6 +113,16 @@ pub fn stray_to_wire(s: StrayView) -> pb::StrayInstance {
     }
 }
 
+pub fn secret_to_wire(s: crate::deployer::SecretView) -> pb::SecretInfo {
+    pb::SecretInfo {
+        service: s.service,
+        name: s.name,
+        version: s.version,
+        set_at: s.set_at,
+        used_by: s.used_by,
+    }
+}
+
 pub fn event_to_wire(e: registry::EventRecord) -> pb::Event {
     pb::Event {
         id: e.id,

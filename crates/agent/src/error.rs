@@ -59,6 +59,21 @@ pub enum AgentError {
     },
     #[error("registry: {0}")]
     Registry(#[from] registry::RegistryError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("service {service} has no secret named {name} on this node")]
+    SecretNotFound { service: String, name: String },
+    #[error(
+        "secret {name} of service {service} is used by component(s) {components} of the \
+         deployed spec; deploy a spec without it (or undeploy the service) first"
+    )]
+    SecretInUse {
+        service: String,
+        name: String,
+        components: String,
+    },
+    #[error(transparent)]
+    Seal(#[from] crate::secret_box::SealError),
 }
 
 fn log_tail(lines: &[String]) -> String {

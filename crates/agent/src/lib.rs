@@ -13,6 +13,7 @@ pub mod node;
 pub mod ports;
 pub mod probe;
 pub mod proxy_link;
+pub mod secret_box;
 pub mod server;
 pub mod startup;
 pub mod traffic;

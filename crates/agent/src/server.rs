@@ -51,6 +51,7 @@ pub fn tls_config(tls: &ServerTls) -> Result<ServerTlsConfig, ServeError> {
 pub async fn serve(
     deployer: Arc<Deployer>,
     node: Arc<NodeInspector>,
+    logins: Arc<runtime::PodmanRuntime>,
     listener: TcpListener,
     tls: ServerTlsConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -65,7 +66,7 @@ pub async fn serve(
     let server = Server::builder()
         .tls_config(tls)
         .map_err(|e| ServeError::Tls(e.to_string()))?
-        .add_service(AgentServer::new(AgentApi::new(deployer, node)))
+        .add_service(AgentServer::new(AgentApi::new(deployer, node, logins)))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY, a response's last small write waits for the client's
             // delayed ACK: every other short call took ~40 ms longer (BENCHMARKS.md).

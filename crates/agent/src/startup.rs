@@ -32,6 +32,8 @@ pub struct Started {
     /// The node proxy, unless `[proxy] enabled = false`; its watchdog is the caller's.
     pub proxy: Option<Arc<ProxyLink>>,
     pub node: Arc<NodeInspector>,
+    /// The podman backend, which also keeps this node's registry logins.
+    pub podman: Arc<PodmanRuntime>,
     /// One line per operation a crash had interrupted, now finished or undone.
     pub recovered: Vec<String>,
 }
@@ -75,7 +77,11 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
         config.port_allocator(),
         config.stop_timeout(),
     )
-    .with_unikernels(unikernels);
+    .with_unikernels(unikernels)
+    .with_secrets(
+        crate::secret_box::SecretBox::load_or_create(&config.secrets_key_path())
+            .map_err(|e| StartError::Config(e.to_string()))?,
+    );
     let proxy = if config.proxy.enabled {
         let link = Arc::new(ProxyLink::new(
             proxy_settings(config).map_err(StartError::Config)?,
@@ -110,7 +116,7 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
                 ops: config.qemu.ops.clone(),
                 forced_accel: forced,
             },
-            podman,
+            Arc::clone(&podman),
             Arc::clone(&deployer),
         )
         .with_vms(vms.ok()),
@@ -126,6 +132,7 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
         deployer,
         proxy,
         node,
+        podman,
         recovered,
     })
 }

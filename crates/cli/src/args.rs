@@ -46,6 +46,13 @@ pub enum Command {
     /// Redeploy an earlier version of a service (default: the one before the current),
     /// replacing routed components without downtime as a deploy does.
     Rollback(RollbackArgs),
+    /// Secrets of a service, kept on its node and passed to components as environment
+    /// variables (`secrets = ["VAR", "VAR=NAME"]`); values are never shown.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Credentials the nodes use to pull from private registries.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Node commands.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -177,6 +184,70 @@ pub struct ServiceArgs {
     /// The node running the service (default: found from the definition or by asking).
     #[arg(short = 'n', long = "node")]
     pub node: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret (a new version) on the service's node. The value is read from stdin
+    /// (one trailing newline dropped) or from --from-file (exactly). Running components keep
+    /// the value they started with until the service is deployed again.
+    Set {
+        service: String,
+        name: String,
+        /// Read the value from this file instead of stdin.
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+        /// The node (default: the service's, else the only one).
+        #[arg(short = 'n', long = "node")]
+        node: Option<String>,
+    },
+    /// The service's secrets: names, versions, when each was set, who uses it. Never values.
+    #[command(alias = "ls")]
+    List {
+        service: String,
+        #[arg(short = 'n', long = "node")]
+        node: Option<String>,
+        /// Machine-readable output with stable field names.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret the deployed spec does not use.
+    #[command(alias = "remove")]
+    Rm {
+        service: String,
+        name: String,
+        #[arg(short = 'n', long = "node")]
+        node: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Check credentials with the registry and store them on the nodes (every node, or
+    /// -n NODE) for their pulls. The password is read from stdin.
+    Login {
+        /// The registry as written in image references: host[:port].
+        registry: String,
+        #[arg(short = 'u', long)]
+        username: String,
+        /// Read the password from stdin (the only way: never on a command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Only this node.
+        #[arg(short = 'n', long = "node", conflicts_with = "all")]
+        node: Option<String>,
+        /// Every node of the CLI config (the default).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Forget the nodes' credentials for a registry.
+    Logout {
+        registry: String,
+        #[arg(short = 'n', long = "node", conflicts_with = "all")]
+        node: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

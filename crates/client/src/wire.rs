@@ -4,7 +4,7 @@
 use mcp_proto::v1 as pb;
 use servicedef::{
     Component, ComponentName, HealthCheck, Probe, RestartPolicy, Route, RouteMode, RuntimeKind,
-    Service, ServiceName,
+    SecretEnv, Service, ServiceName,
 };
 
 /// A wire spec that does not make a valid domain spec; names the field.
@@ -80,6 +80,14 @@ fn component_from_wire(
             })
         })
         .collect::<Result<Vec<_>, WireError>>()?;
+    let secrets = c
+        .secrets
+        .iter()
+        .enumerate()
+        .map(|(j, entry)| {
+            SecretEnv::parse(entry).map_err(|e| invalid(&field(&format!("secrets[{j}]")), e))
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
     Ok(Component {
         name: ComponentName::new(c.name).map_err(|e| invalid(&field("name"), e))?,
         image: c.image,
@@ -88,6 +96,7 @@ fn component_from_wire(
         vcpus: if c.vcpus == 0 { 1 } else { c.vcpus },
         cmd: c.cmd,
         env: c.env,
+        secrets,
         volumes: c.volumes,
         ports: c.ports,
         network: opt(c.network),
@@ -170,6 +179,8 @@ pub fn service_to_wire(s: &Service) -> pb::ServiceSpec {
                     .collect(),
                 binary: c.binary.clone().unwrap_or_default(),
                 health: c.health.as_ref().map(health_to_wire),
+                // Versions are the node's business: the agent resolves them at deploy.
+                secrets: c.secrets.iter().map(SecretEnv::entry).collect(),
             })
             .collect(),
     }
@@ -185,7 +196,7 @@ mod tests {
         let text = "name = \"hello\"\nnode = \"local\"\nactive = false\npath = \"src\"\n\
             runtime = \"container\"\n[build.images]\nhello = \"Containerfile\"\n\
             [[components]]\nname = \"web\"\nimage = \"127.0.0.1:5000/hello:v1\"\nmemory_mb = 64\n\
-            vcpus = 2\ncmd = [\"serve\"]\nenv = [\"A=b\"]\nvolumes = [\"/a:/b\"]\n\
+            vcpus = 2\ncmd = [\"serve\"]\nenv = [\"A=b\"]\nsecrets = [\"DB\", \"TOKEN=api.token\"]\nvolumes = [\"/a:/b\"]\n\
             ports = [\"127.0.0.1:1234:80\"]\nrestart = \"always\"\n\
             [[components.routes]]\nname = \"rest\"\nport = 8443\nmode = \"l7\"\n\
             [components.health]\nhttp = \"/up\"\ninterval = \"3s\"\nretries = 5\n";

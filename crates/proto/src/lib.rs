@@ -4,3 +4,48 @@
 pub mod v1 {
     tonic::include_proto!("mcp.v1");
 }
+
+impl std::fmt::Debug for v1::SetSecretRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetSecretRequest")
+            .field("service", &self.service)
+            .field("name", &self.name)
+            .field("value", &format_args!("<{} bytes>", self.value.len()))
+            .field("actor", &self.actor)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for v1::RegistryLoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLoginRequest")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1;
+
+    #[test]
+    fn debug_output_never_shows_secret_values_or_passwords() {
+        let set = v1::SetSecretRequest {
+            service: "web".into(),
+            name: "DB".into(),
+            value: b"hunter2".to_vec(),
+            actor: "me".into(),
+        };
+        let login = v1::RegistryLoginRequest {
+            registry: "r.example".into(),
+            username: "alice".into(),
+            password: "hunter2".into(),
+        };
+        for shown in [format!("{set:?}"), format!("{login:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("104, 117"), "{shown}");
+        }
+    }
+}

@@ -13,6 +13,7 @@ mod open;
 mod pending;
 mod records;
 mod routes;
+mod secrets;
 mod services;
 mod state;
 mod time;
@@ -22,6 +23,7 @@ pub use health::Health;
 pub use pending::PendingOperation;
 pub use records::{ComponentRecord, EventRecord, ServiceRecord};
 pub use routes::{HostPorts, RouteKey, RouteRecord};
+pub use secrets::{SealedSecret, SecretRecord};
 pub use state::{DesiredState, ParseDesiredStateError};
 
 use std::path::{Path, PathBuf};

@@ -17,6 +17,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0003_component_routes.sql")),
     M::up(include_str!("../migrations/0004_monitor.sql")),
     M::up(include_str!("../migrations/0005_component_runtime.sql")),
+    M::up(include_str!("../migrations/0006_secrets.sql")),
 ];
 
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
@@ -60,7 +61,7 @@ mod tests {
             .unwrap();
         }
         let registry = crate::Registry::open(&db).unwrap();
-        assert_eq!(registry.schema_version().unwrap(), 5);
+        assert_eq!(registry.schema_version().unwrap(), 6);
         let copies: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

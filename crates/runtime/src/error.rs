@@ -12,6 +12,21 @@ pub enum RuntimeError {
     },
     #[error("image {image} is not available: {detail}")]
     ImageNotFound { image: String, detail: String },
+    #[error(
+        "registry {registry} refused to let this node pull {image} ({detail}); store \
+         credentials on the node with `mcp registry login {registry} -u USER --password-stdin`"
+    )]
+    PullDenied {
+        registry: String,
+        image: String,
+        detail: String,
+    },
+    #[error("registry {registry} refused the login of {username}: {detail}")]
+    LoginRefused {
+        registry: String,
+        username: String,
+        detail: String,
+    },
     #[error("{what} failed (exit {code}): {stderr}")]
     Command {
         what: String,

@@ -21,7 +21,8 @@ pub use qemu::{QemuConfig, QemuRuntime};
 pub use registry_client::{RegistryClient, RegistryError};
 pub use spec::{
     BuildSpec, ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE,
-    LABEL_SPEC_HASH, LogLine, LogStream, LogStreamKind, OutputSink, PortBinding,
+    LABEL_SPEC_HASH, LogLine, LogStream, LogStreamKind, OutputSink, PortBinding, SecretEnv,
+    SecretValue,
 };
 pub use tools::ToolVersion;
 
@@ -55,6 +56,12 @@ pub trait Runtime: Send + Sync {
     async fn restart(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
         self.stop(name, timeout).await?;
         self.start(name).await
+    }
+
+    /// Forgets stored secret versions of `service` (entries named `mcp.<service>.…`) other
+    /// than `keep`. Backends without a secret store have nothing to do.
+    async fn prune_secrets(&self, _service: &str, _keep: &[String]) -> Result<(), RuntimeError> {
+        Ok(())
     }
 
     /// Asks the instance to stop, forcing it after `timeout`. Stopped or gone counts as success.

@@ -36,6 +36,38 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     /// Unikernels: the program's path inside the image (default: its entrypoint).
     pub binary: Option<String>,
+    /// Secrets passed as environment variables, never through `env`.
+    pub secrets: Vec<SecretEnv>,
+}
+
+/// A secret's value: never printed (`Debug` shows its length only).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SecretValue(Vec<u8>);
+
+impl SecretValue {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretValue(<{} bytes>)", self.0.len())
+    }
+}
+
+/// One secret an instance receives as the environment variable `var`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretEnv {
+    pub var: String,
+    /// Names this version of the secret in the backend's own secret store (podman's):
+    /// `mcp.<service>.<secret>.<version>`, so a new version is a new entry.
+    pub handle: String,
+    pub value: SecretValue,
 }
 
 /// One image build: a Containerfile/Dockerfile, its context directory, the tags to give it.

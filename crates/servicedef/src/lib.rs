@@ -12,8 +12,10 @@ mod validate;
 pub use duration::parse_duration_ms;
 pub use model::{
     Component, ComponentName, HealthCheck, NameError, ParseEnumError, Probe, RestartPolicy, Route,
-    RouteMode, RuntimeKind, Service, ServiceName, SpecError,
+    RouteMode, RuntimeKind, SecretEnv, Service, ServiceName, SpecError,
 };
 pub use name::MAX_NAME_LEN;
 pub use parse::{DefinitionError, load_file, parse_str};
-pub use validate::{MAX_CONTAINER_NAME_LEN, validate_node_name};
+pub use validate::{
+    MAX_CONTAINER_NAME_LEN, MAX_SECRET_NAME_LEN, check_secret_name, validate_node_name,
+};

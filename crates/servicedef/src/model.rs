@@ -150,6 +150,46 @@ pub enum Probe {
     Tcp,
 }
 
+/// `secrets = ["VAR", "VAR=NAME"]`: the node's secret `NAME` (default: `VAR`) of the service,
+/// passed to the component as the environment variable `VAR`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretEnv {
+    pub var: String,
+    pub secret: String,
+    /// The secret's version on the node, filled in by the agent when it deploys (0 in a
+    /// definition): part of the spec hash, so a changed value replaces the component.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl SecretEnv {
+    /// `VAR` or `VAR=NAME`; both parts are checked by validation.
+    pub fn parse(entry: &str) -> Result<Self, String> {
+        let (var, secret) = entry.split_once('=').unwrap_or((entry, entry));
+        let parsed = Self {
+            var: var.to_string(),
+            secret: secret.to_string(),
+            version: 0,
+        };
+        parsed.check()?;
+        Ok(parsed)
+    }
+
+    /// The canonical `VAR=NAME` form (the wire's).
+    pub fn entry(&self) -> String {
+        format!("{}={}", self.var, self.secret)
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        crate::validate::env_var_name(&self.var)?;
+        crate::validate::check_secret_name(&self.secret)
+    }
+}
+
 /// `[components.health]`: how the agent tells that an instance is ready and stays healthy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
@@ -211,6 +251,10 @@ pub struct Component {
     pub cmd: Vec<String>,
     /// `KEY=VALUE` entries.
     pub env: Vec<String>,
+    /// Secrets passed as environment variables (values live on the node, never here). Left
+    /// out of the JSON when empty, so earlier components keep their spec hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretEnv>,
     /// `/host:/container[:opts]` mounts.
     pub volumes: Vec<String>,
     /// Legacy explicit mappings `[ip:]hostport:containerport[/tcp|udp]`.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::duration::parse_duration_ms;
 use crate::model::{
     Component, ComponentName, HealthCheck, Probe, RestartPolicy, Route, RouteMode, RuntimeKind,
-    Service, ServiceName, SpecError,
+    SecretEnv, Service, ServiceName, SpecError,
 };
 use crate::validate::{check_memory, check_port, check_vcpus};
 
@@ -46,6 +46,8 @@ struct RawComponent {
     cmd: Vec<String>,
     #[serde(default)]
     env: Vec<String>,
+    #[serde(default)]
+    secrets: Vec<String>,
     #[serde(default)]
     volumes: Vec<String>,
     #[serde(default)]
@@ -146,6 +148,14 @@ impl RawComponent {
             .health
             .map(|h| h.into_health(&field("health")))
             .transpose()?;
+        let secrets = self
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                SecretEnv::parse(s).map_err(|m| SpecError::new(field(&format!("secrets[{k}]")), m))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Component {
             name,
             image: self.image,
@@ -154,6 +164,7 @@ impl RawComponent {
             vcpus,
             cmd: self.cmd,
             env: self.env,
+            secrets,
             volumes: self.volumes,
             ports: self.ports,
             network: self.network,

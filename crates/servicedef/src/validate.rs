@@ -183,6 +183,15 @@ fn component(at: &str, c: &Component) -> Result<(), SpecError> {
             format!("duplicate env key \"{key}\""),
         )?;
     }
+    for (j, s) in c.secrets.iter().enumerate() {
+        let at = field(&format!("secrets[{j}]"));
+        s.check().map_err(|m| SpecError::new(&at, m))?;
+        let why = format!(
+            "secret variable \"{}\" is also an env key or another secret's",
+            s.var
+        );
+        ensure(env_keys.insert(s.var.as_str()), at, why)?;
+    }
     for (j, v) in c.volumes.iter().enumerate() {
         volume(v).map_err(|m| SpecError::new(field(&format!("volumes[{j}]")), m))?;
     }
@@ -235,6 +244,33 @@ fn env_key(entry: &str) -> Result<&str, String> {
     let Some((key, _)) = entry.split_once('=') else {
         return Err(format!("env entry \"{entry}\" must be KEY=VALUE"));
     };
+    env_var_name(key)?;
+    Ok(key)
+}
+
+/// The longest secret name: it becomes part of a podman secret's name.
+pub const MAX_SECRET_NAME_LEN: usize = 64;
+
+/// A secret's name: `[A-Za-z0-9_][A-Za-z0-9_.-]*`, at most 64 characters. It reaches podman
+/// command lines and secret names, so nothing option-like or path-like passes.
+pub fn check_secret_name(name: &str) -> Result<(), String> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if first_ok && rest_ok && name.len() <= MAX_SECRET_NAME_LEN {
+        Ok(())
+    } else {
+        Err(format!(
+            "secret name \"{name}\" must match [A-Za-z0-9_][A-Za-z0-9_.-]* and be at most \
+             {MAX_SECRET_NAME_LEN} characters"
+        ))
+    }
+}
+
+/// An environment variable's name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) fn env_var_name(key: &str) -> Result<(), String> {
     let mut bytes = key.bytes();
     let first_ok = bytes
         .next()
@@ -244,7 +280,7 @@ fn env_key(entry: &str) -> Result<&str, String> {
             "env key \"{key}\" must match [A-Za-z_][A-Za-z0-9_]*"
         ));
     }
-    Ok(key)
+    Ok(())
 }
 
 fn volume(spec: &str) -> Result<(), String> {

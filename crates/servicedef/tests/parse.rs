@@ -29,6 +29,7 @@ fn design_example_parses_into_expected_struct() {
             vcpus: 1,
             cmd: vec!["serve".into()],
             env: vec!["GREETING=hi".into()],
+            secrets: Vec::new(),
             volumes: vec!["/srv/hello:/srv/hello".into()],
             ports: vec!["127.0.0.1:48080:8080".into()],
             network: None,
@@ -166,7 +167,39 @@ fn env_volume_and_port_rules() {
         (PORTS, "ports     = [\"127.0.0.1:0:8080\"]", 17, 14, "components[0].ports[0]", "invalid port \"0\""),
         (PORTS, "ports     = [\"80:80\", \"300.1.1.1:1:2\"]", 17, 23, "components[0].ports[1]", "invalid IP"),
         (PORTS, "ports     = [\"80:80/sctp\"]", 17, 14, "components[0].ports[0]", "unknown protocol"),
+        (ENV, "env       = [\"A=1\"]\nsecrets = [\"A\"]", 16, 12, "components[0].secrets[0]", "also an env key"),
+        (ENV, "env       = [\"A=1\"]\nsecrets = [\"B\", \"B=OTHER\"]", 16, 17, "components[0].secrets[1]", "another secret's"),
+        (ENV, "env       = [\"A=1\"]\nsecrets = [\"1B\"]", 16, 12, "components[0].secrets[0]", "[A-Za-z_][A-Za-z0-9_]*"),
+        (ENV, "env       = [\"A=1\"]\nsecrets = [\"B=../x\"]", 16, 12, "components[0].secrets[0]", "secret name \"../x\""),
+        (ENV, "env       = [\"A=1\"]\nsecrets = [\"B=-x\"]", 16, 12, "components[0].secrets[0]", "secret name \"-x\""),
     ]);
+}
+
+#[test]
+fn secrets_name_a_variable_and_optionally_another_secret() {
+    let text = "name = \"s\"\nnode = \"n\"\n[[components]]\nname = \"web\"\nimage = \"i\"\n\
+                secrets = [\"DB_PASSWORD\", \"API_TOKEN=api.token-2\"]\n";
+    let service = servicedef::parse_str("t.toml", text).unwrap();
+    let pairs: Vec<(&str, &str, u64)> = service.components[0]
+        .secrets
+        .iter()
+        .map(|s| (s.var.as_str(), s.secret.as_str(), s.version))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("DB_PASSWORD", "DB_PASSWORD", 0),
+            ("API_TOKEN", "api.token-2", 0)
+        ]
+    );
+    // A version the agent fills in changes the spec hash; no secrets leaves it as before.
+    let mut resolved = service.components[0].clone();
+    resolved.secrets[0].version = 3;
+    assert_ne!(resolved.spec_hash(), service.components[0].spec_hash());
+    let mut plain = service.components[0].clone();
+    plain.secrets.clear();
+    let json = serde_json::to_string(&plain).unwrap();
+    assert!(!json.contains("secrets"), "{json}");
 }
 
 #[test]

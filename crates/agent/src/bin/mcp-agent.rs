@@ -175,7 +175,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for line in &started.recovered {
         tracing::warn!("recovered: {line}");
     }
-    let (deployer, node, proxy) = (started.deployer, started.node, started.proxy);
+    let (deployer, node, proxy, podman) = (
+        started.deployer,
+        started.node,
+        started.proxy,
+        started.podman,
+    );
     let tls = agent::server::tls_config(&config.tls)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -206,7 +211,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The monitor finishes the pass it is in, then stops.
         let _ = stop_tx.send(true);
     };
-    agent::server::serve(deployer, node, listener, tls, shutdown).await?;
+    agent::server::serve(deployer, node, podman, listener, tls, shutdown).await?;
     let _ = monitor.await;
     let _ = health.await;
     if let Some(watchdog) = watchdog {

@@ -53,6 +53,7 @@ impl Deployer {
             let mut container =
                 plan::container_spec(spec, component, host_ports, self.ports.bind_address());
             container.name = plan.instance_name(spec, component);
+            container.secrets = self.secret_envs(spec, component)?;
             self.runtime_for(component)?
                 .run(&container)
                 .await

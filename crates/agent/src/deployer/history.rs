@@ -113,6 +113,8 @@ impl Deployer {
     /// listing; changes nothing.
     pub async fn plan_deploy(&self, spec: &Service) -> Result<PlanView, AgentError> {
         self.admit(spec)?;
+        let resolved = self.resolve_secrets(spec.clone())?;
+        let spec = &resolved;
         let name = spec.name.as_str();
         self.check_public_claims(spec)?;
         let previous = self.registry(|r| r.service(name))?;

@@ -13,12 +13,14 @@ mod plan;
 mod ready;
 mod recover;
 mod routes;
+mod secrets;
 mod status;
 mod traffic;
 
 pub use heal::PassReport;
 pub use history::{ComponentPlanView, PlanView, VersionView};
 pub use ready::HealthView;
+pub use secrets::{MAX_SECRET_BYTES, SecretView};
 pub use status::{ComponentView, RouteView, ServiceView, StrayView};
 
 use registry::{Registry, ServiceRecord};
@@ -67,6 +69,8 @@ pub struct Deployer {
     pending_routes: tokio::sync::Mutex<BTreeMap<String, (Service, registry::HostPorts)>>,
     /// Health of running instances, kept by the health checker (not persisted).
     health_checks: Mutex<HashMap<(String, String), ready::CheckState>>,
+    /// Seals and opens secret values (the node key); `None` refuses secrets.
+    secrets: Option<crate::secret_box::SecretBox>,
 }
 
 impl Deployer {
@@ -91,6 +95,7 @@ impl Deployer {
             drain_timeout: Duration::from_secs(30),
             pending_routes: tokio::sync::Mutex::new(BTreeMap::new()),
             health_checks: Mutex::new(HashMap::new()),
+            secrets: None,
         }
     }
 

@@ -47,6 +47,7 @@ impl Deployer {
         self.admit(&spec)?;
         let name = spec.name.to_string();
         let _guard = self.lock_service(&name).await;
+        let spec = self.resolve_secrets(spec)?;
         self.check_public_claims(&spec)?;
         let previous = self.registry(|r| r.service(&name))?;
         // Components new or changed since the recorded spec will be created: their images
@@ -133,6 +134,7 @@ impl Deployer {
         }
         self.retire(&plan, &retiring).await;
         self.end_operation(&name);
+        self.prune_secrets(&name).await;
         let listing = if plan.retire.is_empty() {
             listing
         } else {
@@ -326,6 +328,9 @@ impl Deployer {
             .await;
         self.settle_traffic(name).await;
         self.sync_traffic().await;
+        if undeployed.is_ok() {
+            self.prune_secrets(name).await;
+        }
         undeployed
     }
 

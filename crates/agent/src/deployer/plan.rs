@@ -239,6 +239,8 @@ pub(crate) fn container_spec(
         vcpus: component.vcpus,
         labels,
         binary: component.binary.clone(),
+        // Values are the caller's to add (`Deployer::secret_envs`): planning reads no secret.
+        secrets: Vec::new(),
     }
 }
 

@@ -8,6 +8,8 @@ pub mod lifecycle;
 pub mod logs;
 pub mod node;
 pub mod plan;
+pub mod registry;
+pub mod secret;
 pub mod status;
 pub mod tls;
 
@@ -32,6 +34,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Plan(args) => plan::run(&load()?, args).await,
         Command::History(args) => history::history(&load()?, args).await,
         Command::Rollback(args) => history::rollback(&load()?, args).await,
+        Command::Secret(cmd) => secret::run(&load()?, cmd).await,
+        Command::Registry(cmd) => registry::run(&load()?, cmd).await,
         Command::Node(NodeCommand::Status { node, json }) => {
             node::status(&load()?, node.as_deref(), json).await
         }

@@ -438,15 +438,42 @@ impl Agent {
 
     /// Runs the CLI with another CLI config (e.g. one from `build_config`).
     pub fn mcp_with(&self, config: &Path, args: &[&str]) -> Run {
-        let out = Command::new(mcp_bin())
+        self.mcp_full(config, args, &[], None)
+    }
+
+    /// Runs the CLI with extra environment variables and, when given, `stdin` as its input.
+    pub fn mcp_full(
+        &self,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+    ) -> Run {
+        use std::io::Write;
+        let mut child = Command::new(mcp_bin())
             .args(args)
             .env("MCP_CONFIG", config)
             // The CLI's own podman (builds) needs the sandbox settings too.
             .env("CONTAINERS_CONF", containers_conf())
-            .stdin(Stdio::null())
-            .output()
+            .envs(env.iter().copied())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        Run::from(out)
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input).unwrap();
+        }
+        Run::from(child.wait_with_output().unwrap())
+    }
+
+    /// The agent's `--dev --dir` directory: its state (`state/`), keys and configs.
+    pub fn dev_dir(&self) -> PathBuf {
+        self.dir.path().join("agent")
     }
 
     /// Writes a definition into the test dir and remembers the service for cleanup.

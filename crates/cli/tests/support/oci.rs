@@ -26,18 +26,37 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// A registry that serves only `user` with `password` (htpasswd, bcrypt, Basic auth).
+    pub fn start_with_auth(user: &str, password: &str) -> Self {
+        Self::start_inner(Some((user, password)))
+    }
+
+    fn start_inner(auth: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            let htpasswd = dir.path().join("htpasswd");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (Debian package apache2-utils) must be installed");
+            assert!(out.status.success());
+            std::fs::write(&htpasswd, &out.stdout).unwrap();
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: mcp-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
@@ -53,7 +72,8 @@ impl Registry {
             child: Some(child),
         };
         let up = eventually(Duration::from_secs(15), || {
-            http_request(port, "GET", "/v2/", &[]).is_some_and(|(status, _)| status == 200)
+            http_request(port, "GET", "/v2/", &[])
+                .is_some_and(|(status, _)| status == 200 || (auth.is_some() && status == 401))
         });
         assert!(
             up,

@@ -34,6 +34,10 @@ pub(super) fn run_args(
         argv.push("--env-file".into());
         argv.push(path.to_string_lossy().into_owned());
     }
+    for secret in &spec.secrets {
+        argv.push("--secret".into());
+        argv.push(format!("{},type=env,target={}", secret.handle, secret.var));
+    }
     for volume in &spec.volumes {
         argv.push("--volume".into());
         argv.push(volume.clone());
@@ -90,9 +94,33 @@ pub(super) fn push_args(image: &str, insecure: bool) -> Vec<String> {
     with_tls_flag(vec!["push".into()], image, insecure)
 }
 
-/// `podman pull --quiet [--tls-verify=false] IMAGE`.
-pub(super) fn pull_args(image: &str, insecure: bool) -> Vec<String> {
-    with_tls_flag(vec!["pull".into(), "--quiet".into()], image, insecure)
+/// `podman pull --quiet [--authfile F] [--tls-verify=false] IMAGE`.
+pub(super) fn pull_args(image: &str, insecure: bool, auth_file: Option<&Path>) -> Vec<String> {
+    let mut argv = vec!["pull".to_string(), "--quiet".into()];
+    if let Some(file) = auth_file {
+        argv.push(format!("--authfile={}", file.display()));
+    }
+    with_tls_flag(argv, image, insecure)
+}
+
+/// `podman login --authfile F [--tls-verify=false] -u USER --password-stdin REGISTRY`.
+pub(super) fn login_args(
+    registry: &str,
+    username: &str,
+    insecure: bool,
+    auth_file: &Path,
+) -> Vec<String> {
+    let mut argv = vec![
+        "login".to_string(),
+        format!("--authfile={}", auth_file.display()),
+        format!("--username={username}"),
+        "--password-stdin".into(),
+    ];
+    if insecure {
+        argv.push("--tls-verify=false".into());
+    }
+    argv.push(registry.to_string());
+    argv
 }
 
 fn with_tls_flag(mut argv: Vec<String>, image: &str, insecure: bool) -> Vec<String> {
@@ -125,6 +153,11 @@ mod tests {
             vcpus: 1,
             labels: BTreeMap::from([("mcp.service".into(), "hello".into())]),
             binary: None,
+            secrets: vec![crate::SecretEnv {
+                var: "DB_PASSWORD".into(),
+                handle: "mcp.hello.db.3".into(),
+                value: crate::SecretValue::new(b"hunter2".to_vec()),
+            }],
         };
         let argv = run_args(
             &spec,
@@ -143,6 +176,8 @@ mod tests {
                 "mcp.service=hello",
                 "--env-file",
                 "/run/x/env",
+                "--secret",
+                "mcp.hello.db.3,type=env,target=DB_PASSWORD",
                 "--volume",
                 "/srv/a:/a",
                 "--publish",
@@ -201,7 +236,7 @@ mod tests {
             ["push", "--tls-verify=false", "127.0.0.1:5000/a:1"]
         );
         assert_eq!(
-            pull_args("127.0.0.1:5000/a:1", true),
+            pull_args("127.0.0.1:5000/a:1", true, None),
             [
                 "pull",
                 "--quiet",
@@ -210,8 +245,24 @@ mod tests {
             ]
         );
         assert_eq!(
-            pull_args("r.example/a:1", false),
-            ["pull", "--quiet", "r.example/a:1"]
+            pull_args("r.example/a:1", false, Some(Path::new("/s/auth.json"))),
+            [
+                "pull",
+                "--quiet",
+                "--authfile=/s/auth.json",
+                "r.example/a:1"
+            ]
+        );
+        assert_eq!(
+            login_args("127.0.0.1:5000", "alice", true, Path::new("/s/auth.json")),
+            [
+                "login",
+                "--authfile=/s/auth.json",
+                "--username=alice",
+                "--password-stdin",
+                "--tls-verify=false",
+                "127.0.0.1:5000"
+            ]
         );
     }
 

@@ -48,6 +48,43 @@ impl Podman {
         }
     }
 
+    /// `output` with `input` written to podman's stdin (secret values, passwords: never on
+    /// a command line, where any local user could read them from /proc).
+    pub(super) async fn output_with_input(
+        &self,
+        what: &str,
+        args: &[&str],
+        input: &[u8],
+    ) -> Result<String, RuntimeError> {
+        use tokio::io::AsyncWriteExt;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| self.unavailable(source))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A podman that exits before reading shows its reason on stderr, below.
+            if let Err(e) = stdin.write_all(input).await {
+                tracing::debug!(error = %e, what, "podman did not read its stdin");
+            }
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|source| self.unavailable(source))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(RuntimeError::Command {
+                what: what.to_string(),
+                code: out.status.code().unwrap_or(-1),
+                stderr: clean_stderr(&out.stderr),
+            })
+        }
+    }
+
     /// Runs a podman predicate (`image exists`, ...): exit 0 is true, 1 is false.
     pub(super) async fn succeeds(&self, args: &[&str]) -> Result<bool, RuntimeError> {
         let out = self.timed(args).await?;

@@ -31,6 +31,9 @@ pub struct PodmanConfig {
     /// Registries (`host[:port]`, as written in image references) spoken to over plain HTTP:
     /// `--tls-verify=false` for pull and push, `http://` for tag checks. Nothing else is.
     pub insecure_registries: Vec<String>,
+    /// Registry credentials for this node's pulls (`mcp registry login`), in podman's
+    /// auth.json format, owner-only. Used once it exists.
+    pub auth_file: Option<PathBuf>,
 }
 
 impl Default for PodmanConfig {
@@ -41,6 +44,7 @@ impl Default for PodmanConfig {
             run_args: Vec::new(),
             containers_conf: None,
             insecure_registries: Vec::new(),
+            auth_file: None,
         }
     }
 }
@@ -82,11 +86,41 @@ pub struct PodmanRuntime {
     podman: Podman,
     run_args: Vec<String>,
     registry: RegistryClient,
+    auth_file: Option<PathBuf>,
+}
+
+/// Prefix of the podman secrets mcp creates for `service`.
+fn secret_prefix(service: &str) -> String {
+    format!("mcp.{service}.")
+}
+
+/// Whether podman's error says the registry wants (other) credentials.
+fn is_auth_failure(stderr: &str) -> bool {
+    let lower = stderr.to_ascii_lowercase();
+    [
+        "unauthorized",
+        "authentication required",
+        "denied",
+        "invalid username/password",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
+/// The end of podman's error chain ("unauthorized: authentication required"), without the
+/// contexts wrapped around it.
+fn reason(stderr: &str) -> String {
+    let parts: Vec<&str> = stderr.trim().rsplitn(3, ": ").collect();
+    match parts.as_slice() {
+        [last, before, _] => format!("{before}: {last}"),
+        _ => stderr.trim().to_string(),
+    }
 }
 
 impl PodmanRuntime {
     pub fn new(config: PodmanConfig) -> Self {
         Self {
+            auth_file: config.auth_file.clone(),
             run_args: config.run_args.clone(),
             registry: RegistryClient::new(config.insecure_registries.clone()),
             podman: Podman::new(config),
@@ -100,6 +134,100 @@ impl PodmanRuntime {
             .ok()
             .and_then(|parsed| parsed.registry)
             .is_some_and(|registry| self.registry.is_insecure(&registry))
+    }
+
+    /// The node's auth file, when credentials were stored.
+    fn existing_auth_file(&self) -> Option<&std::path::Path> {
+        self.auth_file.as_deref().filter(|f| f.exists())
+    }
+
+    /// Checks `username`'s password with `registry` and stores the credentials in the node's
+    /// auth file (podman writes it 0600). The password goes through podman's stdin.
+    pub async fn login(
+        &self,
+        registry: &str,
+        username: &str,
+        password: &[u8],
+    ) -> Result<(), RuntimeError> {
+        let Some(auth_file) = &self.auth_file else {
+            return Err(RuntimeError::InvalidSpec {
+                name: registry.to_string(),
+                detail: "this node has no auth file configured".into(),
+            });
+        };
+        let argv = args::login_args(
+            registry,
+            username,
+            self.registry.is_insecure(registry),
+            auth_file,
+        );
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match self
+            .podman
+            .output_with_input(&format!("podman login {registry}"), &refs, password)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(RuntimeError::Command { stderr, .. }) if is_auth_failure(&stderr) => {
+                Err(RuntimeError::LoginRefused {
+                    registry: registry.to_string(),
+                    username: username.to_string(),
+                    detail: stderr,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Forgets the node's credentials for `registry`; false when it had none.
+    pub async fn logout(&self, registry: &str) -> Result<bool, RuntimeError> {
+        let Some(auth_file) = self.existing_auth_file() else {
+            return Ok(false);
+        };
+        let authfile = format!("--authfile={}", auth_file.display());
+        match self
+            .podman
+            .output(
+                &format!("podman logout {registry}"),
+                &["logout", &authfile, registry],
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(RuntimeError::Command { stderr, .. }) if stderr.contains("not logged into") => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores each secret version in podman's secret store unless it is there already (a
+    /// version's handle always names the same value).
+    async fn ensure_secrets(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        for secret in &spec.secrets {
+            let known = self
+                .podman
+                .output(
+                    &format!("podman secret inspect {}", secret.handle),
+                    &["secret", "inspect", "--format", "{{.ID}}", &secret.handle],
+                )
+                .await;
+            match known {
+                Ok(_) => continue,
+                Err(RuntimeError::Command { stderr, .. }) if stderr.contains("no such secret") => {}
+                Err(e) => return Err(e),
+            }
+            let service = spec.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
+            let label = format!("{LABEL_SERVICE}={service}");
+            self.podman
+                .output_with_input(
+                    &format!("podman secret create {}", secret.handle),
+                    &["secret", "create", "--label", &label, &secret.handle, "-"],
+                    secret.value.expose(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// `podman version`'s client version, for node status.
@@ -122,10 +250,20 @@ impl Runtime for PodmanRuntime {
         if self.podman.succeeds(&["image", "exists", image]).await? {
             return Ok(());
         }
-        let argv = args::pull_args(image, self.insecure(image));
+        let argv = args::pull_args(image, self.insecure(image), self.existing_auth_file());
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
         match self.podman.output("pull", &refs).await {
             Ok(_) => Ok(()),
+            Err(RuntimeError::Command { stderr, .. }) if is_auth_failure(&stderr) => {
+                Err(RuntimeError::PullDenied {
+                    registry: ImageRef::parse(image)
+                        .ok()
+                        .and_then(|parsed| parsed.registry)
+                        .unwrap_or_else(|| "docker.io".into()),
+                    image: image.to_string(),
+                    detail: reason(&stderr),
+                })
+            }
             Err(RuntimeError::Command { stderr, .. }) => Err(RuntimeError::ImageNotFound {
                 image: image.to_string(),
                 detail: stderr,
@@ -137,6 +275,7 @@ impl Runtime for PodmanRuntime {
     async fn run(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         // The environment goes through a 0600 file that exists only while podman reads it.
         let env_file = write_env_file(&spec.env)?;
+        self.ensure_secrets(spec).await?;
         let argv = args::run_args(spec, &self.run_args, env_file.as_ref().map(|f| f.path()))?;
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
         let id = self
@@ -177,6 +316,25 @@ impl Runtime for PodmanRuntime {
             )
             .await
             .map(drop)
+    }
+
+    async fn prune_secrets(&self, service: &str, keep: &[String]) -> Result<(), RuntimeError> {
+        let out = self
+            .podman
+            .output(
+                "podman secret ls",
+                &["secret", "ls", "--format", "{{.Name}}"],
+            )
+            .await?;
+        let prefix = secret_prefix(service);
+        for name in out.lines().map(str::trim) {
+            if name.starts_with(&prefix) && !keep.iter().any(|k| k == name) {
+                self.podman
+                    .output(&format!("podman secret rm {name}"), &["secret", "rm", name])
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {

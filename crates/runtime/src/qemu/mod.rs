@@ -464,7 +464,15 @@ impl Runtime for QemuRuntime {
         // The VM's config carries its environment (secrets, perhaps): owner-only, like images.
         private_dir(&vm.dir).map_err(io_err(vm.dir.display()))?;
         let result = async {
-            let config = OpsConfig::new(&spec.cmd, &spec.env, memory_mb, spec.vcpus);
+            // A VM has no secret store: its secrets are baked into its image with its
+            // environment, both owner-only and removed with the VM.
+            let mut env = spec.env.clone();
+            for secret in &spec.secrets {
+                let value = std::str::from_utf8(secret.value.expose())
+                    .map_err(|_| invalid(format!("secret {} is not UTF-8 text", secret.var)))?;
+                env.push(format!("{}={value}", secret.var));
+            }
+            let config = OpsConfig::new(&spec.cmd, &env, memory_mb, spec.vcpus);
             let json = serde_json::to_string_pretty(&config).map_err(|e| invalid(e.to_string()))?;
             write_private(&vm.config_json(), json.as_bytes())
                 .map_err(io_err(vm.config_json().display()))?;

@@ -1,5 +1,5 @@
-//! `WWW-Authenticate` challenges (RFC 7235 auth-params) and the anonymous token request a
-//! Bearer challenge asks for (the distribution "token authentication" flow).
+//! `WWW-Authenticate` challenges (RFC 7235 auth-params) and the token request a Bearer
+//! challenge asks for (the distribution "token authentication" flow).
 
 /// What a registry's 401 asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,12 +10,15 @@ pub(crate) enum Challenge {
         service: Option<String>,
         scope: Option<String>,
     },
-    /// Any other scheme (e.g. `Basic`): needs credentials mcp does not send.
+    /// Send the credentials themselves (RFC 7617); `realm` only names the protection space.
+    Basic { realm: Option<String> },
+    /// Any other scheme (e.g. `Negotiate`): one mcp does not speak.
     Other(String),
 }
 
-/// Parses one challenge: `Bearer realm="...",service="...",scope="..."`. Quoted values may
-/// hold commas (`scope="repository:a:pull,push"`) and backslash escapes.
+/// Parses one challenge: `Bearer realm="...",service="...",scope="..."` or
+/// `Basic realm="..."`. Quoted values may hold commas (`scope="repository:a:pull,push"`) and
+/// backslash escapes.
 pub(crate) fn parse(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, params) = header
@@ -24,16 +27,27 @@ pub(crate) fn parse(header: &str) -> Option<Challenge> {
     if scheme.is_empty() {
         return None;
     }
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let bearer = scheme.eq_ignore_ascii_case("bearer");
+    if !bearer && !scheme.eq_ignore_ascii_case("basic") {
         return Some(Challenge::Other(scheme.to_string()));
     }
-    let params = auth_params(params)?;
+    // Basic needs no parameter, so odd ones do not make it unusable.
+    let params = match auth_params(params) {
+        Some(params) => params,
+        None if !bearer => Vec::new(),
+        None => return None,
+    };
     let get = |key: &str| {
         params
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v.clone())
     };
+    if !bearer {
+        return Some(Challenge::Basic {
+            realm: get("realm"),
+        });
+    }
     Some(Challenge::Bearer {
         realm: get("realm")?,
         service: get("service"),
@@ -167,10 +181,27 @@ mod tests {
     }
 
     #[test]
-    fn other_schemes_and_malformed_challenges() {
+    fn basic_other_schemes_and_malformed_challenges() {
         assert_eq!(
             parse(r#"Basic realm="Registry Realm""#),
-            Some(Challenge::Other("Basic".into()))
+            Some(Challenge::Basic {
+                realm: Some("Registry Realm".into())
+            })
+        );
+        assert_eq!(
+            parse(r#"basic realm="r", charset="UTF-8""#),
+            Some(Challenge::Basic {
+                realm: Some("r".into())
+            })
+        );
+        assert_eq!(parse("Basic"), Some(Challenge::Basic { realm: None }));
+        assert_eq!(
+            parse(r#"Basic realm="unterminated"#),
+            Some(Challenge::Basic { realm: None })
+        );
+        assert_eq!(
+            parse("Negotiate abc"),
+            Some(Challenge::Other("Negotiate".into()))
         );
         assert_eq!(parse(""), None);
         assert_eq!(parse("Bearer service=\"x\""), None, "no realm");

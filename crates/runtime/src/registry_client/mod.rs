@@ -1,17 +1,22 @@
 //! A minimal OCI distribution API client: "does this registry hold this tag?", asked with a
-//! HEAD of the manifest, following an anonymous Bearer-token challenge. Plain HTTP only for
+//! HEAD of the manifest. A 401 is answered with the operator's registry credentials (those
+//! `podman login` stores, see `credentials.rs`): directly for a Basic challenge, through the
+//! token endpoint for a Bearer one (anonymously when there are none). Plain HTTP only for
 //! registries configured insecure; HTTPS (system trust store) for every other one.
 
 mod challenge;
+pub mod credentials;
 mod transport;
 
 use http::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderName, Method, StatusCode};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::ImageRef;
 use challenge::Challenge;
+pub use credentials::{AuthEnv, Credentials};
 
 /// Every manifest kind a tag may point at: OCI and Docker v2, single-platform and index.
 /// Without them a registry may answer 404 for a tag whose manifest is of another kind.
@@ -20,6 +25,7 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.v2+json, \
      application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// No variant ever holds a password or an `Authorization` value.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{image} names no registry host (a local-only image)")]
@@ -32,10 +38,13 @@ pub enum RegistryError {
     Timeout { url: String, after: Duration },
     #[error("{url} answered {status}")]
     Status { url: String, status: StatusCode },
-    #[error("registry {registry} refused anonymous access: {detail}")]
+    /// `detail` reads on from the registry's name ("requires credentials and ...").
+    #[error("registry {registry} {detail}")]
     Auth { registry: String, detail: String },
     #[error("cannot set up TLS: {detail}")]
     Tls { detail: String },
+    #[error("cannot read registry credentials from {}: {detail}", path.display())]
+    Credentials { path: PathBuf, detail: String },
 }
 
 /// Asks registries about manifests. `insecure` lists `host[:port]` entries spoken to over plain
@@ -43,6 +52,9 @@ pub enum RegistryError {
 #[derive(Debug, Default)]
 pub struct RegistryClient {
     insecure: Vec<String>,
+    /// Where credentials are looked for; `None`: the process environment, read at each
+    /// lookup, so a `podman login` while mcp runs is seen.
+    auth_env: Option<AuthEnv>,
     tls: OnceLock<Arc<rustls::ClientConfig>>,
 }
 
@@ -50,8 +62,15 @@ impl RegistryClient {
     pub fn new(insecure: Vec<String>) -> Self {
         Self {
             insecure,
+            auth_env: None,
             tls: OnceLock::new(),
         }
+    }
+
+    /// Looks credentials up in `env` instead of the process environment.
+    pub fn with_auth_env(mut self, env: AuthEnv) -> Self {
+        self.auth_env = Some(env);
+        self
     }
 
     /// Whether `registry` (`host[:port]`) is configured insecure: plain HTTP, no TLS checks.
@@ -79,21 +98,8 @@ impl RegistryClient {
         );
         let response = self.head_manifest(&url, None).await?;
         let response = if response.status == StatusCode::UNAUTHORIZED {
-            let token = self
-                .token_for(registry, &repository, &response.headers)
-                .await?;
-            let retried = self.head_manifest(&url, Some(&token)).await?;
-            if retried.status == StatusCode::UNAUTHORIZED || retried.status == StatusCode::FORBIDDEN
-            {
-                return Err(RegistryError::Auth {
-                    registry: registry.to_string(),
-                    detail: format!(
-                        "an anonymous token does not allow reading {repository} \
-                         (it may need credentials)"
-                    ),
-                });
-            }
-            retried
+            self.authenticated_head(registry, &repository, &url, &response.headers)
+                .await?
         } else {
             response
         };
@@ -104,55 +110,117 @@ impl RegistryClient {
         }
     }
 
+    /// Answers a 401 (whose `headers` hold the challenge): looks the credentials up, then
+    /// retries once, with them (Basic) or with a token obtained with them (Bearer).
+    async fn authenticated_head(
+        &self,
+        registry: &str,
+        repository: &str,
+        url: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<transport::Response, RegistryError> {
+        let challenge = read_challenge(registry, headers)?;
+        // Looked up only now: public images never need them, and a lookup may run a helper.
+        let env = self.auth_env.clone().unwrap_or_else(AuthEnv::from_process);
+        let credentials = credentials::lookup_in(&env, registry).await?;
+        let denied = || self.denied(&env, registry, repository, credentials.as_ref());
+        let authorization = match challenge {
+            Challenge::Basic { .. } => credentials
+                .as_ref()
+                .ok_or_else(denied)?
+                .basic_authorization(),
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => {
+                let url =
+                    challenge::token_url(&realm, service.as_deref(), scope.as_deref(), repository);
+                let token = self
+                    .token(registry, &url, credentials.as_ref(), denied)
+                    .await?;
+                format!("Bearer {token}")
+            }
+            Challenge::Other(scheme) => {
+                return Err(auth_error(
+                    registry,
+                    format!("asks for {scheme} authentication, which mcp does not support"),
+                ));
+            }
+        };
+        let retried = self.head_manifest(url, Some(&authorization)).await?;
+        if retried.status == StatusCode::UNAUTHORIZED || retried.status == StatusCode::FORBIDDEN {
+            return Err(denied());
+        }
+        Ok(retried)
+    }
+
+    /// `authorization` is a whole `Authorization` header value.
     async fn head_manifest(
         &self,
         url: &str,
-        token: Option<&str>,
+        authorization: Option<&str>,
     ) -> Result<transport::Response, RegistryError> {
         let mut headers = manifest_headers();
-        if let Some(token) = token {
-            headers.push((AUTHORIZATION, format!("Bearer {token}")));
+        if let Some(value) = authorization {
+            headers.push((AUTHORIZATION, value.to_string()));
         }
         transport::send(|| self.tls(), Method::HEAD, url, &headers).await
     }
 
-    /// Follows a 401's Bearer challenge: fetches an anonymous token from its realm.
-    async fn token_for(
+    /// Fetches a token from the Bearer challenge's token endpoint `url`, sending the
+    /// credentials (if any) with the Basic scheme, as the distribution token flow expects.
+    async fn token(
         &self,
         registry: &str,
-        repository: &str,
-        headers: &http::HeaderMap,
+        url: &str,
+        credentials: Option<&Credentials>,
+        denied: impl FnOnce() -> RegistryError,
     ) -> Result<String, RegistryError> {
-        let auth = |detail: String| RegistryError::Auth {
-            registry: registry.to_string(),
-            detail,
-        };
-        let header = headers
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| auth("401 without a WWW-Authenticate challenge".into()))?;
-        let (realm, service, scope) = match challenge::parse(header) {
-            Some(Challenge::Bearer {
-                realm,
-                service,
-                scope,
-            }) => (realm, service, scope),
-            Some(Challenge::Other(scheme)) => {
-                return Err(auth(format!(
-                    "it asks for {scheme} credentials, which mcp does not send"
-                )));
-            }
-            None => return Err(auth(format!("unreadable challenge {header:?}"))),
-        };
-        let url = challenge::token_url(&realm, service.as_deref(), scope.as_deref(), repository);
-        let response = transport::send(|| self.tls(), Method::GET, &url, &[]).await?;
-        if response.status != StatusCode::OK {
-            return Err(auth(format!(
-                "token endpoint {url} answered {}",
-                response.status
-            )));
+        let headers: Vec<(HeaderName, String)> = credentials
+            .map(|c| (AUTHORIZATION, c.basic_authorization()))
+            .into_iter()
+            .collect();
+        let response = transport::send(|| self.tls(), Method::GET, url, &headers).await?;
+        match response.status {
+            StatusCode::OK => parse_token(&response.body)
+                .ok_or_else(|| auth_error(registry, format!("gave no token at {url}"))),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(denied()),
+            status => Err(auth_error(
+                registry,
+                format!("answered {status} at its token endpoint {url}"),
+            )),
         }
-        parse_token(&response.body).ok_or_else(|| auth(format!("no token in the answer of {url}")))
+    }
+
+    /// The error for access refused after the credentials (or their absence) were tried:
+    /// names where they came from, or where none were found, and the `podman login` to run.
+    fn denied(
+        &self,
+        env: &AuthEnv,
+        registry: &str,
+        repository: &str,
+        credentials: Option<&Credentials>,
+    ) -> RegistryError {
+        // podman login speaks HTTPS unless told otherwise, as mcp does.
+        let login = if self.is_insecure(registry) {
+            format!("podman login --tls-verify=false {registry}")
+        } else {
+            format!("podman login {registry}")
+        };
+        let detail = match credentials {
+            None => format!(
+                "requires credentials and none were found for it (looked in {}): \
+                 log in with `{login}`",
+                env.describe_files()
+            ),
+            Some(c) => format!(
+                "refused the credentials of user {} (from {}) for {repository}: \
+                 log in again with `{login}`",
+                c.username, c.source
+            ),
+        };
+        auth_error(registry, detail)
     }
 
     /// The TLS client configuration, built on first HTTPS use: an insecure-only setup never
@@ -163,6 +231,28 @@ impl RegistryClient {
         }
         let config = Arc::new(tls_config()?);
         Ok(Arc::clone(self.tls.get_or_init(|| config)))
+    }
+}
+
+/// The challenge of a 401's `WWW-Authenticate` header.
+fn read_challenge(registry: &str, headers: &http::HeaderMap) -> Result<Challenge, RegistryError> {
+    let header = headers
+        .get(WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            auth_error(
+                registry,
+                "answered 401 without a WWW-Authenticate challenge".into(),
+            )
+        })?;
+    challenge::parse(header)
+        .ok_or_else(|| auth_error(registry, format!("sent an unreadable challenge {header:?}")))
+}
+
+fn auth_error(registry: &str, detail: String) -> RegistryError {
+    RegistryError::Auth {
+        registry: registry.to_string(),
+        detail,
     }
 }
 
