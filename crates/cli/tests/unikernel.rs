@@ -33,7 +33,21 @@ fn vm_state(agent: &Agent, instance: &str) -> std::path::PathBuf {
 fn a_vm_and_a_container_serve_side_by_side_through_their_whole_life() {
     let agent = Agent::start_unikernel(&[], "");
     let name = unique("mixed");
-    let def = agent.definition(&name, &mixed(&name));
+    // The VM also gets a secret, through its image config (a VM has no secret store).
+    let body = mixed(&name).replace(
+        "\"HELLO_NAME=vm\"]\n",
+        "\"HELLO_NAME=vm\"]\nsecrets = [\"VM_TOKEN\"]\n",
+    );
+    let def = agent.definition(&name, &body);
+    let token = format!("vm-token-{}", unique("v"));
+    agent
+        .mcp_full(
+            &agent.config(),
+            &["secret", "set", &name, "VM_TOKEN"],
+            &[],
+            Some(token.as_bytes()),
+        )
+        .ok();
     let run = agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
     assert!(run.stdout.contains("created: web, vm"), "{}", run.stdout);
 
@@ -60,6 +74,7 @@ fn a_vm_and_a_container_serve_side_by_side_through_their_whole_life() {
         env.contains(&format!("PORT={vm_port}\n")),
         "route variable baked in: {env}"
     );
+    assert!(env.contains(&format!("VM_TOKEN={token}\n")), "{env}");
     let table = agent.mcp(&["status", &name]).ok().stdout;
     assert!(table.contains("unikernel (tcg)"), "{table}");
 
@@ -85,6 +100,11 @@ fn a_vm_and_a_container_serve_side_by_side_through_their_whole_life() {
             0o600,
             "its env is private"
         );
+        let image = agent
+            .dir
+            .path()
+            .join(format!("agent/state/images/{instance}.img"));
+        assert_eq!(mode(&image), 0o600, "its image holds the secret: private");
     }
     assert_eq!(qemu_processes(&instance).len(), 1);
 

@@ -488,9 +488,19 @@ impl Runtime for QemuRuntime {
             phase.done();
             private_dir(&self.images_dir()).map_err(io_err(self.images_dir().display()))?;
             let image = self.images_dir().join(format!("{}.img", spec.name));
+            // The image holds the environment and secrets: owner-only, and no copy is left
+            // in ops's directory.
             std::fs::rename(&built, &image)
-                .or_else(|_| std::fs::copy(&built, &image).map(drop))
+                .or_else(|_| {
+                    std::fs::copy(&built, &image)?;
+                    std::fs::remove_file(&built)
+                })
                 .map_err(io_err(image.display()))?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io_err(image.display()))?;
+            }
             let argv = qemu_argv(&VmLaunch {
                 name: &spec.name,
                 image: &image,
