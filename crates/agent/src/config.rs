@@ -263,11 +263,11 @@ fn default_accelerator() -> String {
 }
 
 fn default_boot_timeout_ms() -> u64 {
-    60_000
+    32_000
 }
 
 fn default_powerdown_timeout_ms() -> u64 {
-    10_000
+    20_000
 }
 
 /// How often the monitor looks and how it backs off restarts.
@@ -315,7 +315,7 @@ fn default_interval_ms() -> u64 {
 }
 
 fn default_backoff_base_ms() -> u64 {
-    10_000
+    20_000
 }
 
 fn default_backoff_max_ms() -> u64 {
@@ -350,11 +350,11 @@ impl Default for PortsSection {
 }
 
 fn default_range_start() -> u16 {
-    10_000
+    20_000
 }
 
 fn default_range_end() -> u16 {
-    60_000
+    32_000
 }
 
 fn default_bind() -> IpAddr {

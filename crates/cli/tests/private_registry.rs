@@ -93,19 +93,16 @@ fn private_registry_needs_credentials_on_both_sides_and_says_which() {
     assert!(containers_of(&name).is_empty());
 
     // A wrong password is refused by the registry, through the agent; nothing is stored.
-    let run = agent.mcp_full(
-        &config,
-        &[
-            "registry",
-            "login",
-            &registry.host(),
-            "-u",
-            "alice",
-            "--password-stdin",
-        ],
-        &[],
-        Some(b"not-the-password\n"),
-    );
+    let host = registry.host();
+    let login_args = [
+        "registry",
+        "login",
+        &host,
+        "-u",
+        "alice",
+        "--password-stdin",
+    ];
+    let run = agent.mcp_full(&config, &login_args, &[], Some(b"not-the-password\n"));
     outputs.push_str(&(run.stdout.clone() + &run.stderr));
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
@@ -117,19 +114,8 @@ fn private_registry_needs_credentials_on_both_sides_and_says_which() {
     assert!(!stored.exists(), "a refused login stores nothing");
 
     // The right one is stored (0600) and the node pulls an image it does not have.
-    let run = agent.mcp_full(
-        &config,
-        &[
-            "registry",
-            "login",
-            &registry.host(),
-            "-u",
-            "alice",
-            "--password-stdin",
-        ],
-        &[],
-        Some(format!("{password}\n").as_bytes()),
-    );
+    let right = format!("{password}\n");
+    let run = agent.mcp_full(&config, &login_args, &[], Some(right.as_bytes()));
     outputs.push_str(&(run.stdout.clone() + &run.stderr));
     assert_eq!(run.code, 0, "{}", run.stderr);
     use std::os::unix::fs::PermissionsExt;

@@ -37,7 +37,7 @@ struct Args {
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
     /// Host ports for routes, for --dev: START-END.
-    #[arg(long, value_parser = parse_range, default_value = "10000-60000")]
+    #[arg(long, value_parser = parse_range, default_value = "20000-32000")]
     port_range: (u16, u16),
     /// Monitor interval for --dev, in milliseconds.
     #[arg(long, default_value_t = 5_000)]
@@ -71,7 +71,7 @@ enum AgentCommand {
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s
         .split_once('-')
-        .ok_or("expected START-END, e.g. 10000-60000")?;
+        .ok_or("expected START-END, e.g. 20000-32000")?;
     let start: u16 = a.trim().parse().map_err(|e| format!("start {a:?}: {e}"))?;
     let end: u16 = b.trim().parse().map_err(|e| format!("end {b:?}: {e}"))?;
     if start == 0 || start > end {

@@ -2,11 +2,15 @@
 //! each agent (its podman auth file, 0600) after the registry accepted them.
 
 use mcp_proto::v1 as pb;
+use std::future::Future;
 use std::io::{IsTerminal, Read};
+use tonic::transport::Channel;
 
 use crate::args::RegistryCommand;
 use crate::context::Context;
 use crate::{CliError, ExitCode};
+
+type Client = mcp_proto::v1::agent_client::AgentClient<Channel>;
 
 /// The password from stdin, without its trailing newline (as `podman login --password-stdin`).
 fn read_password() -> Result<String, CliError> {
@@ -29,71 +33,68 @@ fn read_password() -> Result<String, CliError> {
     Ok(password)
 }
 
-/// Every node, or the one named. Results are reported per node; the first failure's code is
-/// the exit code.
+/// Runs `call` on every node (or the one named), one after the other, printing what each
+/// answered; the first failure's exit code is the command's.
+async fn on_nodes<F, Fut>(ctx: &Context, only: Option<&str>, call: F) -> Result<ExitCode, CliError>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = Result<String, tonic::Status>>,
+{
+    let mut failure: Option<ExitCode> = None;
+    for node in ctx.nodes(only)? {
+        let answer = match ctx.connect(&node).await {
+            Ok(client) => call(client)
+                .await
+                .map_err(|s| CliError::from_status(&node.name, &s)),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(line) => println!("node {}: {line}", node.name),
+            Err(e) => {
+                eprintln!("mcp: {e}");
+                failure.get_or_insert(e.code);
+            }
+        }
+    }
+    Ok(failure.unwrap_or(ExitCode::Ok))
+}
+
 pub async fn run(ctx: &Context, cmd: RegistryCommand) -> Result<ExitCode, CliError> {
     match cmd {
         RegistryCommand::Login {
             registry,
             username,
-            password_stdin: _,
             node,
-            all: _,
+            ..
         } => {
             let password = read_password()?;
-            let mut failure: Option<CliError> = None;
-            for node in ctx.nodes(node.as_deref())? {
-                let result = async {
-                    let mut client = ctx.connect(&node).await?;
-                    client
-                        .registry_login(pb::RegistryLoginRequest {
-                            registry: registry.clone(),
-                            username: username.clone(),
-                            password: password.clone(),
-                        })
-                        .await
-                        .map_err(|s| CliError::from_status(&node.name, &s))
-                }
-                .await;
-                match result {
-                    Ok(_) => println!("node {}: logged in to {registry} as {username}", node.name),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        failure.get_or_insert(e);
-                    }
-                }
-            }
-            failure.map_or(Ok(ExitCode::Ok), |e| Ok(e.code))
+            on_nodes(ctx, node.as_deref(), |mut client| {
+                let request = pb::RegistryLoginRequest {
+                    registry: registry.clone(),
+                    username: username.clone(),
+                    password: password.clone(),
+                };
+                let done = format!("logged in to {registry} as {username}");
+                async move { client.registry_login(request).await.map(|_| done) }
+            })
+            .await
         }
-        RegistryCommand::Logout {
-            registry,
-            node,
-            all: _,
-        } => {
-            let mut failure: Option<CliError> = None;
-            for node in ctx.nodes(node.as_deref())? {
-                let result = async {
-                    let mut client = ctx.connect(&node).await?;
-                    client
-                        .registry_logout(pb::RegistryLogoutRequest {
-                            registry: registry.clone(),
-                        })
-                        .await
-                        .map_err(|s| CliError::from_status(&node.name, &s))
+        RegistryCommand::Logout { registry, node, .. } => {
+            on_nodes(ctx, node.as_deref(), |mut client| {
+                let request = pb::RegistryLogoutRequest {
+                    registry: registry.clone(),
+                };
+                let registry = registry.clone();
+                async move {
+                    let answer = client.registry_logout(request).await?;
+                    Ok(if answer.get_ref().was_logged_in {
+                        format!("logged out of {registry}")
+                    } else {
+                        format!("was not logged in to {registry}")
+                    })
                 }
-                .await;
-                match result {
-                    Ok(response) if response.get_ref().was_logged_in => {
-                        println!("node {}: logged out of {registry}", node.name);
-                    }
-                    Ok(_) => println!("node {}: was not logged in to {registry}", node.name),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        failure.get_or_insert(e);
-                    }
-                }
-            }
-            failure.map_or(Ok(ExitCode::Ok), |e| Ok(e.code))
+            })
+            .await
         }
     }
 }

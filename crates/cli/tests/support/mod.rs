@@ -466,7 +466,10 @@ impl Agent {
             .spawn()
             .unwrap();
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input).unwrap();
+            // A CLI that refuses its arguments exits without reading its input.
+            if let Err(e) = pipe.write_all(input) {
+                assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+            }
         }
         Run::from(child.wait_with_output().unwrap())
     }

@@ -36,16 +36,7 @@ impl Podman {
 
     /// Runs podman to completion; its stdout on success, its stderr in the error otherwise.
     pub(super) async fn output(&self, what: &str, args: &[&str]) -> Result<String, RuntimeError> {
-        let out = self.timed(args).await?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(RuntimeError::Command {
-                what: what.to_string(),
-                code: out.status.code().unwrap_or(-1),
-                stderr: clean_stderr(&out.stderr),
-            })
-        }
+        stdout_or_error(what, self.timed(args).await?)
     }
 
     /// `output` with `input` written to podman's stdin (secret values, passwords: never on
@@ -74,15 +65,7 @@ impl Podman {
             .wait_with_output()
             .await
             .map_err(|source| self.unavailable(source))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(RuntimeError::Command {
-                what: what.to_string(),
-                code: out.status.code().unwrap_or(-1),
-                stderr: clean_stderr(&out.stderr),
-            })
-        }
+        stdout_or_error(what, out)
     }
 
     /// Runs a podman predicate (`image exists`, ...): exit 0 is true, 1 is false.
@@ -181,6 +164,19 @@ impl Podman {
             binary: self.config.binary.clone(),
             source,
         }
+    }
+}
+
+/// A finished podman's stdout, or its stderr in the error.
+fn stdout_or_error(what: &str, out: std::process::Output) -> Result<String, RuntimeError> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(RuntimeError::Command {
+            what: what.to_string(),
+            code: out.status.code().unwrap_or(-1),
+            stderr: clean_stderr(&out.stderr),
+        })
     }
 }
 

@@ -202,30 +202,26 @@ impl PodmanRuntime {
     }
 
     /// Stores each secret version in podman's secret store unless it is there already (a
-    /// version's handle always names the same value).
+    /// version's handle always names the same value): one podman call per secret, the value
+    /// on its stdin.
     async fn ensure_secrets(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        let service = spec.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
+        let label = format!("{LABEL_SERVICE}={service}");
         for secret in &spec.secrets {
-            let known = self
+            let created = self
                 .podman
-                .output(
-                    &format!("podman secret inspect {}", secret.handle),
-                    &["secret", "inspect", "--format", "{{.ID}}", &secret.handle],
-                )
-                .await;
-            match known {
-                Ok(_) => continue,
-                Err(RuntimeError::Command { stderr, .. }) if stderr.contains("no such secret") => {}
-                Err(e) => return Err(e),
-            }
-            let service = spec.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
-            let label = format!("{LABEL_SERVICE}={service}");
-            self.podman
                 .output_with_input(
                     &format!("podman secret create {}", secret.handle),
                     &["secret", "create", "--label", &label, &secret.handle, "-"],
                     secret.value.expose(),
                 )
-                .await?;
+                .await;
+            match created {
+                Ok(_) => {}
+                Err(RuntimeError::Command { stderr, .. })
+                    if stderr.contains("secret name in use") => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
