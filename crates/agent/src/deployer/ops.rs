@@ -134,7 +134,8 @@ impl Deployer {
         }
         self.retire(&plan, &retiring).await;
         self.end_operation(&name);
-        self.prune_secrets(&name).await;
+        self.prune_secrets(&name, previous.as_ref().map(|p| &p.spec))
+            .await;
         let listing = if plan.retire.is_empty() {
             listing
         } else {
@@ -329,7 +330,8 @@ impl Deployer {
         self.settle_traffic(name).await;
         self.sync_traffic().await;
         if undeployed.is_ok() {
-            self.prune_secrets(name).await;
+            self.prune_secrets(name, record.as_ref().map(|r| &r.spec))
+                .await;
         }
         undeployed
     }

@@ -196,17 +196,23 @@ impl Deployer {
     }
 
     /// Drops the runtime's stored versions the recorded spec no longer names (all of them
-    /// after an undeploy). A failure only leaves an unused entry behind: logged, not fatal.
-    pub(super) async fn prune_secrets(&self, service: &str) {
+    /// after an undeploy). `before` is the spec the operation started from: when neither it
+    /// nor the recorded one uses secrets there is nothing to prune (and no podman call).
+    /// A failure only leaves an unused entry behind: logged, not fatal.
+    pub(super) async fn prune_secrets(&self, service: &str, before: Option<&Service>) {
+        let uses_secrets = |spec: &Service| spec.components.iter().any(|c| !c.secrets.is_empty());
         let keep: Vec<String> = match self.registry(|r| r.service(service)) {
-            Ok(Some(record)) => record
-                .spec
-                .components
-                .iter()
-                .flat_map(|c| c.secrets.iter())
-                .map(|s| handle(service, &s.secret, s.version))
-                .collect(),
-            Ok(None) => Vec::new(),
+            Ok(record) => {
+                let now = record.as_ref().map(|r| &r.spec);
+                if !before.is_some_and(uses_secrets) && !now.is_some_and(uses_secrets) {
+                    return;
+                }
+                now.into_iter()
+                    .flat_map(|spec| spec.components.iter())
+                    .flat_map(|c| c.secrets.iter())
+                    .map(|s| handle(service, &s.secret, s.version))
+                    .collect()
+            }
             Err(e) => {
                 tracing::warn!(service, error = %e, "not pruning secrets: registry unreadable");
                 return;

@@ -27,6 +27,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
     )?;
     let mut raw: Vec<Timing> = Vec::new();
     let mut ours: Vec<Timing> = Vec::new();
+    let mut with_secrets: Vec<Timing> = Vec::new();
     let mut steps = Vec::new();
     // Run 0 warms both paths up and is not counted; the order alternates so that a drift
     // of the machine's speed over the run does not favour either side.
@@ -48,6 +49,11 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
             }
             interrupt::sleep(SETTLE)?;
         }
+        let timing = secrets_once(ctx, &agent, i)?;
+        if i > 0 {
+            with_secrets.push(timing);
+        }
+        interrupt::sleep(SETTLE)?;
     }
     let first = |t: &[Timing]| t.iter().map(|t| t.first_200_ms).collect::<Vec<f64>>();
     let cmd = |t: &[Timing]| t.iter().map(|t| t.cmd_ms).collect::<Vec<f64>>();
@@ -63,6 +69,17 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
         target: format!("≤ {TARGET:.2}×"),
         met: Some(ratio <= TARGET),
         runs: format!("{} ({})", ours.len(), spread(&ours_ms, fmt_ms)),
+    });
+    let secret_ms = first(&with_secrets);
+    let secret_median = median(&secret_ms).unwrap_or(f64::NAN);
+    report.row(Row {
+        figure: "Deploy → first HTTP 200, container with 2 secrets".into(),
+        mcp: fmt_ms(secret_median),
+        baseline: format!("{} (`mcp deploy`, no secrets)", fmt_ms(mine)),
+        ratio: Some(secret_median / mine),
+        target: "—".into(),
+        met: None,
+        runs: format!("{} ({})", with_secrets.len(), spread(&secret_ms, fmt_ms)),
     });
     report.note(format!(
         "Container deploy: `mcp deploy` returned after {} (median), `podman run -d` after {}; \
@@ -98,4 +115,44 @@ fn mcp_once(ctx: &Ctx<'_>, agent: &Agent<'_>, i: usize) -> anyhow::Result<(Timin
     let steps = timeline::steps(&agent.log_since(offset));
     agent.mcp(&["undeploy", &name])?;
     Ok((timing, steps))
+}
+
+/// A deploy of the same service with two secrets (set beforehand, not timed): each is one
+/// `podman secret create` before `podman run`, plus one `podman secret ls` to prune.
+fn secrets_once(ctx: &Ctx<'_>, agent: &Agent<'_>, i: usize) -> anyhow::Result<Timing> {
+    use std::io::Write;
+    let port = free_port()?;
+    let name = format!("bench-secrets-{i}");
+    for secret in ["DB_PASSWORD", "API_TOKEN"] {
+        let mut child = agent
+            .mcp_command(&["secret", "set", &name, secret])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(format!("bench-{secret}-value").as_bytes())?;
+        }
+        anyhow::ensure!(
+            child.wait()?.success(),
+            "mcp secret set {name} {secret} failed"
+        );
+    }
+    let body = web_service(&name, &ctx.sb.image, port).replace(
+        "ports = [",
+        "secrets = [\"DB_PASSWORD\", \"API_TOKEN\"]\nports = [",
+    );
+    let def = agent.definition(&name, &body)?;
+    let def = def.to_string_lossy();
+    let timing = time_to_200(
+        ctx,
+        "mcp deploy (secrets)",
+        agent.mcp_command(&["deploy", &def]),
+        port,
+        LIMIT,
+    )?;
+    agent.mcp(&["undeploy", &name])?;
+    for secret in ["DB_PASSWORD", "API_TOKEN"] {
+        agent.mcp(&["secret", "rm", &name, secret])?;
+    }
+    Ok(timing)
 }
