@@ -4,7 +4,8 @@
 use mcp_client::{CliConfig, NodeEntry};
 use mcp_proto::v1 as pb;
 use mcp_proto::v1::agent_client::AgentClient;
-use runtime::{PodmanConfig, PodmanRuntime};
+use oci::{PodmanBuilder, PodmanBuilderConfig};
+use podman_cli::PodmanCli;
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
 
@@ -69,14 +70,16 @@ impl Context {
     }
 
     /// podman on this (the operator's) machine, for builds, pushes and registry checks.
-    pub fn local_podman(&self) -> PodmanRuntime {
+    pub fn local_podman(&self) -> PodmanBuilder {
         let build = self.config.build.clone().unwrap_or_default();
-        let defaults = PodmanConfig::default();
-        PodmanRuntime::new(PodmanConfig {
-            binary: build.podman.unwrap_or(defaults.binary),
-            global_args: build.podman_args,
+        let defaults = PodmanCli::default();
+        PodmanBuilder::new(PodmanBuilderConfig {
+            podman: PodmanCli {
+                binary: build.podman.unwrap_or(defaults.binary),
+                global_args: build.podman_args,
+                ..defaults
+            },
             insecure_registries: build.insecure_registries,
-            ..defaults
         })
     }
 

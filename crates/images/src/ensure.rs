@@ -2,7 +2,7 @@
 //! rebuilt unless the operator forces it, and everything that can be known wrong (an image
 //! nobody can build, a missing build file) fails before the first build starts.
 
-use runtime::{BuildSpec, Runtime};
+use oci::{BuildSpec, ImageBuilder};
 use servicedef::Service;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +13,7 @@ use crate::plan::{self, BuildSource, PlannedImage};
 /// What happens to images, for the caller to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// No registry host: nothing to check (see `runtime::ImageRef::parse`).
+    /// No registry host: nothing to check (see `servicedef::ImageRef::parse`).
     LocalOnly {
         image: &'a str,
     },
@@ -49,7 +49,7 @@ pub type Report<'a> = &'a (dyn Fn(Event<'_>) + Send + Sync);
 /// Missing ones that `[build.images]` covers are built and pushed; a missing one it does not
 /// cover fails the whole call before anything is built.
 pub async fn before_deploy(
-    runtime: &dyn Runtime,
+    builder: &dyn ImageBuilder,
     service: &Service,
     workspace: Option<&Path>,
     report: Report<'_>,
@@ -61,7 +61,7 @@ pub async fn before_deploy(
             report(Event::LocalOnly {
                 image: &image.image,
             });
-        } else if runtime.image_exists(&image.image).await? {
+        } else if builder.image_exists(&image.image).await? {
             report(Event::Exists {
                 image: &image.image,
             });
@@ -82,7 +82,7 @@ pub async fn before_deploy(
         .map(|(key, images)| Ok((plan::source(service, &key, workspace)?, images)))
         .collect::<Result<Vec<_>, ImagesError>>()?;
     for (source, images) in jobs {
-        build_and_push(runtime, &source, &images, report).await?;
+        build_and_push(builder, &source, &images, report).await?;
     }
     Ok(())
 }
@@ -91,7 +91,7 @@ pub async fn before_deploy(
 /// Tags already in their registry are skipped unless `force`; local-only images are built
 /// and not pushed.
 pub async fn build(
-    runtime: &dyn Runtime,
+    builder: &dyn ImageBuilder,
     service: &Service,
     workspace: Option<&Path>,
     only: Option<&str>,
@@ -134,7 +134,7 @@ pub async fn build(
         let mut todo = Vec::new();
         for image in mine {
             let check = !force && !image.parsed.is_local_only();
-            if check && runtime.image_exists(&image.image).await? {
+            if check && builder.image_exists(&image.image).await? {
                 report(Event::Exists {
                     image: &image.image,
                 });
@@ -143,7 +143,7 @@ pub async fn build(
             }
         }
         if !todo.is_empty() {
-            build_and_push(runtime, &source, &todo, report).await?;
+            build_and_push(builder, &source, &todo, report).await?;
         }
     }
     Ok(())
@@ -151,7 +151,7 @@ pub async fn build(
 
 /// One build giving every image its tag, then a push of each (local-only ones stay local).
 async fn build_and_push(
-    runtime: &dyn Runtime,
+    builder: &dyn ImageBuilder,
     source: &BuildSource,
     images: &[PlannedImage],
     report: Report<'_>,
@@ -166,7 +166,7 @@ async fn build_and_push(
         file: &spec.file,
     });
     let output = |line: &str| report(Event::Output(line));
-    runtime.build(&spec, &output).await?;
+    builder.build(&spec, &output).await?;
     report(Event::Built { tags: &spec.tags });
     for image in images {
         if image.parsed.is_local_only() {
@@ -177,7 +177,7 @@ async fn build_and_push(
             report(Event::Pushing {
                 image: &image.image,
             });
-            runtime.push(&image.image, &output).await?;
+            builder.push(&image.image, &output).await?;
             report(Event::Pushed {
                 image: &image.image,
             });

@@ -1,6 +1,7 @@
 //! Why images could not be made ready, each naming the image, entry or file concerned.
 
-use runtime::{ImageRefError, RuntimeError};
+use oci::BuildError;
+use servicedef::ImageRefError;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,16 +48,16 @@ pub enum ImagesError {
     Unmatched { service: String, key: String },
     /// The registry could not be asked, or podman failed to build or push.
     #[error(transparent)]
-    Runtime(#[from] RuntimeError),
+    Build(#[from] BuildError),
 }
 
 impl ImagesError {
     /// The definition or configuration is wrong (as opposed to a registry or builder failing).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Self::Runtime(e) => matches!(
+            Self::Build(e) => matches!(
                 e,
-                RuntimeError::InvalidImage(_) | RuntimeError::InvalidSpec { .. }
+                BuildError::InvalidImage(_) | BuildError::InvalidSpec { .. }
             ),
             _ => true,
         }

@@ -1,6 +1,6 @@
 //! The operator's side of images: which component images a service definition can build
 //! (`[build.images]`, the CLI's `[build] workspace`), and the check → build → push sequence
-//! that `mcp build` and `mcp deploy` run through a `Runtime` on the operator's machine.
+//! that `mcp build` and `mcp deploy` run through an `oci::ImageBuilder` on the operator's machine.
 
 mod ensure;
 mod error;

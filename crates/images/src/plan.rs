@@ -1,7 +1,7 @@
 //! Which images a definition uses, which `[build.images]` entry builds each, and from which
 //! file and context directory (pure, apart from checking that the build file exists).
 
-use runtime::ImageRef;
+use servicedef::ImageRef;
 use servicedef::Service;
 use std::path::{Path, PathBuf};
 

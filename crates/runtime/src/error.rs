@@ -4,6 +4,14 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    #[error(transparent)]
+    Podman(#[from] podman_cli::PodmanError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot run {binary}: {source}")]
     Unavailable {
         binary: PathBuf,
@@ -27,30 +35,21 @@ pub enum RuntimeError {
         username: String,
         detail: String,
     },
-    #[error("{what} failed (exit {code}): {stderr}")]
+    /// A process (qemu, ops, podman logs) exited unsuccessfully; `code` is `None` when a
+    /// signal ended it.
+    #[error("{what} failed (exit {}): {stderr}", code.map_or_else(|| "by a signal".to_string(), |c| c.to_string()))]
     Command {
         what: String,
-        code: i32,
+        code: Option<i32>,
         stderr: String,
     },
+    /// Something other than a process failed (a guest that never answered, a QMP exchange).
+    #[error("{what}: {detail}")]
+    Failed { what: String, detail: String },
     #[error("cannot parse {what}: {detail}")]
     Parse { what: String, detail: String },
     #[error("invalid spec for {name}: {detail}")]
     InvalidSpec { name: String, detail: String },
     #[error(transparent)]
-    InvalidImage(#[from] crate::ImageRefError),
-    /// A streamed command (build, push) failed; `last_lines` is the end of its output, which
-    /// is where builders put the reason.
-    #[error("{what} failed (exit {code}); its last output:\n{last_lines}")]
-    Output {
-        what: String,
-        code: i32,
-        last_lines: String,
-    },
-    #[error("cannot check {image} in its registry: {source}")]
-    Registry {
-        image: String,
-        #[source]
-        source: crate::RegistryError,
-    },
+    InvalidImage(#[from] servicedef::ImageRefError),
 }

@@ -1,10 +1,9 @@
 //! What the agent asks a runtime to run (`ContainerSpec`), what it observes (`ContainerInfo`),
-//! and what the operator's side asks it to build (`BuildSpec`).
+//! and the secrets it passes.
 
 use futures_core::Stream;
 use servicedef::RuntimeKind;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::pin::Pin;
 
 use crate::RuntimeError;
@@ -69,18 +68,6 @@ pub struct SecretEnv {
     pub handle: String,
     pub value: SecretValue,
 }
-
-/// One image build: a Containerfile/Dockerfile, its context directory, the tags to give it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildSpec {
-    pub file: PathBuf,
-    pub context: PathBuf,
-    /// Full references, e.g. `127.0.0.1:5000/hello:v1.0.0`; at least one.
-    pub tags: Vec<String>,
-}
-
-/// Receives a builder's output lines as they come (progress on a terminal).
-pub type OutputSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstanceState {

@@ -2,6 +2,7 @@
 //! name the file, line, column and field.
 
 mod duration;
+mod image_ref;
 mod model;
 mod name;
 mod parse;
@@ -10,6 +11,7 @@ mod raw;
 mod validate;
 
 pub use duration::parse_duration_ms;
+pub use image_ref::{ImageRef, ImageRefError, ManifestRef};
 pub use model::{
     Component, ComponentName, HealthCheck, NameError, ParseEnumError, Probe, RestartPolicy, Route,
     RouteMode, RuntimeKind, SecretEnv, Service, ServiceName, SpecError,

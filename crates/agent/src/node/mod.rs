@@ -222,7 +222,7 @@ impl NodeInspector {
                 let line = format!("podman version {version}");
                 ToolVersion::available("podman", version, line)
             }
-            Err(RuntimeError::Unavailable { binary, source }) => {
+            Err(RuntimeError::Podman(podman_cli::PodmanError::Unavailable { binary, source })) => {
                 ToolVersion::unavailable("podman", runtime::tools::spawn_failure(&binary, &source))
             }
             Err(e) => ToolVersion::unavailable("podman", e.to_string()),

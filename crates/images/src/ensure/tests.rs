@@ -1,14 +1,12 @@
-//! The check → build → push decisions, against a fake runtime that records what it is asked
+//! The check → build → push decisions, against a fake builder that records what it is asked
 //! (the real podman and registry are driven by the CLI's end-to-end tests).
 
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use runtime::{ContainerInfo, ContainerSpec, LogStream, OutputSink, RuntimeError};
-use servicedef::RuntimeKind;
+use oci::{BuildError, OutputSink};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::Duration;
 
 /// A registry (`present`) and a builder that logs every call.
 #[derive(Default)]
@@ -36,53 +34,19 @@ impl Fake {
     }
 }
 
-fn unsupported() -> RuntimeError {
-    RuntimeError::Parse {
-        what: "fake".into(),
-        detail: "not used by images".into(),
-    }
-}
-
 #[async_trait::async_trait]
-impl Runtime for Fake {
-    fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Container
-    }
-    async fn pull(&self, _: &str) -> Result<(), RuntimeError> {
-        Err(unsupported())
-    }
-    async fn run(&self, _: &ContainerSpec) -> Result<String, RuntimeError> {
-        Err(unsupported())
-    }
-    async fn start(&self, _: &str) -> Result<(), RuntimeError> {
-        Err(unsupported())
-    }
-    async fn stop(&self, _: &str, _: Duration) -> Result<(), RuntimeError> {
-        Err(unsupported())
-    }
-    async fn remove(&self, _: &str) -> Result<(), RuntimeError> {
-        Err(unsupported())
-    }
-    async fn inspect(&self, _: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
-        Err(unsupported())
-    }
-    async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
-        Err(unsupported())
-    }
-    async fn logs(&self, _: &str, _: Option<u32>, _: bool) -> Result<LogStream, RuntimeError> {
-        Err(unsupported())
-    }
-    async fn build(&self, spec: &BuildSpec, output: OutputSink<'_>) -> Result<(), RuntimeError> {
+impl ImageBuilder for Fake {
+    async fn build(&self, spec: &BuildSpec, output: OutputSink<'_>) -> Result<(), BuildError> {
         output("STEP 1/1: FROM scratch");
         self.log(format!("build {}", spec.tags.join(" ")));
         Ok(())
     }
-    async fn push(&self, image: &str, _: OutputSink<'_>) -> Result<(), RuntimeError> {
+    async fn push(&self, image: &str, _: OutputSink<'_>) -> Result<(), BuildError> {
         self.log(format!("push {image}"));
         self.present.lock().unwrap().insert(image.to_string());
         Ok(())
     }
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+    async fn image_exists(&self, image: &str) -> Result<bool, BuildError> {
         self.log(format!("exists {image}"));
         Ok(self.present.lock().unwrap().contains(image))
     }

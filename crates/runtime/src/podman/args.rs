@@ -1,8 +1,8 @@
-//! Argument vectors of `podman run`, `build`, `push` and `pull` (pure, so they are unit-tested).
+//! Argument vectors of `podman run`, `pull` and `login` (pure, so they are unit-tested).
 
 use std::path::Path;
 
-use crate::{BuildSpec, ContainerSpec, ImageRef, RuntimeError};
+use crate::{ContainerSpec, RuntimeError};
 
 /// `env_file` carries the spec's environment (see `PodmanRuntime::run`): values never appear
 /// on a command line, where any local user could read them from /proc.
@@ -64,43 +64,17 @@ pub(super) fn run_args(
     Ok(argv)
 }
 
-/// `podman build -f FILE -t TAG... CONTEXT`.
-pub(super) fn build_args(spec: &BuildSpec) -> Result<Vec<String>, RuntimeError> {
-    let Some(first) = spec.tags.first() else {
-        return Err(RuntimeError::InvalidSpec {
-            name: spec.file.display().to_string(),
-            detail: "a build needs at least one tag".into(),
-        });
-    };
-    let path = |p: &Path| match p.to_str() {
-        Some(s) if !s.is_empty() && !s.starts_with('-') => Ok(s.to_string()),
-        _ => Err(RuntimeError::InvalidSpec {
-            name: first.clone(),
-            detail: format!("path {} is not UTF-8, empty or option-like", p.display()),
-        }),
-    };
-    let mut argv = vec!["build".to_string(), "-f".into(), path(&spec.file)?];
-    for tag in &spec.tags {
-        ImageRef::parse(tag)?;
-        argv.push("-t".into());
-        argv.push(tag.clone());
-    }
-    argv.push(path(&spec.context)?);
-    Ok(argv)
-}
-
-/// `podman push [--tls-verify=false] IMAGE`; TLS checks are off only for an insecure registry.
-pub(super) fn push_args(image: &str, insecure: bool) -> Vec<String> {
-    with_tls_flag(vec!["push".into()], image, insecure)
-}
-
 /// `podman pull --quiet [--authfile F] [--tls-verify=false] IMAGE`.
 pub(super) fn pull_args(image: &str, insecure: bool, auth_file: Option<&Path>) -> Vec<String> {
     let mut argv = vec!["pull".to_string(), "--quiet".into()];
     if let Some(file) = auth_file {
         argv.push(format!("--authfile={}", file.display()));
     }
-    with_tls_flag(argv, image, insecure)
+    if insecure {
+        argv.push("--tls-verify=false".into());
+    }
+    argv.push(image.to_string());
+    argv
 }
 
 /// `podman login --authfile F [--tls-verify=false] -u USER --password-stdin REGISTRY`.
@@ -120,14 +94,6 @@ pub(super) fn login_args(
         argv.push("--tls-verify=false".into());
     }
     argv.push(registry.to_string());
-    argv
-}
-
-fn with_tls_flag(mut argv: Vec<String>, image: &str, insecure: bool) -> Vec<String> {
-    if insecure {
-        argv.push("--tls-verify=false".into());
-    }
-    argv.push(image.to_string());
     argv
 }
 
@@ -208,33 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn build_push_and_pull_vectors() {
-        let spec = BuildSpec {
-            file: "/ws/hello/Containerfile".into(),
-            context: "/ws/hello".into(),
-            tags: vec![
-                "127.0.0.1:5000/hello:v1".into(),
-                "127.0.0.1:5000/hello:v1-b".into(),
-            ],
-        };
-        assert_eq!(
-            build_args(&spec).unwrap(),
-            [
-                "build",
-                "-f",
-                "/ws/hello/Containerfile",
-                "-t",
-                "127.0.0.1:5000/hello:v1",
-                "-t",
-                "127.0.0.1:5000/hello:v1-b",
-                "/ws/hello",
-            ]
-        );
-        assert_eq!(push_args("r.example/a:1", false), ["push", "r.example/a:1"]);
-        assert_eq!(
-            push_args("127.0.0.1:5000/a:1", true),
-            ["push", "--tls-verify=false", "127.0.0.1:5000/a:1"]
-        );
+    fn pull_and_login_vectors() {
         assert_eq!(
             pull_args("127.0.0.1:5000/a:1", true, None),
             [
@@ -264,30 +204,5 @@ mod tests {
                 "127.0.0.1:5000"
             ]
         );
-    }
-
-    #[test]
-    fn builds_refuse_option_like_paths_bad_tags_and_no_tags() {
-        let good = BuildSpec {
-            file: "/ws/Containerfile".into(),
-            context: "/ws".into(),
-            tags: vec!["127.0.0.1:5000/hello:v1".into()],
-        };
-        for bad in [
-            BuildSpec {
-                context: "--squash".into(),
-                ..good.clone()
-            },
-            BuildSpec {
-                tags: vec!["--rm".into()],
-                ..good.clone()
-            },
-            BuildSpec {
-                tags: vec![],
-                ..good.clone()
-            },
-        ] {
-            assert!(build_args(&bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -94,6 +94,6 @@ impl PodmanRuntime {
             .podman
             .output("podman rm", &["rm", "--force", &container])
             .await;
-        copied.map(drop)
+        Ok(copied.map(drop)?)
     }
 }

@@ -2,17 +2,18 @@
 
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use crate::{LogLine, LogStream, LogStreamKind, RuntimeError};
 
-pub(super) async fn stream(mut cmd: Command, name: &str) -> Result<LogStream, RuntimeError> {
+pub(super) async fn stream(
+    podman: &podman_cli::Podman,
+    argv: &[String],
+    name: &str,
+) -> Result<LogStream, RuntimeError> {
+    let mut cmd = podman.command(argv);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|source| RuntimeError::Unavailable {
-        binary: "podman".into(),
-        source,
-    })?;
+    let mut child = cmd.spawn().map_err(|source| podman.unavailable(source))?;
     let (tx, rx) = mpsc::channel::<Result<LogLine, RuntimeError>>(256);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -48,7 +49,7 @@ pub(super) async fn stream(mut cmd: Command, name: &str) -> Result<LogStream, Ru
             let _ = tx
                 .send(Err(RuntimeError::Command {
                     what: format!("podman logs {name}"),
-                    code: status.code().unwrap_or(-1),
+                    code: status.code(),
                     stderr: "see the preceding stderr lines".into(),
                 }))
                 .await;

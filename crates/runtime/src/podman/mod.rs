@@ -1,21 +1,17 @@
 //! The podman backend: every call is one `podman` process run with an argument vector.
 
 mod args;
-mod command;
 mod image;
 mod listing;
 mod logs;
 
 use async_trait::async_trait;
-use servicedef::RuntimeKind;
+use podman_cli::{Podman, PodmanCli, PodmanError, gone_is_ok};
+use servicedef::ImageRef;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{
-    BuildSpec, ContainerInfo, ContainerSpec, ImageRef, LABEL_SERVICE, LogStream, OutputSink,
-    RegistryClient, Runtime, RuntimeError,
-};
-use command::Podman;
+use crate::{ContainerInfo, ContainerSpec, LABEL_SERVICE, LogStream, Runtime, RuntimeError};
 pub use image::ImageFacts;
 
 /// How to invoke podman on this node.
@@ -28,8 +24,8 @@ pub struct PodmanConfig {
     pub run_args: Vec<String>,
     /// A containers.conf selected through `CONTAINERS_CONF` for every podman call.
     pub containers_conf: Option<PathBuf>,
-    /// Registries (`host[:port]`, as written in image references) spoken to over plain HTTP:
-    /// `--tls-verify=false` for pull and push, `http://` for tag checks. Nothing else is.
+    /// Registries (`host[:port]`, as written in image references) pulled from over plain
+    /// HTTP (`--tls-verify=false`). Nothing else is.
     pub insecure_registries: Vec<String>,
     /// Registry credentials for this node's pulls (`mcp registry login`), in podman's
     /// auth.json format, owner-only. Used once it exists.
@@ -54,9 +50,9 @@ fn write_env_file(env: &[String]) -> Result<Option<tempfile::NamedTempFile>, Run
     if env.is_empty() {
         return Ok(None);
     }
-    let err = |e: std::io::Error| RuntimeError::Parse {
+    let err = |source: std::io::Error| RuntimeError::Io {
         what: "the environment file for podman".into(),
-        detail: e.to_string(),
+        source,
     };
     // tempfile creates the file with mode 0600.
     let mut file = tempfile::Builder::new()
@@ -85,7 +81,7 @@ const START_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(
 pub struct PodmanRuntime {
     podman: Podman,
     run_args: Vec<String>,
-    registry: RegistryClient,
+    insecure_registries: Vec<String>,
     auth_file: Option<PathBuf>,
 }
 
@@ -121,10 +117,18 @@ impl PodmanRuntime {
     pub fn new(config: PodmanConfig) -> Self {
         Self {
             auth_file: config.auth_file.clone(),
-            run_args: config.run_args.clone(),
-            registry: RegistryClient::new(config.insecure_registries.clone()),
-            podman: Podman::new(config),
+            run_args: config.run_args,
+            insecure_registries: config.insecure_registries,
+            podman: Podman::new(PodmanCli {
+                binary: config.binary,
+                global_args: config.global_args,
+                containers_conf: config.containers_conf,
+            }),
         }
+    }
+
+    fn is_insecure(&self, registry: &str) -> bool {
+        self.insecure_registries.iter().any(|r| r == registry)
     }
 
     /// Whether `image` lives in a registry configured insecure (plain HTTP). A reference this
@@ -133,7 +137,7 @@ impl PodmanRuntime {
         ImageRef::parse(image)
             .ok()
             .and_then(|parsed| parsed.registry)
-            .is_some_and(|registry| self.registry.is_insecure(&registry))
+            .is_some_and(|registry| self.is_insecure(&registry))
     }
 
     /// The node's auth file, when credentials were stored.
@@ -155,12 +159,7 @@ impl PodmanRuntime {
                 detail: "this node has no auth file configured".into(),
             });
         };
-        let argv = args::login_args(
-            registry,
-            username,
-            self.registry.is_insecure(registry),
-            auth_file,
-        );
+        let argv = args::login_args(registry, username, self.is_insecure(registry), auth_file);
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
         match self
             .podman
@@ -168,14 +167,14 @@ impl PodmanRuntime {
             .await
         {
             Ok(_) => Ok(()),
-            Err(RuntimeError::Command { stderr, .. }) if is_auth_failure(&stderr) => {
+            Err(PodmanError::Command { stderr, .. }) if is_auth_failure(&stderr) => {
                 Err(RuntimeError::LoginRefused {
                     registry: registry.to_string(),
                     username: username.to_string(),
                     detail: stderr,
                 })
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -194,10 +193,10 @@ impl PodmanRuntime {
             .await
         {
             Ok(_) => Ok(true),
-            Err(RuntimeError::Command { stderr, .. }) if stderr.contains("not logged into") => {
+            Err(PodmanError::Command { stderr, .. }) if stderr.contains("not logged into") => {
                 Ok(false)
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -218,9 +217,9 @@ impl PodmanRuntime {
                 .await;
             match created {
                 Ok(_) => {}
-                Err(RuntimeError::Command { stderr, .. })
+                Err(PodmanError::Command { stderr, .. })
                     if stderr.contains("secret name in use") => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
@@ -238,11 +237,9 @@ impl PodmanRuntime {
 
 #[async_trait]
 impl Runtime for PodmanRuntime {
-    fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Container
-    }
-
     async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        // The same rule as run's: nothing option-like reaches podman's command line.
+        ImageRef::parse(image)?;
         if self.podman.succeeds(&["image", "exists", image]).await? {
             return Ok(());
         }
@@ -250,7 +247,7 @@ impl Runtime for PodmanRuntime {
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
         match self.podman.output("pull", &refs).await {
             Ok(_) => Ok(()),
-            Err(RuntimeError::Command { stderr, .. }) if is_auth_failure(&stderr) => {
+            Err(PodmanError::Command { stderr, .. }) if is_auth_failure(&stderr) => {
                 Err(RuntimeError::PullDenied {
                     registry: ImageRef::parse(image)
                         .ok()
@@ -260,11 +257,11 @@ impl Runtime for PodmanRuntime {
                     detail: reason(&stderr),
                 })
             }
-            Err(RuntimeError::Command { stderr, .. }) => Err(RuntimeError::ImageNotFound {
+            Err(PodmanError::Command { stderr, .. }) => Err(RuntimeError::ImageNotFound {
                 image: image.to_string(),
                 detail: stderr,
             }),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -292,13 +289,13 @@ impl Runtime for PodmanRuntime {
                 .output(&format!("podman start {name}"), &["start", name])
                 .await
             {
-                Err(RuntimeError::Command { stderr, .. })
+                Err(PodmanError::Command { stderr, .. })
                     if attempts < START_RETRIES && stderr.contains("address already in use") =>
                 {
                     attempts += 1;
                     tokio::time::sleep(START_RETRY_DELAY).await;
                 }
-                other => return other.map(drop),
+                other => return Ok(other.map(drop)?),
             }
         }
     }
@@ -310,8 +307,8 @@ impl Runtime for PodmanRuntime {
                 &format!("podman restart {name}"),
                 &["restart", "-t", &secs, name],
             )
-            .await
-            .map(drop)
+            .await?;
+        Ok(())
     }
 
     async fn prune_secrets(&self, service: &str, keep: &[String]) -> Result<(), RuntimeError> {
@@ -335,22 +332,22 @@ impl Runtime for PodmanRuntime {
 
     async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
         let secs = timeout.as_secs().to_string();
-        command::gone_is_ok(
+        Ok(gone_is_ok(
             self.podman
                 .output(&format!("podman stop {name}"), &["stop", "-t", &secs, name])
                 .await,
-        )
+        )?)
     }
 
     async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
-        command::gone_is_ok(
+        Ok(gone_is_ok(
             self.podman
                 .output(
                     &format!("podman rm {name}"),
                     &["rm", "--force", "--time", "0", name],
                 )
                 .await,
-        )
+        )?)
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
@@ -395,30 +392,6 @@ impl Runtime for PodmanRuntime {
             argv.push("--follow".into());
         }
         argv.push(name.to_string());
-        logs::stream(self.podman.command(&argv), name).await
-    }
-
-    async fn build(&self, spec: &BuildSpec, output: OutputSink<'_>) -> Result<(), RuntimeError> {
-        let argv = args::build_args(spec)?;
-        let what = format!("podman build of {}", spec.tags.join(", "));
-        self.podman.stream(&what, &argv, output).await
-    }
-
-    async fn push(&self, image: &str, output: OutputSink<'_>) -> Result<(), RuntimeError> {
-        let argv = args::push_args(image, self.insecure(image));
-        self.podman
-            .stream(&format!("podman push {image}"), &argv, output)
-            .await
-    }
-
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
-        let parsed = ImageRef::parse(image)?;
-        self.registry
-            .manifest_exists(&parsed)
-            .await
-            .map_err(|source| RuntimeError::Registry {
-                image: image.to_string(),
-                source,
-            })
+        logs::stream(&self.podman, &argv, name).await
     }
 }

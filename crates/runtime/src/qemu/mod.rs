@@ -93,9 +93,9 @@ fn now_secs() -> i64 {
 }
 
 fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> RuntimeError {
-    move |e| RuntimeError::Parse {
+    move |source| RuntimeError::Io {
         what: what.to_string(),
-        detail: e.to_string(),
+        source,
     }
 }
 
@@ -147,10 +147,9 @@ impl QemuRuntime {
             .ok()
             .and_then(Result::ok)
             .and_then(|value| *value);
-        let decided = decided.ok_or_else(|| RuntimeError::Command {
+        let decided = decided.ok_or_else(|| RuntimeError::Failed {
             what: "choosing a QEMU accelerator".into(),
-            code: -1,
-            stderr: format!("the accelerator probe gave no answer within {ACCEL_WAIT:?}"),
+            detail: format!("the accelerator probe gave no answer within {ACCEL_WAIT:?}"),
         })?;
         Ok(match decided {
             Accel::Kvm if self.kvm_fallback().is_some() => Accel::Tcg,
@@ -219,7 +218,7 @@ impl QemuRuntime {
         if !out.status.success() {
             return Err(RuntimeError::Command {
                 what: format!("qemu for {}", vm.dir.display()),
-                code: out.status.code().unwrap_or(-1),
+                code: out.status.code(),
                 stderr: format!(
                     "{}{}",
                     String::from_utf8_lossy(&out.stderr).trim(),
@@ -253,20 +252,18 @@ impl QemuRuntime {
             tokio::select! {
                 _ = tick.tick() => {
                     if vm.running_pid().is_none() {
-                        return Err(RuntimeError::Command {
+                        return Err(RuntimeError::Failed {
                             what: format!("VM {}", meta.name),
-                            code: -1,
-                            stderr: format!(
+                            detail: format!(
                                 "QEMU exited while the guest booted{}",
                                 console_suffix(vm)
                             ),
                         });
                     }
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(RuntimeError::Command {
+                        return Err(RuntimeError::Failed {
                             what: format!("VM {}", meta.name),
-                            code: -1,
-                            stderr: format!(
+                            detail: format!(
                                 "the guest did not answer on {}:{} within {:?}{}",
                                 port.host_ip,
                                 port.host_port,
@@ -420,10 +417,6 @@ async fn wait_gone(vm: &VmDir, timeout: Duration) -> bool {
 
 #[async_trait]
 impl Runtime for QemuRuntime {
-    fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Unikernel
-    }
-
     async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
         self.podman.pull(image).await
     }
@@ -639,30 +632,12 @@ impl Runtime for QemuRuntime {
     ) -> Result<LogStream, RuntimeError> {
         let vm = self.vm(name);
         if !vm.meta().exists() {
-            return Err(RuntimeError::Command {
+            return Err(RuntimeError::Failed {
                 what: format!("logs of {name}"),
-                code: -1,
-                stderr: "no such VM".into(),
+                detail: "no such VM".into(),
             });
         }
         Ok(console::stream(vm.console(), tail, follow))
-    }
-
-    // A unikernel's program comes from an OCI image like a container's: images are podman's.
-    async fn build(
-        &self,
-        spec: &crate::BuildSpec,
-        output: crate::OutputSink<'_>,
-    ) -> Result<(), RuntimeError> {
-        self.podman.build(spec, output).await
-    }
-
-    async fn push(&self, image: &str, output: crate::OutputSink<'_>) -> Result<(), RuntimeError> {
-        self.podman.push(image, output).await
-    }
-
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
-        self.podman.image_exists(image).await
     }
 }
 

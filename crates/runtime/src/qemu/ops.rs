@@ -95,17 +95,16 @@ pub async fn build(
         };
         return Err(RuntimeError::Command {
             what: format!("ops build {image_name}"),
-            code: out.status.code().unwrap_or(-1),
+            code: out.status.code(),
             stderr: last_lines(&text, 20),
         });
     }
     built_image_candidates(ops_home, image_name)
         .into_iter()
         .find(|p| p.is_file())
-        .ok_or_else(|| RuntimeError::Command {
+        .ok_or_else(|| RuntimeError::Failed {
             what: format!("ops build {image_name}"),
-            code: 0,
-            stderr: format!(
+            detail: format!(
                 "ops reported success but wrote no image under {}",
                 ops_home.join(".ops/images").display()
             ),

@@ -11,10 +11,9 @@ use crate::RuntimeError;
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 fn qmp_err(socket: &Path, detail: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Command {
+    RuntimeError::Failed {
         what: format!("QMP on {}", socket.display()),
-        code: -1,
-        stderr: detail.to_string(),
+        detail: detail.to_string(),
     }
 }
 

@@ -75,9 +75,9 @@ impl VmDir {
     }
 
     pub fn read_meta(&self) -> Result<Meta, RuntimeError> {
-        let text = std::fs::read_to_string(self.meta()).map_err(|e| RuntimeError::Parse {
+        let text = std::fs::read_to_string(self.meta()).map_err(|source| RuntimeError::Io {
             what: self.meta().display().to_string(),
-            detail: e.to_string(),
+            source,
         })?;
         serde_json::from_str(&text).map_err(|e| RuntimeError::Parse {
             what: self.meta().display().to_string(),
@@ -86,9 +86,9 @@ impl VmDir {
     }
 
     pub fn write_meta(&self, meta: &Meta) -> Result<(), RuntimeError> {
-        let err = |e: std::io::Error| RuntimeError::Parse {
+        let err = |source: std::io::Error| RuntimeError::Io {
             what: self.meta().display().to_string(),
-            detail: e.to_string(),
+            source,
         };
         let text = serde_json::to_string_pretty(meta).map_err(|e| RuntimeError::Parse {
             what: self.meta().display().to_string(),
@@ -125,9 +125,9 @@ impl VmDir {
     /// descriptor, valid while the returned value lives.
     pub fn qmp_path(&self) -> Result<QmpPath, RuntimeError> {
         use std::os::fd::AsRawFd;
-        let dir = std::fs::File::open(&self.dir).map_err(|e| RuntimeError::Parse {
+        let dir = std::fs::File::open(&self.dir).map_err(|source| RuntimeError::Io {
             what: self.dir.display().to_string(),
-            detail: e.to_string(),
+            source,
         })?;
         let path = PathBuf::from(format!(
             "/proc/self/fd/{}/{}",

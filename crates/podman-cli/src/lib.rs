@@ -1,28 +1,97 @@
-//! Running podman: argument vectors, CONTAINERS_CONF selection, stderr captured into errors,
-//! and long commands (build, push) streamed line by line with their tail kept for errors.
+//! Running the podman CLI: argument vectors (never a shell), CONTAINERS_CONF selection,
+//! stderr captured into errors, values passed on stdin, and long commands (build, push)
+//! streamed line by line with their tail kept for errors. Shared by the node's runtime and
+//! the operator's image builds.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use super::PodmanConfig;
-use crate::{OutputSink, RuntimeError};
+/// Receives a command's output lines as they come (progress on a terminal).
+pub type OutputSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// How podman is invoked.
+#[derive(Debug, Clone)]
+pub struct PodmanCli {
+    pub binary: PathBuf,
+    /// Arguments placed before every subcommand, e.g. `--root`/`--runroot` for a private store.
+    pub global_args: Vec<String>,
+    /// A containers.conf selected through `CONTAINERS_CONF` for every podman call.
+    pub containers_conf: Option<PathBuf>,
+}
+
+impl Default for PodmanCli {
+    fn default() -> Self {
+        Self {
+            binary: PathBuf::from("podman"),
+            global_args: Vec::new(),
+            containers_conf: None,
+        }
+    }
+}
+
+/// A podman call that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum PodmanError {
+    #[error("cannot run {binary}: {source}")]
+    Unavailable {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} failed (exit {}): {stderr}", code_text(*.code))]
+    Command {
+        what: String,
+        /// `None` when podman was killed by a signal.
+        code: Option<i32>,
+        stderr: String,
+    },
+    /// A streamed command (build, push) failed; `last_lines` is the end of its output, which
+    /// is where builders put the reason.
+    #[error("{what} failed (exit {}); its last output:\n{last_lines}", code_text(*.code))]
+    Output {
+        what: String,
+        code: Option<i32>,
+        last_lines: String,
+    },
+}
+
+fn code_text(code: Option<i32>) -> String {
+    code.map_or_else(|| "by a signal".to_string(), |c| c.to_string())
+}
+
+impl PodmanError {
+    /// podman's stderr, when the call ran and failed.
+    pub fn stderr(&self) -> Option<&str> {
+        match self {
+            Self::Command { stderr, .. } => Some(stderr),
+            _ => None,
+        }
+    }
+}
 
 /// How many of a streamed command's last lines a failure shows.
 const TAIL_LINES: usize = 15;
 
-pub(super) struct Podman {
-    config: PodmanConfig,
+/// Runs podman as configured.
+#[derive(Debug, Clone)]
+pub struct Podman {
+    config: PodmanCli,
 }
 
 impl Podman {
-    pub(super) fn new(config: PodmanConfig) -> Self {
+    pub fn new(config: PodmanCli) -> Self {
         Self { config }
     }
 
+    pub fn binary(&self) -> &std::path::Path {
+        &self.config.binary
+    }
+
     /// A ready-to-spawn command with the global arguments in place.
-    pub(super) fn command<S: AsRef<str>>(&self, args: &[S]) -> Command {
+    pub fn command<S: AsRef<str>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(&self.config.binary);
         cmd.args(&self.config.global_args);
         cmd.args(args.iter().map(AsRef::as_ref));
@@ -35,18 +104,18 @@ impl Podman {
     }
 
     /// Runs podman to completion; its stdout on success, its stderr in the error otherwise.
-    pub(super) async fn output(&self, what: &str, args: &[&str]) -> Result<String, RuntimeError> {
+    pub async fn output(&self, what: &str, args: &[&str]) -> Result<String, PodmanError> {
         stdout_or_error(what, self.timed(args).await?)
     }
 
     /// `output` with `input` written to podman's stdin (secret values, passwords: never on
     /// a command line, where any local user could read them from /proc).
-    pub(super) async fn output_with_input(
+    pub async fn output_with_input(
         &self,
         what: &str,
         args: &[&str],
         input: &[u8],
-    ) -> Result<String, RuntimeError> {
+    ) -> Result<String, PodmanError> {
         use tokio::io::AsyncWriteExt;
         let mut child = self
             .command(args)
@@ -69,14 +138,14 @@ impl Podman {
     }
 
     /// Runs a podman predicate (`image exists`, ...): exit 0 is true, 1 is false.
-    pub(super) async fn succeeds(&self, args: &[&str]) -> Result<bool, RuntimeError> {
+    pub async fn succeeds(&self, args: &[&str]) -> Result<bool, PodmanError> {
         let out = self.timed(args).await?;
         match out.status.code() {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
-            code => Err(RuntimeError::Command {
+            code => Err(PodmanError::Command {
                 what: format!("podman {}", args.join(" ")),
-                code: code.unwrap_or(-1),
+                code,
                 stderr: clean_stderr(&out.stderr),
             }),
         }
@@ -84,12 +153,12 @@ impl Podman {
 
     /// Runs podman to completion, handing every line of stdout and stderr to `sink` as it
     /// comes; a failure carries the last lines (builders print the reason last).
-    pub(super) async fn stream(
+    pub async fn stream(
         &self,
         what: &str,
         args: &[String],
         sink: OutputSink<'_>,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), PodmanError> {
         let mut child = self
             .command(args)
             .stdout(Stdio::piped())
@@ -97,11 +166,9 @@ impl Podman {
             .spawn()
             .map_err(|source| self.unavailable(source))?;
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return Err(RuntimeError::Command {
-                what: what.to_string(),
-                code: -1,
-                stderr: "podman's output pipes were not opened".into(),
-            });
+            return Err(self.unavailable(std::io::Error::other(
+                "podman's output pipes were not opened",
+            )));
         };
         let mut out = BufReader::new(stdout).lines();
         let mut err = BufReader::new(stderr).lines();
@@ -135,16 +202,16 @@ impl Podman {
             return Ok(());
         }
         let last_lines: Vec<String> = tail.into_iter().map(|l| format!("  | {l}")).collect();
-        Err(RuntimeError::Output {
+        Err(PodmanError::Output {
             what: what.to_string(),
-            code: status.code().unwrap_or(-1),
+            code: status.code(),
             last_lines: last_lines.join("\n"),
         })
     }
 
     /// Runs podman to completion and logs (at debug level) how long it took, so a deploy's
     /// or a monitor pass's time can be split by podman call (mcp-bench reads these lines).
-    async fn timed(&self, args: &[&str]) -> Result<std::process::Output, RuntimeError> {
+    async fn timed(&self, args: &[&str]) -> Result<std::process::Output, PodmanError> {
         let started = std::time::Instant::now();
         let out = self
             .command(args)
@@ -159,8 +226,8 @@ impl Podman {
         Ok(out)
     }
 
-    pub(super) fn unavailable(&self, source: std::io::Error) -> RuntimeError {
-        RuntimeError::Unavailable {
+    pub fn unavailable(&self, source: std::io::Error) -> PodmanError {
+        PodmanError::Unavailable {
             binary: self.config.binary.clone(),
             source,
         }
@@ -168,13 +235,13 @@ impl Podman {
 }
 
 /// A finished podman's stdout, or its stderr in the error.
-fn stdout_or_error(what: &str, out: std::process::Output) -> Result<String, RuntimeError> {
+fn stdout_or_error(what: &str, out: std::process::Output) -> Result<String, PodmanError> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(RuntimeError::Command {
+        Err(PodmanError::Command {
             what: what.to_string(),
-            code: out.status.code().unwrap_or(-1),
+            code: out.status.code(),
             stderr: clean_stderr(&out.stderr),
         })
     }
@@ -211,10 +278,10 @@ fn clean_stderr(raw: &[u8]) -> String {
 }
 
 /// Stop and remove treat an instance that no longer exists as done.
-pub(super) fn gone_is_ok(result: Result<String, RuntimeError>) -> Result<(), RuntimeError> {
+pub fn gone_is_ok(result: Result<String, PodmanError>) -> Result<(), PodmanError> {
     match result {
         Ok(_) => Ok(()),
-        Err(RuntimeError::Command { stderr, .. }) if is_no_such_container(&stderr) => Ok(()),
+        Err(PodmanError::Command { stderr, .. }) if is_no_such_container(&stderr) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -230,15 +297,15 @@ mod tests {
 
     #[test]
     fn missing_container_counts_as_gone() {
-        let err = RuntimeError::Command {
+        let err = PodmanError::Command {
             what: "podman rm x".into(),
-            code: 1,
+            code: Some(1),
             stderr: "Error: no container with name or ID \"x\" found: no such container".into(),
         };
         assert!(gone_is_ok(Err(err)).is_ok());
-        let other = RuntimeError::Command {
+        let other = PodmanError::Command {
             what: "podman rm x".into(),
-            code: 125,
+            code: Some(125),
             stderr: "Error: permission denied".into(),
         };
         assert!(gone_is_ok(Err(other)).is_err());

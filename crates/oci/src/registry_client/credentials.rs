@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::RegistryError;
+use super::RegistryApiError;
 
 /// A credential helper that has not answered by then is stuck (e.g. waiting on a keyring
 /// prompt nobody sees).
@@ -136,7 +136,7 @@ impl AuthEnv {
 
 /// The operator's credentials for `registry` (`host[:port]` as written in image references),
 /// looked up in the process environment. See [`lookup_in`].
-pub async fn lookup(registry: &str) -> Result<Option<Credentials>, RegistryError> {
+pub async fn lookup(registry: &str) -> Result<Option<Credentials>, RegistryApiError> {
     lookup_in(&AuthEnv::from_process(), registry).await
 }
 
@@ -146,7 +146,7 @@ pub async fn lookup(registry: &str) -> Result<Option<Credentials>, RegistryError
 pub async fn lookup_in(
     env: &AuthEnv,
     registry: &str,
-) -> Result<Option<Credentials>, RegistryError> {
+) -> Result<Option<Credentials>, RegistryApiError> {
     for path in &env.auth_files {
         let Some(file) = read_auth_file(path).await? else {
             continue;
@@ -178,7 +178,7 @@ struct AuthEntry {
 }
 
 /// `None` when the file does not exist (nobody logged in that way).
-async fn read_auth_file(path: &Path) -> Result<Option<AuthFile>, RegistryError> {
+async fn read_auth_file(path: &Path) -> Result<Option<AuthFile>, RegistryApiError> {
     let bytes = match tokio::fs::read(path).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -200,7 +200,7 @@ impl AuthFile {
         env: &AuthEnv,
         path: &Path,
         registry: &str,
-    ) -> Result<Option<Credentials>, RegistryError> {
+    ) -> Result<Option<Credentials>, RegistryApiError> {
         if let Some(helper) = self.cred_helpers.as_ref().and_then(|h| h.get(registry)) {
             return run_helper(env, path, helper, registry).await;
         }
@@ -235,7 +235,7 @@ impl AuthFile {
 
 impl AuthEntry {
     /// `None` for an empty entry (Docker writes those next to a `credsStore`).
-    fn decode(&self, path: &Path, key: &str) -> Result<Option<Credentials>, RegistryError> {
+    fn decode(&self, path: &Path, key: &str) -> Result<Option<Credentials>, RegistryApiError> {
         let source = path.display().to_string();
         if let Some(auth) = self.auth.as_deref().filter(|a| !a.is_empty()) {
             // The messages name the key only: the value is the secret.
@@ -305,7 +305,7 @@ async fn run_helper(
     path: &Path,
     helper: &str,
     registry: &str,
-) -> Result<Option<Credentials>, RegistryError> {
+) -> Result<Option<Credentials>, RegistryApiError> {
     let program = format!("docker-credential-{helper}");
     let fail = |detail: String| file_error(path, format!("credential helper {program}: {detail}"));
     // The name comes from a file: it must not reach outside PATH.
@@ -383,8 +383,8 @@ fn first_line(text: &str) -> String {
     line.chars().take(200).collect()
 }
 
-fn file_error(path: &Path, detail: String) -> RegistryError {
-    RegistryError::Credentials {
+fn file_error(path: &Path, detail: String) -> RegistryApiError {
+    RegistryApiError::Credentials {
         path: path.to_path_buf(),
         detail,
     }

@@ -197,7 +197,7 @@ async fn refused_anonymous_tokens_are_errors_not_absence() {
         .manifest_exists(&image(port, "other:v1"))
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::Auth { .. }), "{err:?}");
+    assert!(matches!(err, RegistryApiError::Auth { .. }), "{err:?}");
     let err = err.to_string();
     assert!(
         err.contains("requires credentials and none were found"),
@@ -245,11 +245,11 @@ async fn unreachable_registry_and_local_only_images_are_errors() {
         .manifest_exists(&image(port, "hello:v1"))
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::Transport { .. }), "{err}");
+    assert!(matches!(err, RegistryApiError::Transport { .. }), "{err}");
     let local = ImageRef::parse("localhost/hello:v1").unwrap();
     assert!(matches!(
         client.manifest_exists(&local).await,
-        Err(RegistryError::NoRegistry { .. })
+        Err(RegistryApiError::NoRegistry { .. })
     ));
 }
 
@@ -334,7 +334,7 @@ fn auths_json(registry: &str, user: &str, password: &str) -> String {
 }
 
 /// Neither the password nor its base64 form may be in the error's Display or Debug.
-fn assert_no_secret(err: &RegistryError) {
+fn assert_no_secret(err: &RegistryApiError) {
     for text in [err.to_string(), format!("{err:?}")] {
         assert!(!text.contains(SECRET), "{text}");
         assert!(!text.contains(&basic_value()), "{text}");
@@ -381,7 +381,7 @@ async fn refused_credentials_name_the_user_the_file_and_podman_login() {
         .manifest_exists(&image(port, "hello:v1"))
         .await
         .unwrap_err();
-    assert!(matches!(err, RegistryError::Auth { .. }), "{err:?}");
+    assert!(matches!(err, RegistryApiError::Auth { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
         text.starts_with(&format!(
@@ -635,7 +635,10 @@ async fn url_style_and_field_style_entries_are_read() {
 async fn malformed_files_are_errors_naming_the_file_but_not_the_secret() {
     let (dir, env) = auth_env_with("{not json");
     let err = lookup_in(&env, "reg.example").await.unwrap_err();
-    assert!(matches!(err, RegistryError::Credentials { .. }), "{err:?}");
+    assert!(
+        matches!(err, RegistryApiError::Credentials { .. }),
+        "{err:?}"
+    );
     assert!(
         err.to_string()
             .contains(&dir.path().join("auth.json").display().to_string()),
@@ -662,7 +665,7 @@ async fn malformed_files_are_errors_naming_the_file_but_not_the_secret() {
     };
     assert!(matches!(
         lookup_in(&env, "reg.example").await,
-        Err(RegistryError::Credentials { .. })
+        Err(RegistryApiError::Credentials { .. })
     ));
     // Empty files and `null` sections hold nothing.
     let (_dir, env) = auth_env_with(" \n");

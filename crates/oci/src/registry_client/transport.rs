@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::RegistryError;
+use super::RegistryApiError;
 
 /// A whole exchange (connect, TLS, request, response) must finish within this.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -26,12 +26,12 @@ pub(super) struct Response {
 
 /// Sends `method url` with `headers`; `tls` is used for `https` URLs.
 pub(super) async fn send(
-    tls: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, RegistryError>,
+    tls: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, RegistryApiError>,
     method: Method,
     url: &str,
     headers: &[(http::HeaderName, String)],
-) -> Result<Response, RegistryError> {
-    let uri: Uri = url.parse().map_err(|e| RegistryError::Url {
+) -> Result<Response, RegistryApiError> {
+    let uri: Uri = url.parse().map_err(|e| RegistryApiError::Url {
         url: url.to_string(),
         detail: format!("{e}"),
     })?;
@@ -39,14 +39,14 @@ pub(super) async fn send(
         Some("https") => true,
         Some("http") => false,
         _ => {
-            return Err(RegistryError::Url {
+            return Err(RegistryApiError::Url {
                 url: url.to_string(),
                 detail: "scheme must be http or https".into(),
             });
         }
     };
     let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else {
-        return Err(RegistryError::Url {
+        return Err(RegistryApiError::Url {
             url: url.to_string(),
             detail: "no host".into(),
         });
@@ -66,7 +66,7 @@ pub(super) async fn send(
     }
     let request = request
         .body(Empty::<Bytes>::new())
-        .map_err(|e| RegistryError::Url {
+        .map_err(|e| RegistryApiError::Url {
             url: url.to_string(),
             detail: e.to_string(),
         })?;
@@ -88,7 +88,7 @@ pub(super) async fn send(
     };
     tokio::time::timeout(DEADLINE, exchange)
         .await
-        .map_err(|_| RegistryError::Timeout {
+        .map_err(|_| RegistryApiError::Timeout {
             url: url.to_string(),
             after: DEADLINE,
         })?
@@ -98,7 +98,7 @@ async fn exchange<I>(
     io: I,
     request: Request<Empty<Bytes>>,
     url: &str,
-) -> Result<Response, RegistryError>
+) -> Result<Response, RegistryApiError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -115,7 +115,7 @@ where
     let body = Limited::new(body, MAX_BODY)
         .collect()
         .await
-        .map_err(|e| RegistryError::Transport {
+        .map_err(|e| RegistryApiError::Transport {
             url: url.to_string(),
             detail: format!("reading the body: {e}"),
         })?
@@ -128,7 +128,7 @@ where
     })
 }
 
-fn transport(url: &str, e: &dyn std::error::Error) -> RegistryError {
+fn transport(url: &str, e: &dyn std::error::Error) -> RegistryApiError {
     let mut detail = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -136,7 +136,7 @@ fn transport(url: &str, e: &dyn std::error::Error) -> RegistryError {
         detail.push_str(&cause.to_string());
         source = cause.source();
     }
-    RegistryError::Transport {
+    RegistryApiError::Transport {
         url: url.to_string(),
         detail,
     }

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::ImageRef;
 use challenge::Challenge;
 pub use credentials::{AuthEnv, Credentials};
+use servicedef::ImageRef;
 
 /// Every manifest kind a tag may point at: OCI and Docker v2, single-platform and index.
 /// Without them a registry may answer 404 for a tag whose manifest is of another kind.
@@ -27,7 +27,7 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
 
 /// No variant ever holds a password or an `Authorization` value.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
+pub enum RegistryApiError {
     #[error("{image} names no registry host (a local-only image)")]
     NoRegistry { image: String },
     #[error("invalid URL {url}: {detail}")]
@@ -80,9 +80,9 @@ impl RegistryClient {
 
     /// Whether the image's registry holds its tag (or digest). A 404 is `Ok(false)`; an
     /// unreachable registry or refused access is an error, never a guess.
-    pub async fn manifest_exists(&self, image: &ImageRef) -> Result<bool, RegistryError> {
+    pub async fn manifest_exists(&self, image: &ImageRef) -> Result<bool, RegistryApiError> {
         let (Some(registry), Some(host)) = (image.registry.as_deref(), image.api_host()) else {
-            return Err(RegistryError::NoRegistry {
+            return Err(RegistryApiError::NoRegistry {
                 image: image.repository.clone(),
             });
         };
@@ -106,7 +106,7 @@ impl RegistryClient {
         match response.status {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            status => Err(RegistryError::Status { url, status }),
+            status => Err(RegistryApiError::Status { url, status }),
         }
     }
 
@@ -118,7 +118,7 @@ impl RegistryClient {
         repository: &str,
         url: &str,
         headers: &http::HeaderMap,
-    ) -> Result<transport::Response, RegistryError> {
+    ) -> Result<transport::Response, RegistryApiError> {
         let challenge = read_challenge(registry, headers)?;
         // Looked up only now: public images never need them, and a lookup may run a helper.
         let env = self.auth_env.clone().unwrap_or_else(AuthEnv::from_process);
@@ -160,7 +160,7 @@ impl RegistryClient {
         &self,
         url: &str,
         authorization: Option<&str>,
-    ) -> Result<transport::Response, RegistryError> {
+    ) -> Result<transport::Response, RegistryApiError> {
         let mut headers = manifest_headers();
         if let Some(value) = authorization {
             headers.push((AUTHORIZATION, value.to_string()));
@@ -175,8 +175,8 @@ impl RegistryClient {
         registry: &str,
         url: &str,
         credentials: Option<&Credentials>,
-        denied: impl FnOnce() -> RegistryError,
-    ) -> Result<String, RegistryError> {
+        denied: impl FnOnce() -> RegistryApiError,
+    ) -> Result<String, RegistryApiError> {
         let headers: Vec<(HeaderName, String)> = credentials
             .map(|c| (AUTHORIZATION, c.basic_authorization()))
             .into_iter()
@@ -201,7 +201,7 @@ impl RegistryClient {
         registry: &str,
         repository: &str,
         credentials: Option<&Credentials>,
-    ) -> RegistryError {
+    ) -> RegistryApiError {
         // podman login speaks HTTPS unless told otherwise, as mcp does.
         let login = if self.is_insecure(registry) {
             format!("podman login --tls-verify=false {registry}")
@@ -225,7 +225,7 @@ impl RegistryClient {
 
     /// The TLS client configuration, built on first HTTPS use: an insecure-only setup never
     /// needs a trust store.
-    fn tls(&self) -> Result<Arc<rustls::ClientConfig>, RegistryError> {
+    fn tls(&self) -> Result<Arc<rustls::ClientConfig>, RegistryApiError> {
         if let Some(config) = self.tls.get() {
             return Ok(Arc::clone(config));
         }
@@ -235,7 +235,10 @@ impl RegistryClient {
 }
 
 /// The challenge of a 401's `WWW-Authenticate` header.
-fn read_challenge(registry: &str, headers: &http::HeaderMap) -> Result<Challenge, RegistryError> {
+fn read_challenge(
+    registry: &str,
+    headers: &http::HeaderMap,
+) -> Result<Challenge, RegistryApiError> {
     let header = headers
         .get(WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
@@ -249,8 +252,8 @@ fn read_challenge(registry: &str, headers: &http::HeaderMap) -> Result<Challenge
         .ok_or_else(|| auth_error(registry, format!("sent an unreadable challenge {header:?}")))
 }
 
-fn auth_error(registry: &str, detail: String) -> RegistryError {
-    RegistryError::Auth {
+fn auth_error(registry: &str, detail: String) -> RegistryApiError {
+    RegistryApiError::Auth {
         registry: registry.to_string(),
         detail,
     }
@@ -271,12 +274,12 @@ fn parse_token(body: &[u8]) -> Option<String> {
 }
 
 /// The system's trust store (as podman uses it), aws-lc-rs as the one crypto provider.
-fn tls_config() -> Result<rustls::ClientConfig, RegistryError> {
+fn tls_config() -> Result<rustls::ClientConfig, RegistryApiError> {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
-        return Err(RegistryError::Tls {
+        return Err(RegistryApiError::Tls {
             detail: format!(
                 "no trusted root certificates found in the system store{}",
                 found
@@ -290,7 +293,7 @@ fn tls_config() -> Result<rustls::ClientConfig, RegistryError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| RegistryError::Tls {
+        .map_err(|e| RegistryApiError::Tls {
             detail: e.to_string(),
         })?
         .with_root_certificates(roots)
