@@ -118,7 +118,7 @@ impl Agent for AgentApi {
         let spec = req
             .spec
             .ok_or_else(|| Status::invalid_argument("deploy request has no spec"))?;
-        let spec = mcp_client::wire::service_from_wire(spec)
+        let spec = servicedef::Service::try_from(spec)
             .map_err(|e| status(AgentError::InvalidSpec(e.to_string())))?;
         let outcome = self
             .deployer
@@ -136,7 +136,7 @@ impl Agent for AgentApi {
             .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("plan request has no spec"))?;
-        let spec = mcp_client::wire::service_from_wire(spec)
+        let spec = servicedef::Service::try_from(spec)
             .map_err(|e| status(AgentError::InvalidSpec(e.to_string())))?;
         let plan = self.deployer.plan_deploy(&spec).await.map_err(status)?;
         Ok(Response::new(convert::plan_to_wire(plan)))

@@ -2,7 +2,6 @@
 //! and an operator certificate in DIR (kept across restarts), and writes `DIR/mcp.toml` so
 //! the CLI can talk to it as node `local`.
 
-use mcp_client::{CliConfig, NodeEntry, TlsFiles};
 use pki::{CertPair, Role};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +23,8 @@ pub enum DevError {
     },
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
+    #[error("cannot write the CLI config: {0}")]
+    Render(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DevError + '_ {
@@ -126,32 +127,34 @@ pub fn write_cli_config(
     let path = dir.join("mcp.toml");
     // What the operator added (services_dir, [build], other nodes) survives a restart; only
     // this agent's address and the dev TLS files are rewritten.
-    let mut cli = CliConfig::load(&path).unwrap_or(CliConfig {
-        services_dir: None,
-        tls: TlsFiles {
-            ca: PathBuf::new(),
-            cert: PathBuf::new(),
-            key: PathBuf::new(),
-        },
-        build: None,
-        nodes: Vec::new(),
-    });
-    cli.tls = TlsFiles {
-        ca: config.tls.ca.clone(),
-        cert: dir.join("tls/operator.pem"),
-        key: dir.join("tls/operator.key"),
+    // The file is edited as a TOML table, so the agent knows only the keys it writes (the
+    // CLI's crate owns the format; its tests load this file).
+    let mut cli: toml::Table = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_default();
+    let text = |p: &Path| toml::Value::String(p.display().to_string());
+    let mut tls = toml::Table::new();
+    tls.insert("ca".into(), text(&config.tls.ca));
+    tls.insert("cert".into(), text(&dir.join("tls/operator.pem")));
+    tls.insert("key".into(), text(&dir.join("tls/operator.key")));
+    cli.insert("tls".into(), toml::Value::Table(tls));
+    let mut nodes = match cli.remove("nodes") {
+        Some(toml::Value::Array(nodes)) => nodes,
+        _ => Vec::new(),
     };
-    cli.nodes.retain(|n| n.name != DEV_NODE);
-    cli.nodes.insert(
-        0,
-        NodeEntry {
-            name: DEV_NODE.to_string(),
-            address: format!("https://{bound}"),
-            tls_server_name: None,
-        },
+    nodes.retain(|n| n.get("name").and_then(toml::Value::as_str) != Some(DEV_NODE));
+    let mut local = toml::Table::new();
+    local.insert("name".into(), toml::Value::String(DEV_NODE.into()));
+    local.insert(
+        "address".into(),
+        toml::Value::String(format!("https://{bound}")),
     );
+    nodes.insert(0, toml::Value::Table(local));
+    cli.insert("nodes".into(), toml::Value::Array(nodes));
+    let rendered = toml::to_string(&cli).map_err(|e| DevError::Render(e.to_string()))?;
     let tmp = dir.join(".mcp.toml.tmp");
-    std::fs::write(&tmp, cli.to_toml()).map_err(io_err(&tmp))?;
+    std::fs::write(&tmp, rendered).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     Ok(path)
 }

@@ -4,7 +4,6 @@
 
 mod config;
 mod connect;
-pub mod wire;
 
 pub use config::{BuildSection, CliConfig, ConfigError, NodeEntry, TlsFiles};
 pub use connect::{ConnectError, connect, error_chain};

@@ -1,4 +1,9 @@
-//! Wire types and gRPC stubs of the agent API, generated from `proto/mcp/v1/agent.proto`.
+//! Wire types and gRPC stubs of the agent API, generated from `proto/mcp/v1/agent.proto`,
+//! and the conversions of service specs to and from them (`spec`).
+
+mod spec;
+
+pub use spec::WireError;
 
 #[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, missing_docs)]
 pub mod v1 {

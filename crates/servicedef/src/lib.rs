@@ -13,8 +13,8 @@ mod validate;
 pub use duration::parse_duration_ms;
 pub use image_ref::{ImageRef, ImageRefError, ManifestRef};
 pub use model::{
-    Component, ComponentName, HealthCheck, NameError, ParseEnumError, Probe, RestartPolicy, Route,
-    RouteMode, RuntimeKind, SecretEnv, Service, ServiceName, SpecError,
+    Component, ComponentName, DEFAULT_VCPUS, HealthCheck, NameError, ParseEnumError, Probe,
+    RestartPolicy, Route, RouteMode, RuntimeKind, SecretEnv, Service, ServiceName, SpecError,
 };
 pub use name::MAX_NAME_LEN;
 pub use parse::{DefinitionError, load_file, parse_str};

@@ -275,7 +275,19 @@ pub struct Component {
     pub health: Option<HealthCheck>,
 }
 
+/// The virtual CPUs of a component that names none.
+pub const DEFAULT_VCPUS: u32 = 1;
+
 impl Component {
+    /// The runtime a component runs on: its own, else its service's, else a container. The
+    /// one place this inheritance is decided (definitions and the wire both use it).
+    pub fn effective_runtime(
+        own: Option<RuntimeKind>,
+        service: Option<RuntimeKind>,
+    ) -> RuntimeKind {
+        own.or(service).unwrap_or_default()
+    }
+
     /// The route a health check probes: the one it names, else the component's only route.
     pub fn health_route(&self) -> Option<&Route> {
         match self.health.as_ref().and_then(|h| h.route.as_deref()) {

@@ -135,7 +135,7 @@ impl RawComponent {
             .transpose()?;
         let vcpus = match self.vcpus {
             Some(v) => check_vcpus(v).map_err(|msg| SpecError::new(field("vcpus"), msg))?,
-            None => 1,
+            None => crate::model::DEFAULT_VCPUS,
         };
         let restart = keyword::<RestartPolicy>(&field("restart"), self.restart.as_deref())?;
         let routes = self
@@ -159,7 +159,7 @@ impl RawComponent {
         Ok(Component {
             name,
             image: self.image,
-            runtime: runtime.or(service_runtime).unwrap_or_default(),
+            runtime: Component::effective_runtime(runtime, service_runtime),
             memory_mb,
             vcpus,
             cmd: self.cmd,

@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> Result<ExitCode, CliError> 
     let mut client = ctx.connect(&node).await?;
     let response = client
         .deploy(pb::DeployRequest {
-            spec: Some(mcp_client::wire::service_to_wire(&spec)),
+            spec: Some(pb::ServiceSpec::from(&spec)),
             actor: actor(),
         })
         .await

@@ -49,7 +49,7 @@ pub async fn show(
     let mut client = ctx.connect(node).await?;
     let plan = client
         .plan(pb::DeployRequest {
-            spec: Some(mcp_client::wire::service_to_wire(spec)),
+            spec: Some(pb::ServiceSpec::from(spec)),
             actor: actor(),
         })
         .await

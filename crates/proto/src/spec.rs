@@ -1,7 +1,8 @@
-//! Service specs between the domain (`servicedef`) and the wire (`mcp_proto`), by hand: the
-//! CLI sends what it parsed, the agent rebuilds and re-validates it.
+//! Service specs between the domain (`servicedef`) and the wire, by hand and in one place: the
+//! CLI sends what it parsed (`pb::ServiceSpec::from(&service)`), the agent rebuilds it
+//! (`Service::try_from(wire)`) and re-validates it. Defaults come from `servicedef`.
 
-use mcp_proto::v1 as pb;
+use crate::v1 as pb;
 use servicedef::{
     Component, ComponentName, HealthCheck, Probe, RestartPolicy, Route, RouteMode, RuntimeKind,
     SecretEnv, Service, ServiceName,
@@ -20,7 +21,21 @@ fn opt(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-pub fn service_from_wire(spec: pb::ServiceSpec) -> Result<Service, WireError> {
+impl TryFrom<pb::ServiceSpec> for Service {
+    type Error = WireError;
+
+    fn try_from(spec: pb::ServiceSpec) -> Result<Self, WireError> {
+        service_from_wire(spec)
+    }
+}
+
+impl From<&Service> for pb::ServiceSpec {
+    fn from(service: &Service) -> Self {
+        service_to_wire(service)
+    }
+}
+
+fn service_from_wire(spec: pb::ServiceSpec) -> Result<Service, WireError> {
     let service_runtime = match spec.runtime.as_str() {
         "" => None,
         other => Some(
@@ -52,10 +67,11 @@ fn component_from_wire(
     service_runtime: Option<RuntimeKind>,
 ) -> Result<Component, WireError> {
     let field = |name: &str| format!("components[{index}].{name}");
-    let runtime = match c.runtime.as_str() {
-        "" => service_runtime.unwrap_or_default(),
-        other => other.parse().map_err(|e| invalid(&field("runtime"), e))?,
+    let own = match c.runtime.as_str() {
+        "" => None,
+        other => Some(other.parse().map_err(|e| invalid(&field("runtime"), e))?),
     };
+    let runtime = Component::effective_runtime(own, service_runtime);
     let restart = match c.restart.as_str() {
         "" => RestartPolicy::default(),
         other => other.parse().map_err(|e| invalid(&field("restart"), e))?,
@@ -93,7 +109,11 @@ fn component_from_wire(
         image: c.image,
         runtime,
         memory_mb: (c.memory_mb > 0).then_some(c.memory_mb),
-        vcpus: if c.vcpus == 0 { 1 } else { c.vcpus },
+        vcpus: if c.vcpus == 0 {
+            servicedef::DEFAULT_VCPUS
+        } else {
+            c.vcpus
+        },
         cmd: c.cmd,
         env: c.env,
         secrets,
@@ -143,7 +163,7 @@ fn health_to_wire(h: &HealthCheck) -> pb::HealthSpec {
     }
 }
 
-pub fn service_to_wire(s: &Service) -> pb::ServiceSpec {
+fn service_to_wire(s: &Service) -> pb::ServiceSpec {
     pb::ServiceSpec {
         name: s.name.to_string(),
         node: s.node.clone(),
@@ -201,13 +221,13 @@ mod tests {
             [[components.routes]]\nname = \"rest\"\nport = 8443\nmode = \"l7\"\n\
             [components.health]\nhttp = \"/up\"\ninterval = \"3s\"\nretries = 5\n";
         let service = servicedef::parse_str("t.toml", text).unwrap();
-        let back = service_from_wire(service_to_wire(&service)).unwrap();
+        let back = Service::try_from(pb::ServiceSpec::from(&service)).unwrap();
         assert_eq!(back, service);
     }
 
     #[test]
     fn bad_names_from_the_wire_are_refused() {
-        let mut wire = service_to_wire(
+        let mut wire = pb::ServiceSpec::from(
             &servicedef::parse_str(
                 "t.toml",
                 "name = \"a\"\nnode = \"n\"\n[[components]]\nname = \"b\"\nimage = \"i\"\n",
@@ -215,6 +235,6 @@ mod tests {
             .unwrap(),
         );
         wire.name = "../etc".into();
-        assert!(matches!(service_from_wire(wire), Err(WireError(_))));
+        assert!(matches!(Service::try_from(wire), Err(WireError(_))));
     }
 }
