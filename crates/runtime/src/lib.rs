@@ -15,7 +15,7 @@ pub use kvm::{Accel, ProbeResult, probe_accelerator};
 pub use podman::{PodmanConfig, PodmanRuntime};
 pub use qemu::{QemuConfig, QemuRuntime};
 pub use spec::{
-    ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
+    ContainerSpec, InstanceInfo, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
     LogLine, LogStream, LogStreamKind, PortBinding, SecretEnv, SecretValue,
 };
 pub use tools::ToolVersion;
@@ -61,10 +61,10 @@ pub trait Runtime: Send + Sync {
     async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
 
     /// The instance's current state, or `None` when it does not exist.
-    async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError>;
+    async fn inspect(&self, name: &str) -> Result<Option<InstanceInfo>, RuntimeError>;
 
     /// Every instance of ours on this node, in one call to the backend.
-    async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError>;
+    async fn list(&self) -> Result<Vec<InstanceInfo>, RuntimeError>;
 
     /// The instance's output: the last `tail` lines (all when `None`), then new lines while
     /// `follow` is set. Dropping the stream ends the underlying reader.

@@ -1,4 +1,4 @@
-//! What the agent asks a runtime to run (`ContainerSpec`), what it observes (`ContainerInfo`),
+//! What the agent asks a runtime to run (`ContainerSpec`), what it observes (`InstanceInfo`),
 //! and the secrets it passes.
 
 use futures_core::Stream;
@@ -111,8 +111,9 @@ pub struct PortBinding {
     pub protocol: String,
 }
 
+/// A container or a VM as its runtime observes it (one entry of `Runtime::list`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerInfo {
+pub struct InstanceInfo {
     pub name: String,
     pub id: String,
     pub image: String,
@@ -129,7 +130,7 @@ pub struct ContainerInfo {
     pub accelerator: Option<String>,
 }
 
-impl ContainerInfo {
+impl InstanceInfo {
     pub fn service(&self) -> Option<&str> {
         self.labels.get(LABEL_SERVICE).map(String::as_str)
     }

@@ -212,10 +212,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     };
     agent::server::serve(deployer, node, podman, listener, tls, shutdown).await?;
-    let _ = monitor.await;
-    let _ = health.await;
-    if let Some(watchdog) = watchdog {
-        let _ = watchdog.await;
+    for (task, handle) in [("monitor", monitor), ("health checker", health)] {
+        if let Err(e) = handle.await {
+            tracing::error!(task, error = %e, "ended abnormally");
+        }
+    }
+    if let Some(watchdog) = watchdog
+        && let Err(e) = watchdog.await
+    {
+        tracing::error!(error = %e, "the proxy watchdog ended abnormally");
     }
     tracing::info!("stopped; workloads and the node proxy keep running");
     Ok(())

@@ -1,6 +1,6 @@
 //! Carrying out a plan on the runtime, checking what it started, and undoing a failed one.
 
-use runtime::{ContainerInfo, InstanceState, LogLine};
+use runtime::{InstanceInfo, InstanceState, LogLine};
 use servicedef::{Component, RuntimeKind, Service};
 use tokio_stream::StreamExt;
 
@@ -35,7 +35,7 @@ impl Deployer {
         spec: &Service,
         plan: &plan::Plan<'_>,
         host_ports: &registry::HostPorts,
-    ) -> Result<Option<Vec<ContainerInfo>>, AgentError> {
+    ) -> Result<Option<Vec<InstanceInfo>>, AgentError> {
         for instance in plan.remove.iter().chain(plan.replace_old.iter()) {
             self.stop_instance(&instance.name, instance.kind).await?;
             self.remove_instance(&instance.name, instance.kind).await?;
@@ -69,7 +69,7 @@ impl Deployer {
         &self,
         spec: &Service,
         plan: &plan::Plan<'_>,
-    ) -> Result<Option<Vec<ContainerInfo>>, AgentError> {
+    ) -> Result<Option<Vec<InstanceInfo>>, AgentError> {
         if plan.create.is_empty() {
             return Ok(None);
         }
@@ -122,9 +122,10 @@ impl Deployer {
         previous: Option<&ServiceRecord>,
     ) {
         for component in &plan.create {
-            let _ = self
-                .remove_instance(&plan.instance_name(spec, component), component.runtime)
-                .await;
+            let instance = plan.instance_name(spec, component);
+            if let Err(e) = self.remove_instance(&instance, component.runtime).await {
+                tracing::warn!(%instance, error = %e, "rollback could not remove an instance");
+            }
         }
         let Some(previous) = previous else { return };
         let Ok(instances) = self.service_instances(spec.name.as_str()).await else {

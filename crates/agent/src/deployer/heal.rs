@@ -3,7 +3,7 @@
 //! against a "stopped" intent stopped, and strays reported (never removed unasked).
 
 use registry::{DesiredState, Health, ServiceRecord};
-use runtime::{ContainerInfo, InstanceState};
+use runtime::{InstanceInfo, InstanceState};
 use servicedef::{Component, RestartPolicy};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -79,7 +79,7 @@ impl Observation {
 pub(crate) fn observe(
     component: &Component,
     desired: DesiredState,
-    instance: Option<&ContainerInfo>,
+    instance: Option<&InstanceInfo>,
 ) -> Observation {
     let running = instance.is_some_and(|i| i.state == InstanceState::Running);
     match (desired, instance) {
@@ -210,7 +210,7 @@ impl Deployer {
         &self,
         record: &ServiceRecord,
         component: &Component,
-        instance: Option<&ContainerInfo>,
+        instance: Option<&InstanceInfo>,
         observation: &Observation,
         before: Health,
         policy: &BackoffPolicy,
@@ -296,8 +296,8 @@ impl Deployer {
         &self,
         service: &str,
         component: &Component,
-        current: Option<&ContainerInfo>,
-        listing: &[ContainerInfo],
+        current: Option<&InstanceInfo>,
+        listing: &[InstanceInfo],
     ) {
         let hash = component.spec_hash();
         for spare in plan::instances_of(service, component.name.as_str(), listing) {
@@ -320,8 +320,9 @@ impl Deployer {
                     component.name, spare.name
                 ),
             };
-            let _ = self
-                .registry(|r| r.record_event(service, "removed-spare", "monitor", Some(&detail)));
+            self.record_best_effort("spare event", |r| {
+                r.record_event(service, "removed-spare", "monitor", Some(&detail))
+            });
         }
     }
 
@@ -330,7 +331,7 @@ impl Deployer {
         &self,
         record: &ServiceRecord,
         component: &Component,
-        instance: Option<&ContainerInfo>,
+        instance: Option<&InstanceInfo>,
     ) -> Result<(), AgentError> {
         if let Some(info) = instance {
             return self
@@ -378,8 +379,8 @@ mod tests {
         .remove(0)
     }
 
-    fn instance(c: &Component, state: InstanceState, exit: Option<i32>) -> ContainerInfo {
-        ContainerInfo {
+    fn instance(c: &Component, state: InstanceState, exit: Option<i32>) -> InstanceInfo {
+        InstanceInfo {
             name: "s-web".into(),
             id: "x".into(),
             image: "i".into(),

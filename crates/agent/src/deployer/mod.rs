@@ -24,7 +24,7 @@ pub use secrets::{MAX_SECRET_BYTES, SecretView};
 pub use status::{ComponentView, RouteView, ServiceView, StrayView};
 
 use registry::{Registry, ServiceRecord};
-use runtime::{ContainerInfo, LogLine, LogStream, Runtime};
+use runtime::{InstanceInfo, LogLine, LogStream, Runtime};
 use servicedef::{Component, RuntimeKind, Service};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -55,9 +55,9 @@ pub struct Deployer {
     stop_timeout: Duration,
     service_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Labelled instances the registry does not know, as of the last monitor pass.
-    strays: Mutex<Vec<ContainerInfo>>,
+    strays: Mutex<Vec<InstanceInfo>>,
     /// Instances that looked stray in the last pass (confirmed if the next agrees).
-    stray_candidates: Mutex<Vec<ContainerInfo>>,
+    stray_candidates: Mutex<Vec<InstanceInfo>>,
     /// The node proxy, when public routes are served here.
     traffic: Option<Arc<dyn TrafficSwitch>>,
     /// How long a retired instance may finish its in-flight work before it is stopped.
@@ -159,6 +159,18 @@ impl Deployer {
         Ok(f(&mut guard)?)
     }
 
+    /// A registry write the operation does not depend on (history, health bookkeeping): a
+    /// failure is logged, never dropped silently, and does not fail the caller.
+    fn record_best_effort<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Registry) -> Result<T, registry::RegistryError>,
+    ) {
+        if let Err(e) = self.registry(f) {
+            tracing::warn!(error = %e, what, "registry write failed");
+        }
+    }
+
     fn service_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self
             .service_locks
@@ -180,14 +192,14 @@ impl Deployer {
     /// An instance counts as a stray only when two passes in a row saw it so, because a deploy
     /// in flight creates instances before the registry records them; a new stray is recorded
     /// as an event once.
-    fn note_strays(&self, records: &[ServiceRecord], listing: &[ContainerInfo]) -> Vec<String> {
-        let known = |i: &ContainerInfo| {
+    fn note_strays(&self, records: &[ServiceRecord], listing: &[InstanceInfo]) -> Vec<String> {
+        let known = |i: &InstanceInfo| {
             records.iter().any(|r| {
                 i.service() == Some(r.spec.name.as_str())
                     && i.component().is_some_and(|c| r.spec.component(c).is_some())
             })
         };
-        let candidates: Vec<ContainerInfo> = listing
+        let candidates: Vec<InstanceInfo> = listing
             .iter()
             .filter(|i| !known(i))
             .filter(|i| {
@@ -200,7 +212,7 @@ impl Deployer {
             .stray_candidates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let confirmed: Vec<ContainerInfo> = candidates
+        let confirmed: Vec<InstanceInfo> = candidates
             .iter()
             .filter(|c| seen.iter().any(|p| p.id == c.id))
             .cloned()
@@ -218,8 +230,9 @@ impl Deployer {
                     stray.name, stray.image
                 );
                 let service = stray.service().unwrap_or("?").to_string();
-                let _ =
-                    self.registry(|r| r.record_event(&service, "stray", "monitor", Some(&detail)));
+                self.record_best_effort("stray event", |r| {
+                    r.record_event(&service, "stray", "monitor", Some(&detail))
+                });
             }
         }
         let names = confirmed.iter().map(|s| s.name.clone()).collect();
@@ -233,7 +246,7 @@ impl Deployer {
     }
 
     /// Every instance of ours, from every runtime, in one listing per runtime.
-    async fn listing(&self) -> Result<Vec<ContainerInfo>, AgentError> {
+    async fn listing(&self) -> Result<Vec<InstanceInfo>, AgentError> {
         let mut list = self
             .podman
             .list()
@@ -249,7 +262,7 @@ impl Deployer {
         Ok(list)
     }
 
-    async fn service_instances(&self, service: &str) -> Result<Vec<ContainerInfo>, AgentError> {
+    async fn service_instances(&self, service: &str) -> Result<Vec<InstanceInfo>, AgentError> {
         let mut list = self.listing().await?;
         list.retain(|info| info.service() == Some(service));
         Ok(list)
@@ -312,7 +325,7 @@ impl Deployer {
     async fn view_from(
         &self,
         name: &str,
-        listing: Option<Vec<ContainerInfo>>,
+        listing: Option<Vec<InstanceInfo>>,
     ) -> Result<ServiceView, AgentError> {
         let Some(listing) = listing else {
             return self.view_of(name).await;

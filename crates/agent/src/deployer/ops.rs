@@ -130,7 +130,11 @@ impl Deployer {
         // The deploy stands; what is left is retiring the old instances, which recovery
         // finishes (not undoes) after a crash.
         if !plan.retire.is_empty() {
-            let _ = self.registry(|r| r.begin_operation(&name, "retire", actor, None));
+            // Without this journal entry a crash during the retirement leaves the old
+            // instance for the monitor to remove as a spare: worth a warning, not a failure.
+            self.record_best_effort("retire journal", |r| {
+                r.begin_operation(&name, "retire", actor, None)
+            });
         }
         self.retire(&plan, &retiring).await;
         self.end_operation(&name);
@@ -398,7 +402,9 @@ impl Deployer {
     }
 
     fn end_with_event(&self, name: &str, action: &str, actor: &str, detail: &str) {
-        let _ = self.registry(|r| r.record_event(name, action, actor, Some(detail)));
+        self.record_best_effort("operation event", |r| {
+            r.record_event(name, action, actor, Some(detail))
+        });
         self.end_operation(name);
     }
 }

@@ -2,7 +2,7 @@
 
 use registry::HostPorts;
 use runtime::{
-    ContainerInfo, ContainerSpec, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
+    ContainerSpec, InstanceInfo, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
 };
 use servicedef::{Component, RuntimeKind, Service};
 use std::collections::BTreeMap;
@@ -17,8 +17,8 @@ pub(crate) struct InstanceRef {
     pub component: String,
 }
 
-impl From<&ContainerInfo> for InstanceRef {
-    fn from(info: &ContainerInfo) -> Self {
+impl From<&InstanceInfo> for InstanceRef {
+    fn from(info: &InstanceInfo) -> Self {
         Self {
             name: info.name.clone(),
             kind: info.runtime,
@@ -103,8 +103,8 @@ pub(crate) fn replaceable_side_by_side(component: &Component) -> bool {
 pub(crate) fn instances_of<'l>(
     service: &str,
     component: &str,
-    listing: &'l [ContainerInfo],
-) -> impl Iterator<Item = &'l ContainerInfo> {
+    listing: &'l [InstanceInfo],
+) -> impl Iterator<Item = &'l InstanceInfo> {
     listing
         .iter()
         .filter(move |i| i.service() == Some(service) && i.component() == Some(component))
@@ -116,8 +116,8 @@ pub(crate) fn instances_of<'l>(
 pub(crate) fn instance_of<'l>(
     service: &str,
     component: &Component,
-    listing: &'l [ContainerInfo],
-) -> Option<&'l ContainerInfo> {
+    listing: &'l [InstanceInfo],
+) -> Option<&'l InstanceInfo> {
     let hash = component.spec_hash();
     instances_of(service, component.name.as_str(), listing).max_by_key(|i| {
         (
@@ -129,7 +129,7 @@ pub(crate) fn instance_of<'l>(
 }
 
 /// `instances` are the service's instances (label `mcp.service` = the service).
-pub(crate) fn plan<'a>(spec: &'a Service, instances: &[ContainerInfo]) -> Plan<'a> {
+pub(crate) fn plan<'a>(spec: &'a Service, instances: &[InstanceInfo]) -> Plan<'a> {
     let mut plan = Plan::default();
     let service = spec.name.as_str();
     for info in instances {
@@ -275,9 +275,9 @@ mod tests {
         assert!(changed_components(&service(false), None).is_empty());
     }
 
-    fn instance(spec: &Service, component: &str, state: InstanceState) -> ContainerInfo {
+    fn instance(spec: &Service, component: &str, state: InstanceState) -> InstanceInfo {
         let c = spec.component(component).unwrap();
-        ContainerInfo {
+        InstanceInfo {
             name: spec.container_name(&c.name),
             id: "id".into(),
             image: c.image.clone(),

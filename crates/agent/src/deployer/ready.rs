@@ -368,7 +368,9 @@ impl Deployer {
         };
         if let Some((action, detail)) = &event {
             tracing::warn!(service, "{detail}");
-            let _ = self.registry(|r| r.record_event(service, action, "monitor", Some(detail)));
+            self.record_best_effort("health event", |r| {
+                r.record_event(service, action, "monitor", Some(detail))
+            });
         }
         if let Some(instance) = restart_instance {
             self.restart_unhealthy(service, component, &instance, check, policy)
@@ -415,7 +417,9 @@ impl Deployer {
             ),
             Err(e) => format!("{name}: restart #{} failed: {e}", health.restart_count),
         };
-        let _ = self.registry(|r| r.set_health(service, name, &health, &[("restart", &detail)]));
+        self.record_best_effort("restart bookkeeping", |r| {
+            r.set_health(service, name, &health, &[("restart", &detail)])
+        });
         if outcome.is_ok() {
             let now = Instant::now();
             if let Some(state) = self

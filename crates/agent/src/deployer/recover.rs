@@ -38,7 +38,9 @@ impl Deployer {
                     op.action, op.actor
                 ),
             };
-            let _ = self.registry(|r| r.record_event(&op.service, "recovered", ACTOR, Some(&line)));
+            self.record_best_effort("recovery event", |r| {
+                r.record_event(&op.service, "recovered", ACTOR, Some(&line))
+            });
             self.end_operation(&op.service);
             report.push(format!("{}: {line}", op.service));
         }

@@ -1,7 +1,7 @@
 //! Status views: the registry's desired state merged with the runtime's listing.
 
 use registry::{Health, ServiceRecord};
-use runtime::{ContainerInfo, PortBinding};
+use runtime::{InstanceInfo, PortBinding};
 
 #[derive(Debug, Clone)]
 pub struct ComponentView {
@@ -44,8 +44,8 @@ pub struct StrayView {
     pub id: String,
 }
 
-impl From<&ContainerInfo> for StrayView {
-    fn from(info: &ContainerInfo) -> Self {
+impl From<&InstanceInfo> for StrayView {
+    fn from(info: &InstanceInfo) -> Self {
         Self {
             instance: info.name.clone(),
             service: info.service().unwrap_or_default().to_string(),
@@ -79,7 +79,7 @@ pub struct ServiceView {
 
 pub(crate) fn service_view(
     record: &ServiceRecord,
-    listing: &[ContainerInfo],
+    listing: &[InstanceInfo],
     health: &[(String, String, Health)],
 ) -> ServiceView {
     let spec = &record.spec;

@@ -1,10 +1,10 @@
-//! Parsing `podman ps --format json` into `ContainerInfo`.
+//! Parsing `podman ps --format json` into `InstanceInfo`.
 
 use serde::Deserialize;
 use servicedef::RuntimeKind;
 use std::collections::BTreeMap;
 
-use crate::{ContainerInfo, InstanceState, PortBinding, RuntimeError};
+use crate::{InstanceInfo, InstanceState, PortBinding, RuntimeError};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -42,7 +42,7 @@ struct PsPort {
     protocol: String,
 }
 
-pub(super) fn parse_ps(json: &str) -> Result<Vec<ContainerInfo>, RuntimeError> {
+pub(super) fn parse_ps(json: &str) -> Result<Vec<InstanceInfo>, RuntimeError> {
     // podman 4 prints nothing at all (not "[]") when no container matches.
     if json.trim().is_empty() {
         return Ok(Vec::new());
@@ -54,7 +54,7 @@ pub(super) fn parse_ps(json: &str) -> Result<Vec<ContainerInfo>, RuntimeError> {
     Ok(entries.into_iter().map(into_info).collect())
 }
 
-fn into_info(entry: PsEntry) -> ContainerInfo {
+fn into_info(entry: PsEntry) -> InstanceInfo {
     let state = InstanceState::parse(&entry.state);
     let mut ports = Vec::new();
     for port in entry.ports.unwrap_or_default() {
@@ -68,7 +68,7 @@ fn into_info(entry: PsEntry) -> ContainerInfo {
             });
         }
     }
-    ContainerInfo {
+    InstanceInfo {
         name: entry.names.into_iter().next().unwrap_or_default(),
         id: entry.id,
         image: entry.image,

@@ -11,7 +11,7 @@ use servicedef::ImageRef;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{ContainerInfo, ContainerSpec, LABEL_SERVICE, LogStream, Runtime, RuntimeError};
+use crate::{ContainerSpec, InstanceInfo, LABEL_SERVICE, LogStream, Runtime, RuntimeError};
 pub use image::ImageFacts;
 
 /// How to invoke podman on this node.
@@ -350,7 +350,7 @@ impl Runtime for PodmanRuntime {
         )?)
     }
 
-    async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+    async fn inspect(&self, name: &str) -> Result<Option<InstanceInfo>, RuntimeError> {
         // `ps` rather than `inspect`: the same JSON shape as `list`, one parser.
         let filter = format!("name=^{name}$");
         let out = self
@@ -365,7 +365,7 @@ impl Runtime for PodmanRuntime {
             .find(|info| info.name == name))
     }
 
-    async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+    async fn list(&self) -> Result<Vec<InstanceInfo>, RuntimeError> {
         let filter = format!("label={LABEL_SERVICE}");
         let out = self
             .podman

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::{
-    Accel, ContainerInfo, ContainerSpec, InstanceState, LABEL_SERVICE, LogStream, PodmanRuntime,
+    Accel, ContainerSpec, InstanceInfo, InstanceState, LABEL_SERVICE, LogStream, PodmanRuntime,
     Runtime, RuntimeError,
 };
 use vm::{Meta, MetaPort, VmDir};
@@ -283,7 +283,7 @@ impl QemuRuntime {
         }
     }
 
-    fn info(&self, vm: &VmDir) -> Option<ContainerInfo> {
+    fn info(&self, vm: &VmDir) -> Option<InstanceInfo> {
         let meta = vm.read_meta().ok()?;
         let running = vm.running_pid().is_some();
         let exited_at = (!running)
@@ -291,7 +291,7 @@ impl QemuRuntime {
             .flatten()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_secs()).ok());
-        Some(ContainerInfo {
+        Some(InstanceInfo {
             name: meta.name.clone(),
             id: meta.id.clone(),
             image: meta.image.clone(),
@@ -536,8 +536,18 @@ impl Runtime for QemuRuntime {
         if result.is_err() {
             // Nothing of a failed run stays: no QEMU, no state dir, no image.
             self.kill_hard(&vm).await;
-            let _ = std::fs::remove_dir_all(&vm.dir);
-            let _ = std::fs::remove_file(self.images_dir().join(format!("{}.img", spec.name)));
+            let image = self.images_dir().join(format!("{}.img", spec.name));
+            for removed in [
+                std::fs::remove_dir_all(&vm.dir),
+                std::fs::remove_file(&image),
+            ] {
+                if let Err(e) = removed.or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                }) {
+                    tracing::warn!(vm = %spec.name, error = %e, "cleanup after a failed start");
+                }
+            }
         }
         result
     }
@@ -593,7 +603,7 @@ impl Runtime for QemuRuntime {
         Ok(())
     }
 
-    async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+    async fn inspect(&self, name: &str) -> Result<Option<InstanceInfo>, RuntimeError> {
         let vm = self.vm(name);
         let Some(mut info) = self.info(&vm) else {
             return Ok(None);
@@ -608,14 +618,14 @@ impl Runtime for QemuRuntime {
         Ok(Some(info))
     }
 
-    async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+    async fn list(&self) -> Result<Vec<InstanceInfo>, RuntimeError> {
         let root = self.vm_root();
         let entries = match std::fs::read_dir(&root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(root.display())(e)),
         };
-        let mut list: Vec<ContainerInfo> = entries
+        let mut list: Vec<InstanceInfo> = entries
             .filter_map(Result::ok)
             .filter_map(|entry| self.info(&VmDir { dir: entry.path() }))
             .filter(|info| info.service().is_some())
