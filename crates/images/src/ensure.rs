@@ -56,7 +56,7 @@ pub async fn before_deploy(
 ) -> Result<(), ImagesError> {
     let mut missing: BTreeMap<String, Vec<PlannedImage>> = BTreeMap::new();
     let mut unbuildable = Vec::new();
-    for image in plan::component_images(service)? {
+    for image in plan::component_images(service) {
         if image.parsed.is_local_only() {
             report(Event::LocalOnly {
                 image: &image.image,
@@ -115,7 +115,7 @@ pub async fn build(
         }
         None => service.build_images.keys().map(String::as_str).collect(),
     };
-    let images = plan::component_images(service)?;
+    let images = plan::component_images(service);
     let mut jobs = Vec::new();
     for key in keys {
         let mine: Vec<&PlannedImage> = images

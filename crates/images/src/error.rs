@@ -1,17 +1,10 @@
 //! Why images could not be made ready, each naming the image, entry or file concerned.
 
 use oci::BuildError;
-use servicedef::ImageRefError;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImagesError {
-    #[error("component {component}: {source}")]
-    InvalidImage {
-        component: String,
-        #[source]
-        source: ImageRefError,
-    },
     #[error(
         "{} not in the registry, and service {service} has no [build.images] entry \
          for {}: push {}, or add a build entry",

@@ -27,25 +27,22 @@ pub struct BuildSource {
     pub context: PathBuf,
 }
 
-/// The service's distinct component images, each with the build entry that makes it.
-pub fn component_images(service: &Service) -> Result<Vec<PlannedImage>, ImagesError> {
+/// The service's distinct component images, each with the build entry that makes it. The
+/// images were parsed when the definition was read (`servicedef::Image`).
+pub fn component_images(service: &Service) -> Vec<PlannedImage> {
     let mut out: Vec<PlannedImage> = Vec::new();
     for component in &service.components {
-        if out.iter().any(|p| p.image == component.image) {
+        if out.iter().any(|p| component.image == p.image.as_str()) {
             continue;
         }
-        let parsed =
-            ImageRef::parse(&component.image).map_err(|source| ImagesError::InvalidImage {
-                component: component.name.to_string(),
-                source,
-            })?;
+        let parsed = component.image.reference().clone();
         out.push(PlannedImage {
-            image: component.image.clone(),
+            image: component.image.to_string(),
             key: build_key(service, &parsed).map(str::to_string),
             parsed,
         });
     }
-    Ok(out)
+    out
 }
 
 /// The `[build.images]` key naming `image`'s repository: an exact match of the whole
@@ -129,7 +126,7 @@ mod tests {
                 "127.0.0.1:5000/db:v3",
             ],
         );
-        let planned = component_images(&s).unwrap();
+        let planned = component_images(&s);
         let keys: Vec<(&str, Option<&str>)> = planned
             .iter()
             .map(|p| (p.image.as_str(), p.key.as_deref()))
@@ -143,13 +140,6 @@ mod tests {
                 ("127.0.0.1:5000/db:v3", None),
             ]
         );
-    }
-
-    #[test]
-    fn invalid_images_name_their_component() {
-        let s = service("", &["127.0.0.1:5000/Hello:v1"]);
-        let err = component_images(&s).unwrap_err().to_string();
-        assert!(err.contains("c0") && err.contains("Hello"), "{err}");
     }
 
     /// A workspace with `<dir>/Containerfile`.

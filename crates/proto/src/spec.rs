@@ -106,7 +106,7 @@ fn component_from_wire(
         .collect::<Result<Vec<_>, WireError>>()?;
     Ok(Component {
         name: ComponentName::new(c.name).map_err(|e| invalid(&field("name"), e))?,
-        image: c.image,
+        image: servicedef::Image::parse(&c.image).map_err(|e| invalid(&field("image"), e))?,
         runtime,
         memory_mb: (c.memory_mb > 0).then_some(c.memory_mb),
         vcpus: if c.vcpus == 0 {
@@ -176,7 +176,7 @@ fn service_to_wire(s: &Service) -> pb::ServiceSpec {
             .iter()
             .map(|c| pb::ComponentSpec {
                 name: c.name.to_string(),
-                image: c.image.clone(),
+                image: c.image.to_string(),
                 runtime: c.runtime.to_string(),
                 memory_mb: c.memory_mb.unwrap_or(0),
                 vcpus: c.vcpus,

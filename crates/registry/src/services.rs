@@ -74,7 +74,7 @@ impl Registry {
             for (position, component) in spec.components.iter().enumerate() {
                 let record = ComponentRecord {
                     name: component.name.as_str().to_owned(),
-                    image: component.image.clone(),
+                    image: component.image.to_string(),
                     desired,
                     spec_hash: component.spec_hash(),
                 };

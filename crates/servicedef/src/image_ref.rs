@@ -1,6 +1,7 @@
 //! Image references (`[host[:port]/]repo[:tag][@digest]`): which registry holds an image, under
 //! which repository and tag. Pure parsing, so the rules are unit-tested.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What names a manifest in a repository.
@@ -144,6 +145,66 @@ impl ImageRef {
         } else {
             self.repository.clone()
         }
+    }
+}
+
+/// A component's image: the reference as written, parsed once when the definition (or a wire
+/// spec) is read, so every user sees the same verdict. Serialized as the plain string, so
+/// recorded specs and their hashes are what they were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Image {
+    text: String,
+    parsed: ImageRef,
+}
+
+impl Image {
+    pub fn parse(text: &str) -> Result<Self, ImageRefError> {
+        Ok(Self {
+            parsed: ImageRef::parse(text)?,
+            text: text.to_string(),
+        })
+    }
+
+    /// The reference as written, e.g. for podman's command line.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn reference(&self) -> &ImageRef {
+        &self.parsed
+    }
+}
+
+impl fmt::Display for Image {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl TryFrom<String> for Image {
+    type Error = ImageRefError;
+
+    fn try_from(text: String) -> Result<Self, ImageRefError> {
+        Self::parse(&text)
+    }
+}
+
+impl From<Image> for String {
+    fn from(image: Image) -> Self {
+        image.text
+    }
+}
+
+impl PartialEq<str> for Image {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for Image {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
     }
 }
 

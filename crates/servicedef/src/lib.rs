@@ -11,7 +11,7 @@ mod raw;
 mod validate;
 
 pub use duration::parse_duration_ms;
-pub use image_ref::{ImageRef, ImageRefError, ManifestRef};
+pub use image_ref::{Image, ImageRef, ImageRefError, ManifestRef};
 pub use model::{
     Component, ComponentName, DEFAULT_VCPUS, HealthCheck, NameError, ParseEnumError, Probe,
     RestartPolicy, Route, RouteMode, RuntimeKind, SecretEnv, Service, ServiceName, SpecError,

@@ -239,8 +239,8 @@ impl HealthCheck {
 pub struct Component {
     /// Unique within the service.
     pub name: ComponentName,
-    /// Image reference.
-    pub image: String,
+    /// Image reference, parsed.
+    pub image: crate::Image,
     /// Resolved runtime: the component's own, else the service's, else container.
     pub runtime: RuntimeKind,
     /// Memory limit; required for unikernels.

@@ -158,7 +158,8 @@ impl RawComponent {
             .collect::<Result<_, _>>()?;
         Ok(Component {
             name,
-            image: self.image,
+            image: crate::Image::parse(&self.image)
+                .map_err(|e| SpecError::new(field("image"), e.to_string()))?,
             runtime: Component::effective_runtime(runtime, service_runtime),
             memory_mb,
             vcpus,

@@ -156,12 +156,6 @@ fn health(at: &str, c: &Component) -> Result<(), SpecError> {
 
 fn component(at: &str, c: &Component) -> Result<(), SpecError> {
     let field = |f: &str| format!("{at}.{f}");
-    let ok = !c.image.is_empty() && !c.image.chars().any(char::is_whitespace);
-    let why = format!(
-        "invalid image \"{}\": must be non-empty with no whitespace",
-        c.image
-    );
-    ensure(ok, field("image"), why)?;
     if let Some(mb) = c.memory_mb {
         check_memory(i64::from(mb)).map_err(|m| SpecError::new(field("memory_mb"), m))?;
     }

@@ -95,7 +95,7 @@ fn spec_hash_is_stable_and_tracks_image() {
     assert_eq!(a.components[0].spec_hash(), b.components[0].spec_hash());
     assert_eq!(a.components[0].spec_hash().len(), 16);
     let mut c = example();
-    c.components[0].image = "127.0.0.1:5000/hello:v1.0.1".into();
+    c.components[0].image = servicedef::Image::parse("127.0.0.1:5000/hello:v1.0.1").unwrap();
     assert_ne!(a.components[0].spec_hash(), c.components[0].spec_hash());
     assert_ne!(a.spec_hash(), c.spec_hash());
 }

@@ -20,7 +20,7 @@ impl Deployer {
                 continue;
             }
             self.runtime_for(component)?
-                .pull(&component.image)
+                .pull(component.image.as_str())
                 .await
                 .map_err(AgentError::runtime(format!("component {}", component.name)))?;
             done.push(key);

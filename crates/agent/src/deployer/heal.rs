@@ -90,7 +90,9 @@ pub(crate) fn observe(
                 at: info.exited_at,
             }
         }
-        (DesiredState::Running, Some(info)) if !same_image(&info.image, &component.image) => {
+        (DesiredState::Running, Some(info))
+            if !same_image(&info.image, component.image.as_str()) =>
+        {
             Observation::ImageMismatch {
                 running: info.image.clone(),
             }

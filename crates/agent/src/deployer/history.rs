@@ -218,7 +218,7 @@ mod tests {
         .unwrap();
         let old = spec.components[0].clone();
         let mut new = old.clone();
-        new.image = "i:2".into();
+        new.image = servicedef::Image::parse("i:2").unwrap();
         new.env.push("A=b".into());
         assert_eq!(changed_fields(Some(&old), &new), ["env", "image"]);
         assert!(changed_fields(Some(&old), &old).is_empty());

@@ -227,7 +227,7 @@ pub(crate) fn container_spec(
     ]);
     ContainerSpec {
         name: spec.container_name(&component.name),
-        image: component.image.clone(),
+        image: component.image.to_string(),
         cmd: component.cmd.clone(),
         env,
         volumes: component.volumes.clone(),
@@ -270,7 +270,7 @@ mod tests {
         assert_eq!(names(changed_components(&old, None)), ["web", "db"]);
         assert!(changed_components(&old, Some(&old)).is_empty());
         let mut new = service(true);
-        new.components[1].image = "img:3".into();
+        new.components[1].image = servicedef::Image::parse("img:3").unwrap();
         assert_eq!(names(changed_components(&new, Some(&old))), ["db"]);
         assert!(changed_components(&service(false), None).is_empty());
     }
@@ -280,7 +280,7 @@ mod tests {
         InstanceInfo {
             name: spec.container_name(&c.name),
             id: "id".into(),
-            image: c.image.clone(),
+            image: c.image.to_string(),
             state,
             started_at: None,
             exit_code: None,
@@ -318,7 +318,7 @@ mod tests {
             instance(&old, "db", InstanceState::Running),
         ];
         let mut new = old.clone();
-        new.components[0].image = "img:9".into();
+        new.components[0].image = servicedef::Image::parse("img:9").unwrap();
         let plan = plan(&new, &running);
         assert_eq!(plan.replace_old, ["svc-web"]);
         assert_eq!(plan.create.len(), 1);
