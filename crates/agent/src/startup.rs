@@ -47,6 +47,13 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
             source,
         }
     })?;
+    // Opened after the writer, which created and migrated the database.
+    let reader = registry::Registry::open_reader(&config.registry_path()).map_err(|source| {
+        StartError::Registry {
+            dir: config.state_dir.clone(),
+            source,
+        }
+    })?;
     let podman = Arc::new(PodmanRuntime::new(config.podman_config()));
     match podman.version().await {
         Ok(v) => tracing::info!(podman = %v, "podman found"),
@@ -77,6 +84,7 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
         config.port_allocator(),
         config.stop_timeout(),
     )
+    .with_reader(reader)
     .with_unikernels(unikernels)
     .with_secrets(
         crate::secret_box::SecretBox::load_or_create(&config.secrets_key_path())

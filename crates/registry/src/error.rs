@@ -56,6 +56,9 @@ pub enum RegistryError {
         #[source]
         source: serde_json::Error,
     },
+    /// A journal entry names an operation this version does not know.
+    #[error("the journal holds an unknown operation {action:?} for service {service:?}")]
+    UnknownOperation { service: String, action: String },
     /// The spec could not be serialized for storage.
     #[error("cannot serialize spec of service {service:?}")]
     EncodeSpec {
@@ -91,7 +94,7 @@ impl RegistryError {
                 source: rusqlite_migration::Error::RusqliteError { err, .. },
                 ..
             } => err.sqlite_error_code(),
-            Self::CorruptSpec { .. } => return Condition::Corrupt,
+            Self::CorruptSpec { .. } | Self::UnknownOperation { .. } => return Condition::Corrupt,
             _ => None,
         };
         match sqlite {

@@ -20,7 +20,7 @@ mod time;
 
 pub use error::{Condition, RegistryError};
 pub use health::Health;
-pub use pending::PendingOperation;
+pub use pending::{Operation, PendingOperation};
 pub use records::{ComponentRecord, EventRecord, ServiceRecord};
 pub use routes::{HostPorts, RouteKey, RouteRecord};
 pub use secrets::{SealedSecret, SecretRecord};
@@ -48,6 +48,19 @@ impl Registry {
             backup::write_copy(&conn, &backup::pre_migration_path(path, from))?;
         }
         migrations::apply(&mut conn, path)?;
+        Ok(Self { conn })
+    }
+
+    /// A second connection to a database another `Registry` opened (and migrated), for reads
+    /// only (`query_only`): in WAL mode its reads never wait for a writer, so status and
+    /// history answer while a deploy's write waits on a lock.
+    pub fn open_reader(path: &Path) -> Result<Self, RegistryError> {
+        let conn = open::open_file(path)?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(|source| RegistryError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Self { conn })
     }
 

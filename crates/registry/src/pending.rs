@@ -7,12 +7,55 @@ use servicedef::Service;
 use crate::error::ServiceContext;
 use crate::{Registry, RegistryError, time};
 
+/// The operations the journal knows; recovery handles each (the compiler checks it does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Deploy,
+    /// Removing a recorded deploy's old instances.
+    Retire,
+    Stop,
+    Start,
+    Restart,
+    Undeploy,
+}
+
+impl Operation {
+    pub const ALL: [Self; 6] = [
+        Self::Deploy,
+        Self::Retire,
+        Self::Stop,
+        Self::Start,
+        Self::Restart,
+        Self::Undeploy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deploy => "deploy",
+            Self::Retire => "retire",
+            Self::Stop => "stop",
+            Self::Start => "start",
+            Self::Restart => "restart",
+            Self::Undeploy => "undeploy",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An operation that started and did not end.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingOperation {
     pub service: String,
-    /// "deploy", "stop", "start", "restart" or "undeploy".
-    pub action: String,
+    pub action: Operation,
     pub actor: String,
     pub started_at: i64,
     /// The spec being deployed, for "deploy".
@@ -24,7 +67,7 @@ impl Registry {
     pub fn begin_operation(
         &mut self,
         service: &str,
-        action: &str,
+        action: Operation,
         actor: &str,
         spec: Option<&Service>,
     ) -> Result<(), RegistryError> {
@@ -39,7 +82,7 @@ impl Registry {
             .execute(
                 "INSERT OR REPLACE INTO pending_operations (service, action, actor, started_at, spec_json)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![service, action, actor, time::now(), spec_json],
+                params![service, action.as_str(), actor, time::now(), spec_json],
             )
             .for_service(service)?;
         Ok(())
@@ -92,6 +135,13 @@ impl Registry {
                     .map_err(|source| RegistryError::CorruptSpec {
                         service: service.clone(),
                         source,
+                    })?;
+                // An entry this agent cannot read (a newer agent's, after a downgrade) stops
+                // the start: guessing how to recover from it could lose work.
+                let action =
+                    Operation::parse(&action).ok_or_else(|| RegistryError::UnknownOperation {
+                        service: service.clone(),
+                        action: action.clone(),
                     })?;
                 Ok(PendingOperation {
                     service,

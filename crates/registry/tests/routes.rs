@@ -153,16 +153,37 @@ fn monitor_bookkeeping_round_trips_and_resets_on_deploy() {
 fn pending_operations_are_journaled_until_ended() {
     let mut reg = Registry::open_in_memory().unwrap();
     let spec = routed("a");
-    reg.begin_operation("a", "deploy", "alice", Some(&spec))
+    reg.begin_operation("a", registry::Operation::Deploy, "alice", Some(&spec))
         .unwrap();
     let pending = reg.pending_operations().unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].action, "deploy");
+    assert_eq!(pending[0].action, registry::Operation::Deploy);
     assert_eq!(pending[0].spec.as_ref(), Some(&spec));
-    reg.begin_operation("a", "stop", "alice", None).unwrap();
-    assert_eq!(reg.pending_operation("a").unwrap().unwrap().action, "stop");
+    reg.begin_operation("a", registry::Operation::Stop, "alice", None)
+        .unwrap();
+    assert_eq!(
+        reg.pending_operation("a").unwrap().unwrap().action,
+        registry::Operation::Stop
+    );
     reg.end_operation("a").unwrap();
     assert!(reg.pending_operations().unwrap().is_empty());
+    for op in registry::Operation::ALL {
+        reg.begin_operation("a", op, "alice", None).unwrap();
+        assert_eq!(reg.pending_operation("a").unwrap().unwrap().action, op);
+    }
+}
+
+#[test]
+fn an_unknown_journal_entry_is_an_error_not_skipped() {
+    let (_dir, path, reg) = common::temp_registry();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO pending_operations (service, action, actor, started_at) VALUES ('a', 'migrate', 'x', 1)",
+        [],
+    )
+    .unwrap();
+    let err = reg.pending_operations().unwrap_err().to_string();
+    assert!(err.contains("unknown operation \"migrate\""), "{err}");
 }
 
 #[test]

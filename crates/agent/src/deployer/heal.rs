@@ -153,7 +153,7 @@ impl Deployer {
     pub async fn monitor_pass(&self, policy: &BackoffPolicy) -> Result<PassReport, AgentError> {
         let mut report = PassReport::default();
         let listing = self.listing().await?;
-        let records = self.registry(|r| r.services())?;
+        let records = self.read(|r| r.services())?;
         let busy: HashSet<String> = self
             .registry(|r| r.pending_operations())?
             .into_iter()

@@ -43,11 +43,11 @@ pub struct PlanView {
 impl Deployer {
     /// Every version of `service`, newest first.
     pub fn history(&self, service: &str) -> Result<Vec<VersionView>, AgentError> {
-        let deploys = self.registry(|r| r.deploys(service))?;
+        let deploys = self.read(|r| r.deploys(service))?;
         if deploys.is_empty() {
             return Err(AgentError::ServiceNotFound(service.to_string()));
         }
-        let current = self.registry(|r| r.service(service))?.map(|r| r.spec_hash);
+        let current = self.read(|r| r.service(service))?.map(|r| r.spec_hash);
         let last = deploys.len();
         let mut versions: Vec<VersionView> = deploys
             .into_iter()
@@ -83,7 +83,7 @@ impl Deployer {
         version: u32,
         actor: &str,
     ) -> Result<DeployOutcome, AgentError> {
-        let deploys = self.registry(|r| r.deploys(service))?;
+        let deploys = self.read(|r| r.deploys(service))?;
         if deploys.is_empty() {
             return Err(AgentError::ServiceNotFound(service.to_string()));
         }
@@ -117,7 +117,7 @@ impl Deployer {
         let spec = &resolved;
         let name = spec.name.as_str();
         self.check_public_claims(spec)?;
-        let previous = self.registry(|r| r.service(name))?;
+        let previous = self.read(|r| r.service(name))?;
         let instances = self.service_instances(name).await?;
         let plan = plan::plan(spec, &instances);
         let old = |component: &str| previous.as_ref().and_then(|p| p.spec.component(component));

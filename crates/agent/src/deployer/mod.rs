@@ -48,6 +48,10 @@ pub struct DeployOutcome {
 pub struct Deployer {
     node: String,
     registry: Mutex<Registry>,
+    /// A read-only connection for reads, so they never queue behind a write that waits on
+    /// SQLite's lock (WAL readers do not block); `None` (in-memory registries): reads use
+    /// `registry`.
+    reader: Option<Mutex<Registry>>,
     podman: Arc<dyn Runtime>,
     /// The unikernel backend, or why this node has none (qemu/ops missing, disabled).
     qemu: Result<Arc<dyn Runtime>, String>,
@@ -84,6 +88,7 @@ impl Deployer {
         Self {
             node,
             registry: Mutex::new(registry),
+            reader: None,
             podman,
             qemu: Err("no unikernel runtime was configured".into()),
             ports,
@@ -147,16 +152,44 @@ impl Deployer {
         self
     }
 
-    /// Runs `f` on the registry. SQLite calls are short; holding a std mutex is fine.
+    /// Reads through the read-only connection (`registry` is opened and migrated first).
+    pub fn with_reader(mut self, reader: Registry) -> Self {
+        self.reader = Some(Mutex::new(reader));
+        self
+    }
+
+    /// Runs a read-only `f` on the reader connection (or the registry without one), off the
+    /// async workers as `registry` does.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Registry) -> Result<T, registry::RegistryError>,
+    ) -> Result<T, AgentError> {
+        let Some(reader) = &self.reader else {
+            return self.registry(|r| f(r));
+        };
+        Ok(off_the_workers(|| {
+            let guard = reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&guard)
+        })?)
+    }
+
+    /// Runs `f` on the registry. SQLite may block (an fsync, or waiting up to its busy
+    /// timeout for another writer), so the call runs under `block_in_place`: tokio moves this
+    /// worker's other tasks (status calls, the monitor, the health checker) to another thread
+    /// first, and a slow write stalls only the operation that made it.
     fn registry<T>(
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, registry::RegistryError>,
     ) -> Result<T, AgentError> {
-        let mut guard = self
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(f(&mut guard)?)
+        Ok(off_the_workers(|| {
+            let mut guard = self
+                .registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut guard)
+        })?)
     }
 
     /// A registry write the operation does not depend on (history, health bookkeeping): a
@@ -241,7 +274,7 @@ impl Deployer {
     }
 
     fn record(&self, name: &str) -> Result<ServiceRecord, AgentError> {
-        self.registry(|r| r.service(name))?
+        self.read(|r| r.service(name))?
             .ok_or_else(|| AgentError::ServiceNotFound(name.to_string()))
     }
 
@@ -272,10 +305,10 @@ impl Deployer {
     pub async fn status(&self, only: Option<&str>) -> Result<Vec<ServiceView>, AgentError> {
         let records = match only {
             Some(name) => vec![self.record(name)?],
-            None => self.registry(|r| r.services())?,
+            None => self.read(|r| r.services())?,
         };
         let listing = self.listing().await?;
-        let health = self.registry(|r| r.all_health())?;
+        let health = self.read(|r| r.all_health())?;
         Ok(records
             .iter()
             .map(|record| self.with_checks(record, status::service_view(record, &listing, &health)))
@@ -300,7 +333,7 @@ impl Deployer {
         service: Option<&str>,
         limit: u32,
     ) -> Result<Vec<registry::EventRecord>, AgentError> {
-        self.registry(|r| r.events(service, limit))
+        self.read(|r| r.events(service, limit))
     }
 
     /// Stray instances as of the last monitor pass.
@@ -331,7 +364,7 @@ impl Deployer {
             return self.view_of(name).await;
         };
         let record = self.record(name)?;
-        let health = self.registry(|r| r.all_health())?;
+        let health = self.read(|r| r.all_health())?;
         Ok(self.with_checks(&record, status::service_view(&record, &listing, &health)))
     }
 
@@ -371,5 +404,18 @@ impl Deployer {
             streams.insert(component.name.to_string(), stream);
         }
         Ok(streams)
+    }
+}
+
+/// Runs blocking `work` (SQLite) without holding up the async workers: under
+/// `block_in_place` on a multi-threaded runtime; directly on a single-threaded one (tests),
+/// which has no other worker to hand its tasks to.
+fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
     }
 }

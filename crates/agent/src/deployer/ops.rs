@@ -2,7 +2,7 @@
 //! (`pending_operations`) before touching the runtime, and clears the journal when it ends,
 //! so an agent killed half-way finishes or undoes it on restart (`recover.rs`).
 
-use registry::DesiredState;
+use registry::{DesiredState, Operation};
 use servicedef::{Component, RuntimeKind, Service};
 
 use super::{DeployOutcome, Deployer, ServiceView, plan};
@@ -49,7 +49,7 @@ impl Deployer {
         let _guard = self.lock_service(&name).await;
         let spec = self.resolve_secrets(spec)?;
         self.check_public_claims(&spec)?;
-        let previous = self.registry(|r| r.service(&name))?;
+        let previous = self.read(|r| r.service(&name))?;
         // Components new or changed since the recorded spec will be created: their images
         // are made available while the service's instances are listed (two podman calls at
         // once instead of one after the other).
@@ -85,7 +85,7 @@ impl Deployer {
         // The ports retired instances still serve on stay out of reach until they are gone.
         let retiring = self.retiring_ports(&plan, previous.as_ref());
         let _retiring_hold = self.ports.hold(retiring.iter().map(|(_, port)| *port));
-        self.registry(|r| r.begin_operation(&name, "deploy", actor, Some(&spec)))?;
+        self.registry(|r| r.begin_operation(&name, Operation::Deploy, actor, Some(&spec)))?;
         failpoint::hit("deploy:journaled");
         let applied = self.apply(&spec, &plan, &host_ports).await;
         failpoint::hit("deploy:applied");
@@ -133,7 +133,7 @@ impl Deployer {
             // Without this journal entry a crash during the retirement leaves the old
             // instance for the monitor to remove as a spare: worth a warning, not a failure.
             self.record_best_effort("retire journal", |r| {
-                r.begin_operation(&name, "retire", actor, None)
+                r.begin_operation(&name, Operation::Retire, actor, None)
             });
         }
         self.retire(&plan, &retiring).await;
@@ -231,7 +231,7 @@ impl Deployer {
         let _guard = self.lock_service(name).await;
         let record = self.record(name)?;
         let stopped = self
-            .journaled(name, "stop", actor, async {
+            .journaled(name, Operation::Stop, actor, async {
                 self.route_away(&record).await;
                 self.stop_locked(name, actor).await
             })
@@ -257,7 +257,7 @@ impl Deployer {
         self.record(name)?;
         self.journaled(
             name,
-            "start",
+            Operation::Start,
             actor,
             self.start_locked(name, "start", actor),
         )
@@ -309,7 +309,8 @@ impl Deployer {
             // Re-creates anything missing and records the intent (ports are kept).
             self.start_locked(name, "restart", actor).await
         };
-        self.journaled(name, "restart", actor, work).await?;
+        self.journaled(name, Operation::Restart, actor, work)
+            .await?;
         self.sync_traffic().await;
         self.view_of(name).await
     }
@@ -318,13 +319,13 @@ impl Deployer {
     /// with no instances left is an error; leftover instances of a forgotten one are removed.
     pub async fn undeploy(&self, name: &str, actor: &str) -> Result<(), AgentError> {
         let _guard = self.lock_service(name).await;
-        let record = self.registry(|r| r.service(name))?;
+        let record = self.read(|r| r.service(name))?;
         let instances = self.service_instances(name).await?;
         if record.is_none() && instances.is_empty() {
             return Err(AgentError::ServiceNotFound(name.to_string()));
         }
         let undeployed = self
-            .journaled(name, "undeploy", actor, async {
+            .journaled(name, Operation::Undeploy, actor, async {
                 if let Some(record) = &record {
                     self.route_away(record).await;
                 }
@@ -378,7 +379,7 @@ impl Deployer {
     async fn journaled<T>(
         &self,
         name: &str,
-        action: &str,
+        action: Operation,
         actor: &str,
         work: impl std::future::Future<Output = Result<T, AgentError>>,
     ) -> Result<T, AgentError> {

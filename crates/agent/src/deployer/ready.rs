@@ -221,7 +221,7 @@ impl Deployer {
     /// restart policy and back-off. A service with an operation in progress is checked but
     /// not restarted (the operation holds its lock).
     pub async fn health_pass(&self, policy: &BackoffPolicy) -> Result<(), AgentError> {
-        let records = self.registry(|r| r.services())?;
+        let records = self.read(|r| r.services())?;
         let now = Instant::now();
         let mut due = Vec::new();
         // The listing (a podman call) only when some check is due: one without results yet,
@@ -395,7 +395,7 @@ impl Deployer {
             return;
         };
         let name = component.name.as_str();
-        let Ok(mut health) = self.registry(|r| r.health(service, name)) else {
+        let Ok(mut health) = self.read(|r| r.health(service, name)) else {
             return;
         };
         let now_ms = super::heal::now_ms();

@@ -5,7 +5,7 @@
 //! retirement of old instances after a recorded deploy. An interrupted deploy is undone: the client saw it fail, and the registry still holds the previous spec,
 //! so instances it does not describe are removed and the previous ones brought back.
 
-use registry::DesiredState;
+use registry::{DesiredState, Operation};
 
 use super::Deployer;
 use crate::AgentError;
@@ -16,17 +16,19 @@ impl Deployer {
     /// Returns one line per recovered operation, for the agent's log.
     pub async fn recover(&self) -> Result<Vec<String>, AgentError> {
         let mut report = Vec::new();
-        for op in self.registry(|r| r.pending_operations())? {
+        for op in self.read(|r| r.pending_operations())? {
             let _guard = self.lock_service(&op.service).await;
-            let result = match op.action.as_str() {
-                "deploy" => self.undo_deploy(&op.service).await,
-                "retire" => self.remove_undescribed(&op.service).await.map(drop),
-                "stop" => self.stop_locked(&op.service, ACTOR).await,
-                "start" | "restart" => self.start_locked(&op.service, &op.action, ACTOR).await,
-                "undeploy" => self.undeploy_locked(&op.service, ACTOR).await,
-                _ => Ok(()),
+            let result = match op.action {
+                Operation::Deploy => self.undo_deploy(&op.service).await,
+                Operation::Retire => self.remove_undescribed(&op.service).await.map(drop),
+                Operation::Stop => self.stop_locked(&op.service, ACTOR).await,
+                Operation::Start | Operation::Restart => {
+                    self.start_locked(&op.service, op.action.as_str(), ACTOR)
+                        .await
+                }
+                Operation::Undeploy => self.undeploy_locked(&op.service, ACTOR).await,
             };
-            let verb = if op.action == "deploy" {
+            let verb = if op.action == Operation::Deploy {
                 "undone"
             } else {
                 "finished"
@@ -64,7 +66,7 @@ impl Deployer {
         &self,
         service: &str,
     ) -> Result<Option<registry::ServiceRecord>, AgentError> {
-        let record = self.registry(|r| r.service(service))?;
+        let record = self.read(|r| r.service(service))?;
         for instance in self.service_instances(service).await? {
             let described = record.as_ref().is_some_and(|rec| {
                 rec.spec.components.iter().any(|c| {

@@ -61,7 +61,7 @@ impl Deployer {
         }
         let wanted_keys: BTreeSet<_> = wanted.iter().map(|w| w.key.clone()).collect();
         // Everything recorded stays off-limits except the ports of the routes being placed.
-        let mut held = self.registry(|r| r.held_host_ports(None))?;
+        let mut held = self.read(|r| r.held_host_ports(None))?;
         for (key, port) in &current {
             if wanted_keys.contains(key) && !plan.side_by_side(&key.0) {
                 held.remove(port);

@@ -84,7 +84,7 @@ impl Deployer {
     /// The service's secrets, by name.
     pub fn list_secrets(&self, service: &str) -> Result<Vec<SecretView>, AgentError> {
         check_names(service, None)?;
-        let records = self.registry(|r| r.secrets(service))?;
+        let records = self.read(|r| r.secrets(service))?;
         Ok(records.into_iter().map(|r| self.secret_view(r)).collect())
     }
 
@@ -127,7 +127,7 @@ impl Deployer {
 
     /// Components of the recorded spec of `service` that receive secret `name`.
     fn users_of(&self, service: &str, name: &str) -> Vec<String> {
-        let Ok(Some(record)) = self.registry(|r| r.service(service)) else {
+        let Ok(Some(record)) = self.read(|r| r.service(service)) else {
             return Vec::new();
         };
         record
@@ -145,7 +145,7 @@ impl Deployer {
         let service = spec.name.to_string();
         for component in &mut spec.components {
             for secret in &mut component.secrets {
-                let current = self.registry(|r| r.sealed_secret(&service, &secret.secret))?;
+                let current = self.read(|r| r.sealed_secret(&service, &secret.secret))?;
                 let Some(current) = current else {
                     return Err(AgentError::InvalidSpec(format!(
                         "component {}: secret {} of service {service} is not set on node {}; \
@@ -201,7 +201,7 @@ impl Deployer {
     /// A failure only leaves an unused entry behind: logged, not fatal.
     pub(super) async fn prune_secrets(&self, service: &str, before: Option<&Service>) {
         let uses_secrets = |spec: &Service| spec.components.iter().any(|c| !c.secrets.is_empty());
-        let keep: Vec<String> = match self.registry(|r| r.service(service)) {
+        let keep: Vec<String> = match self.read(|r| r.service(service)) {
             Ok(record) => {
                 let now = record.as_ref().map(|r| &r.spec);
                 if !before.is_some_and(uses_secrets) && !now.is_some_and(uses_secrets) {

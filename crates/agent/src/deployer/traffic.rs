@@ -36,7 +36,7 @@ impl Deployer {
         &self,
         pending: &BTreeMap<String, (Service, HostPorts)>,
     ) -> Result<Vec<PublicRoute>, AgentError> {
-        let records = self.registry(|r| r.services())?;
+        let records = self.read(|r| r.services())?;
         let mut routes = Vec::new();
         for record in &records {
             if pending.contains_key(record.spec.name.as_str())
@@ -76,7 +76,7 @@ impl Deployer {
     /// Refuses a spec whose public port + hostname another deployed service claims, or
     /// whose port another service uses in the other mode.
     pub(super) fn check_public_claims(&self, spec: &Service) -> Result<(), AgentError> {
-        let records = self.registry(|r| r.services())?;
+        let records = self.read(|r| r.services())?;
         let others = records
             .iter()
             .map(|r| &r.spec)
@@ -101,7 +101,7 @@ impl Deployer {
         let mut overrides = self.pending_routes.lock().await;
         let mut replaced = None;
         if let Some((spec, ports)) = pending {
-            let records = self.registry(|r| r.services())?;
+            let records = self.read(|r| r.services())?;
             let others = records
                 .iter()
                 .map(|r| &r.spec)
