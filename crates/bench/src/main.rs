@@ -81,6 +81,9 @@ enum What {
     /// Requests through mcp-proxy (l4 and l7) vs straight to the backend and vs HAProxy,
     /// with wrk; and the time from "new instance healthy" to "proxy switched".
     Proxy,
+    /// `mcp status` and `mcp events` idle and while 20 deploys run at once, with `podman ps`
+    /// timed alongside as the baseline.
+    Contention,
 }
 
 fn main() -> ExitCode {
@@ -118,6 +121,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
         if all || args.what == What::Proxy {
             suites::proxy::run(&ctx, &mut report).context("proxy suite")?;
+        }
+        if all || args.what == What::Contention {
+            suites::contention::run(&ctx, &mut report).context("contention suite")?;
         }
         Ok(())
     })();

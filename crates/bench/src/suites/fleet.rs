@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use std::time::{Duration, Instant};
 
-use super::Ctx;
+use super::{Ctx, PS_ARGS};
 use crate::agent::{Agent, AgentOptions};
 use crate::interrupt;
 use crate::procfs;
@@ -18,15 +18,6 @@ pub const STATUS_TARGET: f64 = 1.5;
 pub const IDLE_RSS_TARGET_MIB: f64 = 15.0;
 /// The agent's default monitor interval, which this suite measures.
 const MONITOR_INTERVAL: Duration = Duration::from_secs(5);
-/// The agent's own listing: `podman ps` of everything carrying our service label.
-const PS_ARGS: [&str; 6] = [
-    "ps",
-    "-a",
-    "--filter",
-    "label=mcp.service",
-    "--format",
-    "json",
-];
 
 /// Removes every container of the store when the suite ends, however it ends.
 struct Containers<'a>(&'a Sandbox);

@@ -1,6 +1,7 @@
 //! The suites, and what they share: the context, service definitions, timing of one
 //! "command, then first HTTP 200", and summaries of the agent's timed steps.
 
+pub mod contention;
 pub mod deploy;
 pub mod fleet;
 pub mod proxy;
@@ -16,6 +17,16 @@ use crate::http::Poller;
 use crate::sandbox::{Sandbox, checked};
 use crate::stats::{median, ms};
 use crate::timeline::{self, Step};
+
+/// The agent's own listing: `podman ps` of everything carrying our service label.
+pub const PS_ARGS: [&str; 6] = [
+    "ps",
+    "-a",
+    "--filter",
+    "label=mcp.service",
+    "--format",
+    "json",
+];
 
 /// A monitor interval (1 h) that keeps monitor passes out of a measurement; the monitor's
 /// own cost is measured by the fleet suite.
