@@ -98,11 +98,11 @@ impl PortAllocator {
                         bind: self.bind,
                         route: format!(
                             "{}/{}",
-                            want.key.0,
-                            if want.key.1.is_empty() {
+                            want.key.component,
+                            if want.key.route.is_empty() {
                                 "(unnamed)"
                             } else {
-                                &want.key.1
+                                &want.key.route
                             }
                         ),
                     })?,
@@ -124,7 +124,7 @@ impl PortAllocator {
         let mut held = HostPorts::new();
         for port in ports {
             if reserved.insert(port) {
-                held.insert((String::new(), port.to_string()), port);
+                held.insert(RouteKey::new("", port.to_string()), port);
             }
         }
         Reservation {
@@ -168,7 +168,7 @@ mod tests {
 
     fn wanted(route: &str) -> Wanted {
         Wanted {
-            key: ("web".into(), route.into()),
+            key: RouteKey::new("web", route),
             preferred: None,
             owned: false,
         }

@@ -7,8 +7,30 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::ServiceContext;
 use crate::{Registry, RegistryError};
 
-/// Identifies a route within a service: (component, route name; "" for the unnamed one).
-pub type RouteKey = (String, String);
+/// Identifies a route within a service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteKey {
+    pub component: String,
+    /// The route's name; "" for a component's single unnamed route.
+    pub route: String,
+}
+
+impl RouteKey {
+    pub fn new(component: impl Into<String>, route: impl Into<String>) -> Self {
+        Self {
+            component: component.into(),
+            route: route.into(),
+        }
+    }
+
+    /// The key of `route` of `component` in a spec.
+    pub fn of(component: &servicedef::Component, route: &servicedef::Route) -> Self {
+        Self::new(
+            component.name.as_str(),
+            route.name.clone().unwrap_or_default(),
+        )
+    }
+}
 
 /// Host ports by route, for one service.
 pub type HostPorts = BTreeMap<RouteKey, u16>;
@@ -30,7 +52,7 @@ pub struct RouteRecord {
 
 impl RouteRecord {
     pub fn key(&self) -> RouteKey {
-        (
+        RouteKey::new(
             self.component.clone(),
             self.route.clone().unwrap_or_default(),
         )
@@ -55,15 +77,12 @@ pub(crate) fn replace(
         .for_service(name)?;
     for component in &spec.components {
         for route in &component.routes {
-            let key = (
-                component.name.to_string(),
-                route.name.clone().unwrap_or_default(),
-            );
+            let key = RouteKey::of(component, route);
             insert
                 .execute(params![
                     name,
-                    key.0,
-                    key.1,
+                    key.component,
+                    key.route,
                     route.port,
                     route.mode.as_str(),
                     route.hostname,
@@ -125,7 +144,7 @@ pub(crate) fn assign(
              WHERE service = ?2 AND component = ?3 AND route = ?4",
         )
         .for_service(service)?;
-    for ((component, route), port) in host_ports {
+    for (RouteKey { component, route }, port) in host_ports {
         update
             .execute(params![port, service, component, route])
             .for_service(service)?;

@@ -23,7 +23,7 @@ fn routed(name: &str) -> Service {
 fn ports(pairs: &[(&str, u16)]) -> HostPorts {
     pairs
         .iter()
-        .map(|(route, port)| (("web".to_string(), (*route).to_string()), *port))
+        .map(|(route, port)| (registry::RouteKey::new("web", *route), *port))
         .collect()
 }
 

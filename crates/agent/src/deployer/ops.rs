@@ -160,7 +160,7 @@ impl Deployer {
     ) -> Vec<std::net::SocketAddr> {
         host_ports
             .iter()
-            .filter(|((component, _), _)| plan.create.iter().any(|c| c.name.as_str() == component))
+            .filter(|(key, _)| plan.create.iter().any(|c| c.name.as_str() == key.component))
             .map(|(_, port)| self.upstream(*port))
             .collect()
     }
@@ -198,8 +198,8 @@ impl Deployer {
         previous
             .host_ports()
             .into_iter()
-            .filter(|((component, _), _)| plan.side_by_side(component))
-            .map(|((component, _), port)| (component, port))
+            .filter(|(key, _)| plan.side_by_side(&key.component))
+            .map(|(key, port)| (key.component, port))
             .collect()
     }
 

@@ -1,6 +1,6 @@
 //! What a deploy must do: compare the desired spec with the service's instances (pure).
 
-use registry::HostPorts;
+use registry::{HostPorts, RouteKey};
 use runtime::{
     ContainerSpec, InstanceInfo, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
 };
@@ -207,10 +207,7 @@ pub(crate) fn container_spec(
     let mut env = component.env.clone();
     let mut ports = component.ports.clone();
     for route in &component.routes {
-        let key = (
-            component.name.to_string(),
-            route.name.clone().unwrap_or_default(),
-        );
+        let key = RouteKey::of(component, route);
         if let Some(port) = host_ports.get(&key) {
             env.push(format!("{}={port}", route.env_var()));
             let host = match bind {
@@ -355,8 +352,8 @@ mod tests {
         )
         .unwrap();
         let ports = HostPorts::from([
-            (("web".into(), "rest-api".into()), 20001),
-            (("web".into(), "admin".into()), 20002),
+            (RouteKey::new("web", "rest-api"), 20001),
+            (RouteKey::new("web", "admin"), 20002),
         ]);
         let c = container_spec(
             &spec,

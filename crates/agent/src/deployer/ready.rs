@@ -5,7 +5,7 @@
 //! Invariant: check results live in memory only; an agent restart starts every instance's
 //! check over (in its start period), it never restarts anything on stale results.
 
-use registry::{DesiredState, HostPorts};
+use registry::{DesiredState, HostPorts, RouteKey};
 use runtime::InstanceState;
 use servicedef::{Component, HealthCheck, RestartPolicy, Service};
 use std::net::SocketAddr;
@@ -87,10 +87,7 @@ impl Deployer {
         let route = component
             .health_route()
             .or_else(|| component.routes.first())?;
-        let key = (
-            component.name.to_string(),
-            route.name.clone().unwrap_or_default(),
-        );
+        let key = RouteKey::of(component, route);
         host_ports.get(&key).map(|&port| self.upstream(port))
     }
 

@@ -1,6 +1,6 @@
 //! Host ports for the components a plan runs: kept when possible, re-allocated otherwise.
 
-use registry::{HostPorts, ServiceRecord};
+use registry::{HostPorts, RouteKey, ServiceRecord};
 use servicedef::Service;
 use std::collections::BTreeSet;
 
@@ -37,10 +37,7 @@ impl Deployer {
         let mut wanted = Vec::new();
         for component in spec.components.iter().filter(|c| runs(c)) {
             for route in &component.routes {
-                let key = (
-                    component.name.to_string(),
-                    route.name.clone().unwrap_or_default(),
-                );
+                let key = RouteKey::of(component, route);
                 // A port is "owned" (kept without a bind check) only while the instance this
                 // plan replaces in place still holds it; a vanished instance's port must be
                 // free again, and a side-by-side replacement needs a port of its own.
@@ -63,7 +60,7 @@ impl Deployer {
         // Everything recorded stays off-limits except the ports of the routes being placed.
         let mut held = self.read(|r| r.held_host_ports(None))?;
         for (key, port) in &current {
-            if wanted_keys.contains(key) && !plan.side_by_side(&key.0) {
+            if wanted_keys.contains(key) && !plan.side_by_side(&key.component) {
                 held.remove(port);
             }
         }
@@ -81,10 +78,7 @@ impl Deployer {
                 continue;
             };
             let moved = component.routes.iter().any(|route| {
-                let key = (
-                    component.name.to_string(),
-                    route.name.clone().unwrap_or_default(),
-                );
+                let key = RouteKey::of(component, route);
                 let before = current.get(&key).or_else(|| last.get(&key));
                 before != reservation.ports.get(&key)
             });

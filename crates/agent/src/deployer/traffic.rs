@@ -4,7 +4,7 @@
 //! Invariant: the table is always a function of recorded state, so after any failure or
 //! crash, pushing it again restores what the registry says (`sync_traffic`).
 
-use registry::{DesiredState, HostPorts};
+use registry::{DesiredState, HostPorts, RouteKey};
 use servicedef::Service;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -56,8 +56,7 @@ impl Deployer {
         for component in &spec.components {
             for route in &component.routes {
                 let name = route.name.clone().unwrap_or_default();
-                let Some(&host_port) = ports.get(&(component.name.to_string(), name.clone()))
-                else {
+                let Some(&host_port) = ports.get(&RouteKey::of(component, route)) else {
                     continue;
                 };
                 out.push(PublicRoute {
