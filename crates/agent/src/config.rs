@@ -417,12 +417,14 @@ impl AgentConfig {
     }
 
     pub fn podman_config(&self) -> PodmanConfig {
-        let defaults = PodmanConfig::default();
+        let defaults = podman_cli::PodmanCli::default();
         PodmanConfig {
-            binary: self.podman.binary.clone().unwrap_or(defaults.binary),
-            global_args: self.podman.global_args.clone(),
+            cli: podman_cli::PodmanCli {
+                binary: self.podman.binary.clone().unwrap_or(defaults.binary),
+                global_args: self.podman.global_args.clone(),
+                containers_conf: self.podman.containers_conf.clone(),
+            },
             run_args: self.podman.run_args.clone(),
-            containers_conf: self.podman.containers_conf.clone(),
             insecure_registries: self.podman.insecure_registries.clone(),
             auth_file: Some(self.registry_auth_path()),
         }
@@ -468,7 +470,7 @@ mod tests {
         let config = AgentConfig::load(&path).unwrap();
         assert_eq!(config.state_dir, dir.path().join("state"));
         assert_eq!(config.stop_timeout(), Duration::from_secs(10));
-        assert_eq!(config.podman_config().binary, PathBuf::from("podman"));
+        assert_eq!(config.podman_config().cli.binary, PathBuf::from("podman"));
         assert!(config.podman_config().insecure_registries.is_empty());
 
         let mut text = std::fs::read_to_string(&path).unwrap();

@@ -45,7 +45,7 @@ pub fn view_to_wire(v: ServiceView) -> pb::ServiceStatus {
     pb::ServiceStatus {
         name: v.name,
         node: v.node,
-        desired_state: v.desired_state,
+        desired_state: v.desired_state.to_string(),
         spec_hash: v.spec_hash,
         updated_at: v.updated_at,
         components: v
@@ -61,9 +61,9 @@ fn component_view_to_wire(c: ComponentView) -> pb::ComponentStatus {
         name: c.name,
         instance: c.instance,
         image: c.image,
-        runtime: c.runtime,
-        desired_state: c.desired_state,
-        state: c.state,
+        runtime: c.runtime.to_string(),
+        desired_state: c.desired_state.to_string(),
+        state: c.state.as_str().to_string(),
         started_at: c.started_at.unwrap_or(0),
         exit_code: c.exit_code.unwrap_or(0),
         ports: c
@@ -89,11 +89,13 @@ fn component_view_to_wire(c: ComponentView) -> pb::ComponentStatus {
                 env: r.env,
             })
             .collect(),
-        restart_policy: c.restart_policy,
+        restart_policy: c.restart_policy.to_string(),
         restart_count: c.restart_count,
         last_exit_code: c.last_exit_code,
         last_exit_at: c.last_exit_at.unwrap_or(0),
-        health: c.health,
+        health: c
+            .health
+            .map_or_else(String::new, |h| h.as_str().to_string()),
         health_detail: c.health_detail.unwrap_or_default(),
         drift: c.drift.unwrap_or_default(),
         drift_detail: c.drift_detail.unwrap_or_default(),
@@ -107,7 +109,7 @@ pub fn stray_to_wire(s: StrayView) -> pb::StrayInstance {
         instance: s.instance,
         service: s.service,
         component: s.component,
-        state: s.state,
+        state: s.state.as_str().to_string(),
         image: s.image,
         id: s.id,
     }

@@ -1,4 +1,7 @@
 //! Carrying out a plan on the runtime, checking what it started, and undoing a failed one.
+//!
+//! Invariant: `apply` touches only the instances its plan names, and `roll_back` leaves the
+//! service as its previous record describes (or with nothing, for a first deploy).
 
 use runtime::{InstanceInfo, InstanceState, LogLine};
 use servicedef::{Component, RuntimeKind, Service};

@@ -1,14 +1,19 @@
 //! One monitor pass: one merged listing compared with the registry; drift is recorded,
 //! crashed components are restarted under back-off, missing ones re-created, ones that run
 //! against a "stopped" intent stopped, and strays reported (never removed unasked).
+//!
+//! Invariants: the monitor never waits for a service's lock (a service with an operation in
+//! flight is skipped), never removes what no record describes, and counts an instance as a
+//! stray only after two passes in a row saw it so (`StrayWatch`).
 
 use registry::{DesiredState, Health, ServiceRecord};
 use runtime::{InstanceInfo, InstanceState};
 use servicedef::{Component, RestartPolicy};
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Deployer, plan};
+use super::{Deployer, StrayView, plan};
 use crate::AgentError;
 use crate::monitor::BackoffPolicy;
 
@@ -355,13 +360,94 @@ impl Deployer {
     }
 }
 
+/// Labelled instances no registry record describes, as the monitor sees them.
+#[derive(Default)]
+pub(super) struct StrayWatch {
+    /// Seen as strays by two passes in a row: reported.
+    confirmed: Mutex<Vec<InstanceInfo>>,
+    /// Seen by the last pass only (a deploy in flight creates instances before recording).
+    candidates: Mutex<Vec<InstanceInfo>>,
+}
+
+impl Deployer {
+    /// Remembers (and returns the names of) labelled instances no registry record describes.
+    /// An instance counts as a stray only when two passes in a row saw it so, because a deploy
+    /// in flight creates instances before the registry records them; a new stray is recorded
+    /// as an event once.
+    pub(super) fn note_strays(
+        &self,
+        records: &[ServiceRecord],
+        listing: &[InstanceInfo],
+    ) -> Vec<String> {
+        let known = |i: &InstanceInfo| {
+            records.iter().any(|r| {
+                i.service() == Some(r.spec.name.as_str())
+                    && i.component().is_some_and(|c| r.spec.component(c).is_some())
+            })
+        };
+        let candidates: Vec<InstanceInfo> = listing
+            .iter()
+            .filter(|i| !known(i))
+            .filter(|i| {
+                i.service()
+                    .is_none_or(|s| self.try_lock_service(s).is_some())
+            })
+            .cloned()
+            .collect();
+        let mut seen = self
+            .strays
+            .candidates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let confirmed: Vec<InstanceInfo> = candidates
+            .iter()
+            .filter(|c| seen.iter().any(|p| p.id == c.id))
+            .cloned()
+            .collect();
+        *seen = candidates;
+        drop(seen);
+        let mut strays = self
+            .strays
+            .confirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for stray in &confirmed {
+            if !strays.iter().any(|p| p.id == stray.id) {
+                let detail = format!(
+                    "{} ({}) carries our labels but no deployed service describes it; left alone",
+                    stray.name, stray.image
+                );
+                let service = stray.service().unwrap_or("?").to_string();
+                self.record_best_effort("stray event", |r| {
+                    r.record_event(&service, "stray", "monitor", Some(&detail))
+                });
+            }
+        }
+        let names = confirmed.iter().map(|s| s.name.clone()).collect();
+        *strays = confirmed;
+        names
+    }
+
+    /// Stray instances as of the last monitor pass.
+    pub fn strays(&self) -> Vec<StrayView> {
+        self.strays
+            .confirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(StrayView::from)
+            .collect()
+    }
+}
+
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Health as the status view needs it.
-pub(crate) fn in_backoff(health: &Health, state: &str) -> bool {
-    state == "exited" && health.backoff_until.is_some_and(|until| until > now_ms())
+pub(crate) fn in_backoff(health: &Health, state: &runtime::InstanceState) -> bool {
+    *state == runtime::InstanceState::Exited
+        && health.backoff_until.is_some_and(|until| until > now_ms())
 }
 
 #[cfg(test)]

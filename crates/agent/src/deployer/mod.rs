@@ -1,9 +1,14 @@
-//! The agent's operations on services: one closed set (deploy, stop, start, restart,
-//! undeploy, status, logs), each serialised per service.
+//! The agent's operations on services, in parts, each in its module with the state it owns
+//! and its invariants at its top: the operator's verbs (`ops.rs`, carried out by `apply.rs`
+//! from `plan.rs`, with host ports from `routes.rs`), traffic through the node proxy
+//! (`traffic.rs`), readiness and health checks (`ready.rs`), the monitor's passes
+//! (`heal.rs`), crash recovery (`recover.rs`), status views (`status.rs`), history, rollback
+//! and plans (`history.rs`), and secrets (`secrets.rs`). This module holds what they share:
+//! the registry connections, the runtimes, the port allocator and the per-service locks.
 //!
 //! Architecture invariant: the registry is written only after the runtime did what it
 //! records, and a failed deploy removes what it created, so a failure leaves the previous
-//! state (or nothing, for a new service).
+//! state (or nothing, for a new service). Every mutating operation holds its service's lock.
 
 mod apply;
 mod heal;
@@ -19,17 +24,16 @@ mod traffic;
 
 pub use heal::PassReport;
 pub use history::{ComponentPlanView, PlanView, VersionView};
-pub use ready::HealthView;
+pub use ready::{HealthState, HealthView};
 pub use secrets::{MAX_SECRET_BYTES, SecretView};
-pub use status::{ComponentView, RouteView, ServiceView, StrayView};
+pub use status::{ComponentView, ObservedState, RouteView, ServiceView, StrayView};
 
 use registry::{Registry, ServiceRecord};
-use runtime::{InstanceInfo, LogLine, LogStream, Runtime};
-use servicedef::{Component, RuntimeKind, Service};
-use std::collections::{BTreeMap, HashMap};
+use runtime::{InstanceInfo, Runtime};
+use servicedef::{Component, RuntimeKind};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_stream::StreamMap;
 
 use crate::AgentError;
 use crate::ports::PortAllocator;
@@ -58,22 +62,13 @@ pub struct Deployer {
     ports: PortAllocator,
     stop_timeout: Duration,
     service_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Labelled instances the registry does not know, as of the last monitor pass.
-    strays: Mutex<Vec<InstanceInfo>>,
-    /// Instances that looked stray in the last pass (confirmed if the next agrees).
-    stray_candidates: Mutex<Vec<InstanceInfo>>,
-    /// The node proxy, when public routes are served here.
-    traffic: Option<Arc<dyn TrafficSwitch>>,
-    /// How long a retired instance may finish its in-flight work before it is stopped.
-    drain_timeout: Duration,
-    /// Serialises building and applying the proxy's table, and holds the public routes of
-    /// operations in flight that differ from their service's record (a deploy between its
-    /// switch and its record; a stop or undeploy draining): every table includes them, so
-    /// no table built meanwhile from the registry alone can undo a switch.
-    pending_routes: tokio::sync::Mutex<BTreeMap<String, (Service, registry::HostPorts)>>,
-    /// Health of running instances, kept by the health checker (not persisted).
-    health_checks: Mutex<HashMap<(String, String), ready::CheckState>>,
-    /// Seals and opens secret values (the node key); `None` refuses secrets.
+    /// The monitor's view of strays (`heal.rs`).
+    strays: heal::StrayWatch,
+    /// The node proxy and the routes of operations in flight (`traffic.rs`).
+    traffic: traffic::Traffic,
+    /// Health of running instances, kept by the health checker (`ready.rs`, not persisted).
+    health_checks: ready::HealthBook,
+    /// Seals and opens secret values (the node key); `None` refuses secrets (`secrets.rs`).
     secrets: Option<crate::secret_box::SecretBox>,
 }
 
@@ -94,12 +89,9 @@ impl Deployer {
             ports,
             stop_timeout,
             service_locks: Mutex::new(HashMap::new()),
-            strays: Mutex::new(Vec::new()),
-            stray_candidates: Mutex::new(Vec::new()),
-            traffic: None,
-            drain_timeout: Duration::from_secs(30),
-            pending_routes: tokio::sync::Mutex::new(BTreeMap::new()),
-            health_checks: Mutex::new(HashMap::new()),
+            strays: heal::StrayWatch::default(),
+            traffic: traffic::Traffic::default(),
+            health_checks: ready::HealthBook::default(),
             secrets: None,
         }
     }
@@ -107,8 +99,7 @@ impl Deployer {
     /// Serves public routes through `switch`; retired instances get `drain_timeout` to
     /// finish their in-flight work.
     pub fn with_traffic(mut self, switch: Arc<dyn TrafficSwitch>, drain_timeout: Duration) -> Self {
-        self.traffic = Some(switch);
-        self.drain_timeout = drain_timeout;
+        self.traffic = traffic::Traffic::new(switch, drain_timeout);
         self
     }
 
@@ -221,58 +212,6 @@ impl Deployer {
         self.service_lock(name).try_lock_owned().ok()
     }
 
-    /// Remembers (and returns the names of) labelled instances no registry record describes.
-    /// An instance counts as a stray only when two passes in a row saw it so, because a deploy
-    /// in flight creates instances before the registry records them; a new stray is recorded
-    /// as an event once.
-    fn note_strays(&self, records: &[ServiceRecord], listing: &[InstanceInfo]) -> Vec<String> {
-        let known = |i: &InstanceInfo| {
-            records.iter().any(|r| {
-                i.service() == Some(r.spec.name.as_str())
-                    && i.component().is_some_and(|c| r.spec.component(c).is_some())
-            })
-        };
-        let candidates: Vec<InstanceInfo> = listing
-            .iter()
-            .filter(|i| !known(i))
-            .filter(|i| {
-                i.service()
-                    .is_none_or(|s| self.try_lock_service(s).is_some())
-            })
-            .cloned()
-            .collect();
-        let mut seen = self
-            .stray_candidates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let confirmed: Vec<InstanceInfo> = candidates
-            .iter()
-            .filter(|c| seen.iter().any(|p| p.id == c.id))
-            .cloned()
-            .collect();
-        *seen = candidates;
-        drop(seen);
-        let mut strays = self
-            .strays
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for stray in &confirmed {
-            if !strays.iter().any(|p| p.id == stray.id) {
-                let detail = format!(
-                    "{} ({}) carries our labels but no deployed service describes it; left alone",
-                    stray.name, stray.image
-                );
-                let service = stray.service().unwrap_or("?").to_string();
-                self.record_best_effort("stray event", |r| {
-                    r.record_event(&service, "stray", "monitor", Some(&detail))
-                });
-            }
-        }
-        let names = confirmed.iter().map(|s| s.name.clone()).collect();
-        *strays = confirmed;
-        names
-    }
-
     fn record(&self, name: &str) -> Result<ServiceRecord, AgentError> {
         self.read(|r| r.service(name))?
             .ok_or_else(|| AgentError::ServiceNotFound(name.to_string()))
@@ -299,111 +238,6 @@ impl Deployer {
         let mut list = self.listing().await?;
         list.retain(|info| info.service() == Some(service));
         Ok(list)
-    }
-
-    /// Every service (or one), merged with one listing of what runs.
-    pub async fn status(&self, only: Option<&str>) -> Result<Vec<ServiceView>, AgentError> {
-        let records = match only {
-            Some(name) => vec![self.record(name)?],
-            None => self.read(|r| r.services())?,
-        };
-        let listing = self.listing().await?;
-        let health = self.read(|r| r.all_health())?;
-        Ok(records
-            .iter()
-            .map(|record| self.with_checks(record, status::service_view(record, &listing, &health)))
-            .collect())
-    }
-
-    /// `view` with the health checker's verdict on each component.
-    fn with_checks(&self, record: &ServiceRecord, mut view: ServiceView) -> ServiceView {
-        for component in &mut view.components {
-            if let Some(spec) = record.spec.component(&component.name) {
-                let checked = self.health_view(record.spec.name.as_str(), spec);
-                component.health = checked.state;
-                component.health_detail = checked.detail;
-            }
-        }
-        view
-    }
-
-    /// The history, newest first.
-    pub fn events(
-        &self,
-        service: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<registry::EventRecord>, AgentError> {
-        self.read(|r| r.events(service, limit))
-    }
-
-    /// Stray instances as of the last monitor pass.
-    pub fn strays(&self) -> Vec<StrayView> {
-        self.strays
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(StrayView::from)
-            .collect()
-    }
-
-    async fn view_of(&self, name: &str) -> Result<ServiceView, AgentError> {
-        let mut views = self.status(Some(name)).await?;
-        views
-            .pop()
-            .ok_or_else(|| AgentError::ServiceNotFound(name.to_string()))
-    }
-
-    /// The service's view from a listing of its instances taken just now, when there is one
-    /// (no second listing); from a new listing otherwise.
-    async fn view_from(
-        &self,
-        name: &str,
-        listing: Option<Vec<InstanceInfo>>,
-    ) -> Result<ServiceView, AgentError> {
-        let Some(listing) = listing else {
-            return self.view_of(name).await;
-        };
-        let record = self.record(name)?;
-        let health = self.read(|r| r.all_health())?;
-        Ok(self.with_checks(&record, status::service_view(&record, &listing, &health)))
-    }
-
-    /// Output of one component, or of all (lines tagged with their component).
-    pub async fn logs(
-        &self,
-        service: &str,
-        component: Option<&str>,
-        tail: Option<u32>,
-        follow: bool,
-    ) -> Result<
-        impl tokio_stream::Stream<Item = (String, Result<LogLine, runtime::RuntimeError>)> + use<>,
-        AgentError,
-    > {
-        let record = self.record(service)?;
-        let components: Vec<&Component> = match component {
-            Some(wanted) => vec![record.spec.component(wanted).ok_or_else(|| {
-                AgentError::ComponentNotFound {
-                    service: service.to_string(),
-                    component: wanted.to_string(),
-                }
-            })?],
-            None => record.spec.components.iter().collect(),
-        };
-        let mut streams: StreamMap<String, LogStream> = StreamMap::new();
-        let instances = self.service_instances(service).await?;
-        for component in components {
-            let instance = plan::instance_of(service, component, &instances).map_or_else(
-                || record.spec.container_name(&component.name),
-                |i| i.name.clone(),
-            );
-            let stream = self
-                .runtime_for(component)?
-                .logs(&instance, tail, follow)
-                .await
-                .map_err(AgentError::runtime(format!("logs of {instance}")))?;
-            streams.insert(component.name.to_string(), stream);
-        }
-        Ok(streams)
     }
 }
 

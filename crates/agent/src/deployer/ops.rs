@@ -1,6 +1,10 @@
 //! The operator's verbs. Each takes the service's lock, journals itself in the registry
 //! (`pending_operations`) before touching the runtime, and clears the journal when it ends,
 //! so an agent killed half-way finishes or undoes it on restart (`recover.rs`).
+//!
+//! Invariants: the registry records a deploy only after its instances run (and, for routed
+//! components, passed their check and took the traffic); a failure before that removes what
+//! the deploy created and brings the recorded instances back.
 
 use registry::{DesiredState, Operation};
 use servicedef::{Component, RuntimeKind, Service};

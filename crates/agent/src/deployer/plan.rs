@@ -1,4 +1,7 @@
 //! What a deploy must do: compare the desired spec with the service's instances (pure).
+//!
+//! Invariant: instances are found by their labels, never by name; a component has one
+//! instance, in slot `<name>` or `<name>.b`, except during a side-by-side replace.
 
 use registry::{HostPorts, RouteKey};
 use runtime::{

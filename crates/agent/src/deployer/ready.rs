@@ -22,6 +22,13 @@ const ALIVE_POLL: Duration = Duration::from_millis(500);
 /// Log lines of an instance that failed its check, shown in the error.
 const FAILED_LOG_LINES: u32 = 20;
 
+/// The health checker's results per (service, component); in memory only, so a restarted
+/// agent gives every instance a new start period instead of acting on stale failures.
+#[derive(Default)]
+pub(super) struct HealthBook(
+    std::sync::Mutex<std::collections::HashMap<(String, String), CheckState>>,
+);
+
 /// What the health checker knows about one component's running instance.
 #[derive(Debug, Clone)]
 pub(crate) struct CheckState {
@@ -53,9 +60,28 @@ impl CheckState {
 /// A component's health as status shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthView {
-    /// "" without a check; "starting", "healthy" or "unhealthy".
-    pub state: String,
+    /// `None` without a check.
+    pub state: Option<HealthState>,
     pub detail: Option<String>,
+}
+
+/// A checked component's health, as the health checker last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    /// No verdict yet (its start period, or no check has run since the agent started).
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 impl Deployer {
@@ -160,6 +186,7 @@ impl Deployer {
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), CheckState>> {
         self.health_checks
+            .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -197,17 +224,17 @@ impl Deployer {
         let checks = self.checks();
         let Some(state) = checks.get(&(service.to_string(), component.name.to_string())) else {
             return HealthView {
-                state: "starting".into(),
+                state: Some(HealthState::Starting),
                 detail: None,
             };
         };
-        let word = match state.healthy {
-            None => "starting",
-            Some(true) => "healthy",
-            Some(false) => "unhealthy",
+        let verdict = match state.healthy {
+            None => HealthState::Starting,
+            Some(true) => HealthState::Healthy,
+            Some(false) => HealthState::Unhealthy,
         };
         HealthView {
-            state: word.into(),
+            state: Some(verdict),
             detail: state.last_error.clone(),
         }
     }

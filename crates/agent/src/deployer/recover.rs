@@ -2,8 +2,11 @@
 //! before the agent serves or the monitor looks.
 //!
 //! Stop, start, restart and undeploy are idempotent, so they are finished, as is the
-//! retirement of old instances after a recorded deploy. An interrupted deploy is undone: the client saw it fail, and the registry still holds the previous spec,
-//! so instances it does not describe are removed and the previous ones brought back.
+//! retirement of old instances after a recorded deploy. An interrupted deploy is undone: the
+//! client saw it fail, and the registry still holds the previous spec, so instances it does
+//! not describe are removed and the previous ones brought back.
+//!
+//! Invariant: every `registry::Operation` has its case here (the match is exhaustive).
 
 use registry::{DesiredState, Operation};
 

@@ -1,4 +1,7 @@
 //! Host ports for the components a plan runs: kept when possible, re-allocated otherwise.
+//!
+//! Invariant: a port is reserved in memory from allocation until the registry records it
+//! (or the operation fails); a recorded port is never handed to another route.
 
 use registry::{HostPorts, RouteKey, ServiceRecord};
 use servicedef::Service;

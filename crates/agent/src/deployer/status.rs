@@ -1,17 +1,49 @@
-//! Status views: the registry's desired state merged with the runtime's listing.
+//! Status views: the registry's desired state merged with the runtime's listing, and the
+//! history and logs read through them.
+//!
+//! Invariant: a view is built from one listing per runtime and the registry's reader
+//! connection; building it changes nothing.
 
-use registry::{Health, ServiceRecord};
-use runtime::{InstanceInfo, PortBinding};
+use registry::{DesiredState, Health, ServiceRecord};
+use runtime::{InstanceInfo, InstanceState, PortBinding};
+use servicedef::{RestartPolicy, RuntimeKind};
+
+use runtime::{LogLine, LogStream};
+use servicedef::Component;
+use tokio_stream::StreamMap;
+
+use super::ready::HealthState;
+use super::{Deployer, plan};
+use crate::AgentError;
+
+/// What a component's instance is doing, as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObservedState {
+    /// No instance exists.
+    Missing,
+    /// Exited, and the monitor waits out its restart back-off.
+    Backoff,
+    Instance(InstanceState),
+}
+
+impl ObservedState {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Missing => "missing",
+            Self::Backoff => "backoff",
+            Self::Instance(state) => state.as_str(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ComponentView {
     pub name: String,
     pub instance: String,
     pub image: String,
-    pub runtime: String,
-    pub desired_state: String,
-    /// Observed state; "missing" when no instance exists.
-    pub state: String,
+    pub runtime: RuntimeKind,
+    pub desired_state: DesiredState,
+    pub state: ObservedState,
     pub started_at: Option<i64>,
     pub exit_code: Option<i32>,
     pub ports: Vec<PortBinding>,
@@ -19,7 +51,7 @@ pub struct ComponentView {
     pub routes: Vec<RouteView>,
     /// VMs: "kvm" or "tcg".
     pub accelerator: Option<String>,
-    pub restart_policy: String,
+    pub restart_policy: RestartPolicy,
     pub restart_count: u32,
     pub last_exit_code: Option<i32>,
     pub last_exit_at: Option<i64>,
@@ -28,8 +60,8 @@ pub struct ComponentView {
     pub drift_detail: Option<String>,
     /// Unix milliseconds before which the monitor will not restart it.
     pub backoff_until: Option<i64>,
-    /// "" without a health check; "starting", "healthy" or "unhealthy".
-    pub health: String,
+    /// `None` without a health check.
+    pub health: Option<HealthState>,
     pub health_detail: Option<String>,
 }
 
@@ -39,7 +71,7 @@ pub struct StrayView {
     pub instance: String,
     pub service: String,
     pub component: String,
-    pub state: String,
+    pub state: InstanceState,
     pub image: String,
     pub id: String,
 }
@@ -50,7 +82,7 @@ impl From<&InstanceInfo> for StrayView {
             instance: info.name.clone(),
             service: info.service().unwrap_or_default().to_string(),
             component: info.component().unwrap_or_default().to_string(),
-            state: info.state.as_str().to_string(),
+            state: info.state.clone(),
             image: info.image.clone(),
             id: info.id.clone(),
         }
@@ -71,7 +103,7 @@ pub struct RouteView {
 pub struct ServiceView {
     pub name: String,
     pub node: String,
-    pub desired_state: String,
+    pub desired_state: DesiredState,
     pub spec_hash: String,
     pub updated_at: i64,
     pub components: Vec<ComponentView>,
@@ -96,28 +128,26 @@ pub(crate) fn service_view(
                 .iter()
                 .find(|(s, c, _)| s == spec.name.as_str() && c == &rec.name)
                 .map_or(&default, |(_, _, h)| h);
-            let state =
-                observed.map_or_else(|| "missing".to_string(), |i| i.state.as_str().to_string());
-            let state = if super::heal::in_backoff(h, &state) {
-                "backoff".to_string()
-            } else {
-                state
+            let state = match observed {
+                None => ObservedState::Missing,
+                Some(i) if super::heal::in_backoff(h, &i.state) => ObservedState::Backoff,
+                Some(i) => ObservedState::Instance(i.state.clone()),
             };
             ComponentView {
                 accelerator: observed.and_then(|i| i.accelerator.clone()),
-                restart_policy: component.restart.to_string(),
+                restart_policy: component.restart,
                 restart_count: h.restart_count,
                 last_exit_code: h.last_exit_code,
                 last_exit_at: h.last_exit_at,
                 drift: h.drift.clone(),
                 drift_detail: h.drift_detail.clone(),
                 backoff_until: h.backoff_until,
-                health: String::new(),
+                health: None,
                 health_detail: None,
                 name: rec.name.clone(),
                 image: observed.map_or_else(|| rec.image.clone(), |i| i.image.clone()),
-                runtime: component.runtime.to_string(),
-                desired_state: rec.desired.to_string(),
+                runtime: component.runtime,
+                desired_state: rec.desired,
                 state,
                 started_at: observed.and_then(|i| i.started_at),
                 exit_code: observed.and_then(|i| i.exit_code),
@@ -148,9 +178,106 @@ pub(crate) fn service_view(
     ServiceView {
         name: spec.name.to_string(),
         node: spec.node.clone(),
-        desired_state: record.desired.to_string(),
+        desired_state: record.desired,
         spec_hash: record.spec_hash.clone(),
         updated_at: record.updated_at,
         components,
+    }
+}
+
+impl Deployer {
+    /// Every service (or one), merged with one listing of what runs.
+    pub async fn status(&self, only: Option<&str>) -> Result<Vec<ServiceView>, AgentError> {
+        let records = match only {
+            Some(name) => vec![self.record(name)?],
+            None => self.read(|r| r.services())?,
+        };
+        let listing = self.listing().await?;
+        let health = self.read(|r| r.all_health())?;
+        Ok(records
+            .iter()
+            .map(|record| self.with_checks(record, service_view(record, &listing, &health)))
+            .collect())
+    }
+
+    /// `view` with the health checker's verdict on each component.
+    fn with_checks(&self, record: &ServiceRecord, mut view: ServiceView) -> ServiceView {
+        for component in &mut view.components {
+            if let Some(spec) = record.spec.component(&component.name) {
+                let checked = self.health_view(record.spec.name.as_str(), spec);
+                component.health = checked.state;
+                component.health_detail = checked.detail;
+            }
+        }
+        view
+    }
+
+    /// The history, newest first.
+    pub fn events(
+        &self,
+        service: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<registry::EventRecord>, AgentError> {
+        self.read(|r| r.events(service, limit))
+    }
+
+    pub(super) async fn view_of(&self, name: &str) -> Result<ServiceView, AgentError> {
+        let mut views = self.status(Some(name)).await?;
+        views
+            .pop()
+            .ok_or_else(|| AgentError::ServiceNotFound(name.to_string()))
+    }
+
+    /// The service's view from a listing of its instances taken just now, when there is one
+    /// (no second listing); from a new listing otherwise.
+    pub(super) async fn view_from(
+        &self,
+        name: &str,
+        listing: Option<Vec<InstanceInfo>>,
+    ) -> Result<ServiceView, AgentError> {
+        let Some(listing) = listing else {
+            return self.view_of(name).await;
+        };
+        let record = self.record(name)?;
+        let health = self.read(|r| r.all_health())?;
+        Ok(self.with_checks(&record, service_view(&record, &listing, &health)))
+    }
+
+    /// Output of one component, or of all (lines tagged with their component).
+    pub async fn logs(
+        &self,
+        service: &str,
+        component: Option<&str>,
+        tail: Option<u32>,
+        follow: bool,
+    ) -> Result<
+        impl tokio_stream::Stream<Item = (String, Result<LogLine, runtime::RuntimeError>)> + use<>,
+        AgentError,
+    > {
+        let record = self.record(service)?;
+        let components: Vec<&Component> = match component {
+            Some(wanted) => vec![record.spec.component(wanted).ok_or_else(|| {
+                AgentError::ComponentNotFound {
+                    service: service.to_string(),
+                    component: wanted.to_string(),
+                }
+            })?],
+            None => record.spec.components.iter().collect(),
+        };
+        let mut streams: StreamMap<String, LogStream> = StreamMap::new();
+        let instances = self.service_instances(service).await?;
+        for component in components {
+            let instance = plan::instance_of(service, component, &instances).map_or_else(
+                || record.spec.container_name(&component.name),
+                |i| i.name.clone(),
+            );
+            let stream = self
+                .runtime_for(component)?
+                .logs(&instance, tail, follow)
+                .await
+                .map_err(AgentError::runtime(format!("logs of {instance}")))?;
+            streams.insert(component.name.to_string(), stream);
+        }
+        Ok(streams)
     }
 }

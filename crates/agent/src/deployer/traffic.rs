@@ -10,13 +10,48 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::Deployer;
 use crate::AgentError;
-use crate::traffic::PublicRoute;
+use crate::traffic::{PublicRoute, TrafficSwitch};
 
 /// How often a drain asks the proxy about the old backend's in-flight work.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// What this part owns: the switch to the node proxy, the drain timeout, and the routes of
+/// operations in flight.
+pub(super) struct Traffic {
+    /// The node proxy, when public routes are served here.
+    switch: Option<Arc<dyn TrafficSwitch>>,
+    /// How long a retired instance may finish its in-flight work before it is stopped.
+    drain_timeout: Duration,
+    /// Serialises building and applying the proxy's table, and holds the public routes of
+    /// operations in flight that differ from their service's record (a deploy between its
+    /// switch and its record; a stop or undeploy draining): every table includes them, so
+    /// no table built meanwhile from the registry alone can undo a switch.
+    pending: tokio::sync::Mutex<BTreeMap<String, (Service, HostPorts)>>,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Self {
+            switch: None,
+            drain_timeout: Duration::from_secs(30),
+            pending: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Traffic {
+    pub(super) fn new(switch: Arc<dyn TrafficSwitch>, drain_timeout: Duration) -> Self {
+        Self {
+            switch: Some(switch),
+            drain_timeout,
+            ..Self::default()
+        }
+    }
+}
 
 impl Deployer {
     /// Where the proxy reaches a host port: the ports' bind address, or loopback when they
@@ -92,12 +127,12 @@ impl Deployer {
         &self,
         pending: Option<(&Service, &HostPorts)>,
     ) -> Result<(), AgentError> {
-        let Some(traffic) = &self.traffic else {
+        let Some(traffic) = &self.traffic.switch else {
             return Ok(());
         };
         // Timed from before the table is computed: the whole "healthy → switched" step.
         let started = Instant::now();
-        let mut overrides = self.pending_routes.lock().await;
+        let mut overrides = self.traffic.pending.lock().await;
         let mut replaced = None;
         if let Some((spec, ports)) = pending {
             let records = self.read(|r| r.services())?;
@@ -141,7 +176,7 @@ impl Deployer {
     /// The registry now says what `service`'s pending routes said, or its operation gave
     /// up: tables are built from the record again.
     pub(super) async fn settle_traffic(&self, service: &str) {
-        self.pending_routes.lock().await.remove(service);
+        self.traffic.pending.lock().await.remove(service);
     }
 
     /// Re-points the proxy at what the registry records (after an operation that may have
@@ -155,13 +190,13 @@ impl Deployer {
 
     /// Waits until the proxy has no work in flight to `backends`, at most the drain timeout.
     pub(super) async fn drain(&self, backends: &[SocketAddr]) {
-        let Some(traffic) = &self.traffic else {
+        let Some(traffic) = &self.traffic.switch else {
             return;
         };
         if backends.is_empty() {
             return;
         }
-        let deadline = Instant::now() + self.drain_timeout;
+        let deadline = Instant::now() + self.traffic.drain_timeout;
         loop {
             match traffic.in_flight(backends).await {
                 Ok(0) => return,

@@ -15,34 +15,18 @@ use crate::{ContainerSpec, InstanceInfo, LABEL_SERVICE, LogStream, Runtime, Runt
 pub use image::ImageFacts;
 
 /// How to invoke podman on this node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PodmanConfig {
-    pub binary: PathBuf,
-    /// Arguments placed before every subcommand, e.g. `--root`/`--runroot` for a private store.
-    pub global_args: Vec<String>,
+    /// The binary, its global arguments and containers.conf.
+    pub cli: PodmanCli,
     /// Extra arguments for `podman run`, e.g. `--ulimit` on hosts that need them.
     pub run_args: Vec<String>,
-    /// A containers.conf selected through `CONTAINERS_CONF` for every podman call.
-    pub containers_conf: Option<PathBuf>,
     /// Registries (`host[:port]`, as written in image references) pulled from over plain
     /// HTTP (`--tls-verify=false`). Nothing else is.
     pub insecure_registries: Vec<String>,
     /// Registry credentials for this node's pulls (`mcp registry login`), in podman's
     /// auth.json format, owner-only. Used once it exists.
     pub auth_file: Option<PathBuf>,
-}
-
-impl Default for PodmanConfig {
-    fn default() -> Self {
-        Self {
-            binary: PathBuf::from("podman"),
-            global_args: Vec::new(),
-            run_args: Vec::new(),
-            containers_conf: None,
-            insecure_registries: Vec::new(),
-            auth_file: None,
-        }
-    }
 }
 
 fn write_env_file(env: &[String]) -> Result<Option<tempfile::NamedTempFile>, RuntimeError> {
@@ -119,11 +103,7 @@ impl PodmanRuntime {
             auth_file: config.auth_file.clone(),
             run_args: config.run_args,
             insecure_registries: config.insecure_registries,
-            podman: Podman::new(PodmanCli {
-                binary: config.binary,
-                global_args: config.global_args,
-                containers_conf: config.containers_conf,
-            }),
+            podman: Podman::new(config.cli),
         }
     }
 
