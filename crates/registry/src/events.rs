@@ -3,14 +3,78 @@
 use rusqlite::{Connection, params};
 
 use crate::error::ServiceContext;
-use crate::{EventRecord, Registry, RegistryError, time};
+use crate::{EventRecord, Operation, Registry, RegistryError, time};
+
+/// What a history event records. The history stores `as_str()`; every writer names one of
+/// these, so the set of actions is listed here once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAction {
+    /// A spec was recorded (the event carries it).
+    Deploy,
+    /// A journaled operation failed and was undone or left as it was.
+    Failed(Operation),
+    Stop,
+    Start,
+    /// The operator's restart, or the monitor's restart of a crashed or unhealthy instance.
+    Restart,
+    Undeploy,
+    /// An interrupted deploy was undone at start and the previous spec brought back.
+    DeployRolledBack,
+    /// Crash recovery finished or undid an operation.
+    Recovered,
+    Drift,
+    DriftCleared,
+    Healthy,
+    Unhealthy,
+    /// A spare instance (left by a side-by-side replace) was removed.
+    RemovedSpare,
+    Stray,
+    SecretSet,
+    SecretRemoved,
+}
+
+impl EventAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deploy => "deploy",
+            Self::Failed(op) => match op {
+                Operation::Deploy => "deploy-failed",
+                Operation::Retire => "retire-failed",
+                Operation::Stop => "stop-failed",
+                Operation::Start => "start-failed",
+                Operation::Restart => "restart-failed",
+                Operation::Undeploy => "undeploy-failed",
+            },
+            Self::Stop => "stop",
+            Self::Start => "start",
+            Self::Restart => "restart",
+            Self::Undeploy => "undeploy",
+            Self::DeployRolledBack => "deploy-rolled-back",
+            Self::Recovered => "recovered",
+            Self::Drift => "drift",
+            Self::DriftCleared => "drift-cleared",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::RemovedSpare => "removed-spare",
+            Self::Stray => "stray",
+            Self::SecretSet => "secret-set",
+            Self::SecretRemoved => "secret-removed",
+        }
+    }
+}
+
+impl std::fmt::Display for EventAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Appends one event on `conn`, which may be a transaction so the event commits (or not) with
 /// the state change it describes.
 pub(crate) fn insert(
     conn: &Connection,
     service: &str,
-    action: &str,
+    action: EventAction,
     actor: &str,
     spec_json: Option<&str>,
     detail: Option<&str>,
@@ -22,7 +86,7 @@ pub(crate) fn insert(
     .and_then(|mut stmt| {
         stmt.execute(params![
             service,
-            action,
+            action.as_str(),
             actor,
             time::now(),
             spec_json,
@@ -38,7 +102,7 @@ impl Registry {
     pub fn record_event(
         &mut self,
         service: &str,
-        action: &str,
+        action: EventAction,
         actor: &str,
         detail: Option<&str>,
     ) -> Result<(), RegistryError> {

@@ -92,7 +92,7 @@ impl Registry {
         service: &str,
         component: &str,
         health: &Health,
-        events: &[(&str, &str)],
+        events: &[(crate::EventAction, &str)],
     ) -> Result<(), RegistryError> {
         let tx = self.conn.transaction().for_service(service)?;
         let known: bool = tx
@@ -132,7 +132,7 @@ impl Registry {
         )
         .for_service(service)?;
         for (action, detail) in events {
-            crate::events::insert(&tx, service, action, "monitor", None, Some(detail))?;
+            crate::events::insert(&tx, service, *action, "monitor", None, Some(detail))?;
         }
         tx.commit().for_service(service)
     }

@@ -19,6 +19,7 @@ mod state;
 mod time;
 
 pub use error::{Condition, RegistryError};
+pub use events::EventAction;
 pub use health::Health;
 pub use pending::{Operation, PendingOperation};
 pub use records::{ComponentRecord, EventRecord, ServiceRecord};

@@ -18,6 +18,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0004_monitor.sql")),
     M::up(include_str!("../migrations/0005_component_runtime.sql")),
     M::up(include_str!("../migrations/0006_secrets.sql")),
+    M::up(include_str!("../migrations/0007_drop_component_sizing.sql")),
 ];
 
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
@@ -61,7 +62,7 @@ mod tests {
             .unwrap();
         }
         let registry = crate::Registry::open(&db).unwrap();
-        assert_eq!(registry.schema_version().unwrap(), 6);
+        assert_eq!(registry.schema_version().unwrap(), 7);
         let copies: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

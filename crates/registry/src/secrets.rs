@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use crate::error::ServiceContext;
-use crate::{Registry, RegistryError, events, time};
+use crate::{EventAction, Registry, RegistryError, events, time};
 
 /// A secret as listed: never its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,14 @@ impl Registry {
             )
             .for_service(service)?;
         let detail = format!("secret {name} version {version}");
-        events::insert(&tx, service, "secret-set", actor, None, Some(&detail))?;
+        events::insert(
+            &tx,
+            service,
+            EventAction::SecretSet,
+            actor,
+            None,
+            Some(&detail),
+        )?;
         tx.commit().for_service(service)?;
         Ok(SecretRecord {
             service: service.to_string(),
@@ -134,7 +141,14 @@ impl Registry {
             .for_service(service)?;
         if removed > 0 {
             let detail = format!("secret {name}");
-            events::insert(&tx, service, "secret-removed", actor, None, Some(&detail))?;
+            events::insert(
+                &tx,
+                service,
+                EventAction::SecretRemoved,
+                actor,
+                None,
+                Some(&detail),
+            )?;
         }
         tx.commit().for_service(service)?;
         Ok(removed > 0)

@@ -5,8 +5,8 @@ use servicedef::Service;
 
 use crate::error::ServiceContext;
 use crate::{
-    ComponentRecord, DesiredState, HostPorts, Registry, RegistryError, ServiceRecord, events,
-    health, routes, time,
+    ComponentRecord, DesiredState, EventAction, HostPorts, Registry, RegistryError, ServiceRecord,
+    events, health, routes, time,
 };
 
 impl Registry {
@@ -66,9 +66,8 @@ impl Registry {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO components
-                         (service, name, image, desired_state, spec_hash, position, runtime,
-                          memory_mb, vcpus)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         (service, name, image, desired_state, spec_hash, position)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .for_service(name)?;
             for (position, component) in spec.components.iter().enumerate() {
@@ -87,9 +86,6 @@ impl Registry {
                         record.spec_hash,
                         // A Vec index always fits; saturating keeps this infallible.
                         i64::try_from(position).unwrap_or(i64::MAX),
-                        component.runtime.as_str(),
-                        component.memory_mb,
-                        component.vcpus,
                     ])
                     .for_service(name)?;
                 components.push(record);
@@ -98,7 +94,14 @@ impl Registry {
         routes::replace(&tx, spec, host_ports)?;
         // A new spec starts with a clean restart history.
         health::clear(&tx, name)?;
-        events::insert(&tx, name, "deploy", actor, Some(&spec_json), detail)?;
+        events::insert(
+            &tx,
+            name,
+            EventAction::Deploy,
+            actor,
+            Some(&spec_json),
+            detail,
+        )?;
         let routes = routes::load(&tx, name)?;
         tx.commit().for_service(name)?;
 
@@ -147,7 +150,7 @@ impl Registry {
         name: &str,
         desired: DesiredState,
         host_ports: Option<&HostPorts>,
-        action: &str,
+        action: EventAction,
         actor: &str,
     ) -> Result<(), RegistryError> {
         let tx = self.conn.transaction().for_service(name)?;
@@ -189,7 +192,7 @@ impl Registry {
         if deleted == 0 {
             return Ok(false);
         }
-        events::insert(&tx, name, "undeploy", actor, None, None)?;
+        events::insert(&tx, name, EventAction::Undeploy, actor, None, None)?;
         tx.commit().for_service(name)?;
         Ok(true)
     }

@@ -27,7 +27,8 @@ fn deploy_event_carries_the_spec() {
 #[test]
 fn record_event_keeps_detail_and_changes_no_state() {
     let mut reg = Registry::open_in_memory().unwrap();
-    reg.record_event("svc", "deploy-failed", "bob", Some("image pull failed"))
+    let failed = registry::EventAction::Failed(registry::Operation::Deploy);
+    reg.record_event("svc", failed, "bob", Some("image pull failed"))
         .unwrap();
     assert!(reg.service("svc").unwrap().is_none());
     let e = &reg.events(Some("svc"), 10).unwrap()[0];
@@ -39,7 +40,14 @@ fn record_event_keeps_detail_and_changes_no_state() {
 #[test]
 fn newest_first_with_filter_and_limit() {
     let mut reg = Registry::open_in_memory().unwrap();
-    for (service, action) in [("a", "1"), ("b", "2"), ("a", "3"), ("b", "4"), ("a", "5")] {
+    use registry::EventAction::{Drift, Healthy, Start, Stop, Stray};
+    for (service, action) in [
+        ("a", Start),
+        ("b", Stop),
+        ("a", Drift),
+        ("b", Stray),
+        ("a", Healthy),
+    ] {
         reg.record_event(service, action, "t", None).unwrap();
     }
     let actions = |service, limit| -> Vec<String> {
@@ -49,10 +57,13 @@ fn newest_first_with_filter_and_limit() {
             .map(|e| e.action)
             .collect()
     };
-    assert_eq!(actions(None, 10), ["5", "4", "3", "2", "1"]);
-    assert_eq!(actions(Some("a"), 10), ["5", "3", "1"]);
-    assert_eq!(actions(Some("b"), 1), ["4"]);
-    assert_eq!(actions(None, 2), ["5", "4"]);
+    assert_eq!(
+        actions(None, 10),
+        ["healthy", "stray", "drift", "stop", "start"]
+    );
+    assert_eq!(actions(Some("a"), 10), ["healthy", "drift", "start"]);
+    assert_eq!(actions(Some("b"), 1), ["stray"]);
+    assert_eq!(actions(None, 2), ["healthy", "stray"]);
     assert!(actions(Some("zzz"), 10).is_empty());
     assert!(actions(None, 0).is_empty());
 

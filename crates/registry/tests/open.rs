@@ -51,7 +51,7 @@ fn wal_mode_and_foreign_keys_active() {
 #[test]
 fn migrations_run_once_and_reopen_is_a_no_op() {
     let (_dir, path, reg) = common::temp_registry();
-    assert_eq!(reg.schema_version().unwrap(), 6);
+    assert_eq!(reg.schema_version().unwrap(), 7);
     drop(reg);
 
     let conn = Connection::open(&path).unwrap();
@@ -59,7 +59,7 @@ fn migrations_run_once_and_reopen_is_a_no_op() {
     conn.execute("UPDATE schema_migrations SET applied_at = 7", [])
         .unwrap();
     let reg = Registry::open(&path).unwrap();
-    assert_eq!(reg.schema_version().unwrap(), 6);
+    assert_eq!(reg.schema_version().unwrap(), 7);
 
     let rows: Vec<(i64, String, i64)> = conn
         .prepare("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
@@ -76,7 +76,8 @@ fn migrations_run_once_and_reopen_is_a_no_op() {
             (3, "component_routes".into(), 7),
             (4, "monitor".into(), 7),
             (5, "component_runtime".into(), 7),
-            (6, "secrets".into(), 7)
+            (6, "secrets".into(), 7),
+            (7, "drop_component_sizing".into(), 7)
         ]
     );
 }
@@ -94,7 +95,7 @@ fn data_survives_reopen() {
 #[test]
 fn in_memory_is_migrated() {
     let reg = Registry::open_in_memory().unwrap();
-    assert_eq!(reg.schema_version().unwrap(), 6);
+    assert_eq!(reg.schema_version().unwrap(), 7);
     assert!(reg.services().unwrap().is_empty());
 }
 

@@ -86,8 +86,14 @@ fn stop_releases_and_start_reassigns() {
         "t",
     )
     .unwrap();
-    reg.set_desired_state("a", DesiredState::Stopped, None, "stop", "t")
-        .unwrap();
+    reg.set_desired_state(
+        "a",
+        DesiredState::Stopped,
+        None,
+        registry::EventAction::Stop,
+        "t",
+    )
+    .unwrap();
     let rec = reg.service("a").unwrap().unwrap();
     assert!(rec.routes.iter().all(|r| r.host_port.is_none()));
     assert!(rec.routes.iter().any(|r| r.last_host_port == Some(20001)));
@@ -97,8 +103,14 @@ fn stop_releases_and_start_reassigns() {
     );
 
     let new = ports(&[("rest", 20001), ("admin", 20009)]);
-    reg.set_desired_state("a", DesiredState::Running, Some(&new), "start", "t")
-        .unwrap();
+    reg.set_desired_state(
+        "a",
+        DesiredState::Running,
+        Some(&new),
+        registry::EventAction::Start,
+        "t",
+    )
+    .unwrap();
     assert_eq!(reg.service("a").unwrap().unwrap().host_ports(), new);
 }
 
@@ -132,8 +144,13 @@ fn monitor_bookkeeping_round_trips_and_resets_on_deploy() {
         drift: Some("exited".into()),
         ..Default::default()
     };
-    reg.set_health("a", "web", &health, &[("restart", "restart #3")])
-        .unwrap();
+    reg.set_health(
+        "a",
+        "web",
+        &health,
+        &[(registry::EventAction::Restart, "restart #3")],
+    )
+    .unwrap();
     assert_eq!(reg.health("a", "web").unwrap(), health);
     assert_eq!(reg.all_health().unwrap().len(), 1);
     assert_eq!(reg.events(Some("a"), 1).unwrap()[0].actor, "monitor");
@@ -184,25 +201,4 @@ fn an_unknown_journal_entry_is_an_error_not_skipped() {
     .unwrap();
     let err = reg.pending_operations().unwrap_err().to_string();
     assert!(err.contains("unknown operation \"migrate\""), "{err}");
-}
-
-#[test]
-fn component_rows_carry_runtime_memory_and_vcpus() {
-    let (_dir, path, mut reg) = common::temp_registry();
-    let spec = servicedef::parse_str(
-        "t.toml",
-        "name = \"vm\"\nnode = \"local\"\n[[components]]\nname = \"app\"\nimage = \"i\"\n\
-         runtime = \"unikernel\"\nmemory_mb = 128\nvcpus = 2\n",
-    )
-    .unwrap();
-    reg.record_deploy(&spec, &HostPorts::new(), "t").unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let row: (String, Option<u32>, u32) = conn
-        .query_row(
-            "SELECT runtime, memory_mb, vcpus FROM components WHERE service = 'vm'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
-    assert_eq!(row, ("unikernel".to_string(), Some(128), 2));
 }

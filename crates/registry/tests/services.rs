@@ -113,8 +113,14 @@ fn set_desired_state_updates_service_and_components() {
         "x",
     )
     .unwrap();
-    reg.set_desired_state("app", DesiredState::Stopped, None, "stop", "bob")
-        .unwrap();
+    reg.set_desired_state(
+        "app",
+        DesiredState::Stopped,
+        None,
+        registry::EventAction::Stop,
+        "bob",
+    )
+    .unwrap();
 
     let loaded = reg.service("app").unwrap().unwrap();
     assert_eq!(loaded.desired, DesiredState::Stopped);
@@ -135,7 +141,13 @@ fn set_desired_state_updates_service_and_components() {
 fn set_desired_state_on_unknown_is_not_found() {
     let mut reg = Registry::open_in_memory().unwrap();
     let err = reg
-        .set_desired_state("ghost", DesiredState::Running, None, "start", "a")
+        .set_desired_state(
+            "ghost",
+            DesiredState::Running,
+            None,
+            registry::EventAction::Start,
+            "a",
+        )
         .unwrap_err();
     assert!(matches!(err, RegistryError::NotFound { ref service } if service == "ghost"));
     assert!(

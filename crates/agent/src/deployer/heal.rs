@@ -6,7 +6,7 @@
 //! flight is skipped), never removes what no record describes, and counts an instance as a
 //! stray only after two passes in a row saw it so (`StrayWatch`).
 
-use registry::{DesiredState, Health, ServiceRecord};
+use registry::{DesiredState, EventAction, Health, ServiceRecord};
 use runtime::{InstanceInfo, InstanceState};
 use servicedef::{Component, RestartPolicy};
 use std::collections::{HashMap, HashSet};
@@ -226,20 +226,23 @@ impl Deployer {
         let name = component.name.as_str();
         let mut health = before.clone();
         let now = now_ms();
-        let mut events: Vec<(&str, String)> = Vec::new();
+        let mut events: Vec<(EventAction, String)> = Vec::new();
 
         match observation.drift() {
             Some((kind, detail)) => {
                 if health.drift.as_deref() != Some(kind) {
                     health.drift_since = Some(now / 1000);
-                    events.push(("drift", format!("{name}: {kind}: {detail}")));
+                    events.push((EventAction::Drift, format!("{name}: {kind}: {detail}")));
                 }
                 health.drift = Some(kind.to_string());
                 health.drift_detail = Some(detail);
             }
             None => {
                 if let Some(kind) = health.drift.take() {
-                    events.push(("drift-cleared", format!("{name}: {kind} resolved")));
+                    events.push((
+                        EventAction::DriftCleared,
+                        format!("{name}: {kind} resolved"),
+                    ));
                 }
                 health.drift_detail = None;
                 health.drift_since = None;
@@ -279,18 +282,19 @@ impl Deployer {
                     Err(e) => format!("{name}: restart #{} failed: {e}", health.restart_count),
                 };
                 restarted = outcome.is_ok();
-                events.push(("restart", detail));
+                events.push((EventAction::Restart, detail));
             }
         } else if let (Observation::UnexpectedRunning, Some(info)) = (observation, instance) {
             self.stop_instance(&info.name, info.runtime).await?;
             events.push((
-                "stop",
+                EventAction::Stop,
                 format!("{name}: stopped; it ran while desired stopped"),
             ));
         }
 
         if health != before || !events.is_empty() {
-            let events: Vec<(&str, &str)> = events.iter().map(|(a, d)| (*a, d.as_str())).collect();
+            let events: Vec<(EventAction, &str)> =
+                events.iter().map(|(a, d)| (*a, d.as_str())).collect();
             self.registry(|r| r.set_health(service, name, &health, &events))?;
         }
         Ok(restarted)
@@ -328,7 +332,7 @@ impl Deployer {
                 ),
             };
             self.record_best_effort("spare event", |r| {
-                r.record_event(service, "removed-spare", "monitor", Some(&detail))
+                r.record_event(service, EventAction::RemovedSpare, "monitor", Some(&detail))
             });
         }
     }
@@ -419,7 +423,7 @@ impl Deployer {
                 );
                 let service = stray.service().unwrap_or("?").to_string();
                 self.record_best_effort("stray event", |r| {
-                    r.record_event(&service, "stray", "monitor", Some(&detail))
+                    r.record_event(&service, EventAction::Stray, "monitor", Some(&detail))
                 });
             }
         }

@@ -6,7 +6,7 @@
 //! components, passed their check and took the traffic); a failure before that removes what
 //! the deploy created and brings the recorded instances back.
 
-use registry::{DesiredState, Operation};
+use registry::{DesiredState, EventAction, Operation};
 use servicedef::{Component, RuntimeKind, Service};
 
 use super::{DeployOutcome, Deployer, ServiceView, plan};
@@ -125,7 +125,12 @@ impl Deployer {
                 self.drain(&self.created_backends(&plan, &host_ports)).await;
                 self.roll_back(&spec, &plan, previous.as_ref()).await;
                 let detail = err.to_string();
-                self.end_with_event(&name, "deploy-failed", actor, &detail);
+                self.end_with_event(
+                    &name,
+                    EventAction::Failed(Operation::Deploy),
+                    actor,
+                    &detail,
+                );
                 return Err(err);
             }
         };
@@ -251,7 +256,9 @@ impl Deployer {
             self.stop_instance(&instance.name, instance.runtime).await?;
             failpoint::hit("stop:stopped-one");
         }
-        self.registry(|r| r.set_desired_state(name, DesiredState::Stopped, None, "stop", actor))
+        self.registry(|r| {
+            r.set_desired_state(name, DesiredState::Stopped, None, EventAction::Stop, actor)
+        })
     }
 
     /// Precondition: the service is deployed. Starts every component that is not running,
@@ -263,7 +270,7 @@ impl Deployer {
             name,
             Operation::Start,
             actor,
-            self.start_locked(name, "start", actor),
+            self.start_locked(name, EventAction::Start, actor),
         )
         .await?;
         self.sync_traffic().await;
@@ -273,7 +280,7 @@ impl Deployer {
     pub(super) async fn start_locked(
         &self,
         name: &str,
-        action: &str,
+        action: EventAction,
         actor: &str,
     ) -> Result<(), AgentError> {
         let record = self.record(name)?;
@@ -311,7 +318,7 @@ impl Deployer {
                 failpoint::hit("restart:restarted-one");
             }
             // Re-creates anything missing and records the intent (ports are kept).
-            self.start_locked(name, "restart", actor).await
+            self.start_locked(name, EventAction::Restart, actor).await
         };
         self.journaled(name, Operation::Restart, actor, work)
             .await?;
@@ -394,7 +401,7 @@ impl Deployer {
                 Ok(value)
             }
             Err(err) => {
-                self.end_with_event(name, &format!("{action}-failed"), actor, &err.to_string());
+                self.end_with_event(name, EventAction::Failed(action), actor, &err.to_string());
                 Err(err)
             }
         }
@@ -406,7 +413,7 @@ impl Deployer {
         }
     }
 
-    fn end_with_event(&self, name: &str, action: &str, actor: &str, detail: &str) {
+    fn end_with_event(&self, name: &str, action: EventAction, actor: &str, detail: &str) {
         self.record_best_effort("operation event", |r| {
             r.record_event(name, action, actor, Some(detail))
         });

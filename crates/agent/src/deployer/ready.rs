@@ -5,7 +5,7 @@
 //! Invariant: check results live in memory only; an agent restart starts every instance's
 //! check over (in its start period), it never restarts anything on stale results.
 
-use registry::{DesiredState, HostPorts, RouteKey};
+use registry::{DesiredState, EventAction, HostPorts, RouteKey};
 use runtime::InstanceState;
 use servicedef::{Component, HealthCheck, RestartPolicy, Service};
 use std::net::SocketAddr;
@@ -361,7 +361,7 @@ impl Deployer {
                     (
                         recovered.then(|| {
                             (
-                                "healthy",
+                                EventAction::Healthy,
                                 format!("{name}: {} passes again", check.describe()),
                             )
                         }),
@@ -381,7 +381,10 @@ impl Deployer {
                             check.describe(),
                             state.failures
                         );
-                        (Some(("unhealthy", detail)), Some(state.instance.clone()))
+                        (
+                            Some((EventAction::Unhealthy, detail)),
+                            Some(state.instance.clone()),
+                        )
                     } else if state.healthy == Some(false) && state.failures >= check.retries {
                         (None, Some(state.instance.clone()))
                     } else {
@@ -393,7 +396,7 @@ impl Deployer {
         if let Some((action, detail)) = &event {
             tracing::warn!(service, "{detail}");
             self.record_best_effort("health event", |r| {
-                r.record_event(service, action, "monitor", Some(detail))
+                r.record_event(service, *action, "monitor", Some(detail))
             });
         }
         if let Some(instance) = restart_instance {
@@ -442,7 +445,7 @@ impl Deployer {
             Err(e) => format!("{name}: restart #{} failed: {e}", health.restart_count),
         };
         self.record_best_effort("restart bookkeeping", |r| {
-            r.set_health(service, name, &health, &[("restart", &detail)])
+            r.set_health(service, name, &health, &[(EventAction::Restart, &detail)])
         });
         if outcome.is_ok() {
             let now = Instant::now();

@@ -8,7 +8,7 @@
 //!
 //! Invariant: every `registry::Operation` has its case here (the match is exhaustive).
 
-use registry::{DesiredState, Operation};
+use registry::{DesiredState, EventAction, Operation};
 
 use super::Deployer;
 use crate::AgentError;
@@ -25,8 +25,12 @@ impl Deployer {
                 Operation::Deploy => self.undo_deploy(&op.service).await,
                 Operation::Retire => self.remove_undescribed(&op.service).await.map(drop),
                 Operation::Stop => self.stop_locked(&op.service, ACTOR).await,
-                Operation::Start | Operation::Restart => {
-                    self.start_locked(&op.service, op.action.as_str(), ACTOR)
+                Operation::Start => {
+                    self.start_locked(&op.service, EventAction::Start, ACTOR)
+                        .await
+                }
+                Operation::Restart => {
+                    self.start_locked(&op.service, EventAction::Restart, ACTOR)
                         .await
                 }
                 Operation::Undeploy => self.undeploy_locked(&op.service, ACTOR).await,
@@ -44,7 +48,7 @@ impl Deployer {
                 ),
             };
             self.record_best_effort("recovery event", |r| {
-                r.record_event(&op.service, "recovered", ACTOR, Some(&line))
+                r.record_event(&op.service, EventAction::Recovered, ACTOR, Some(&line))
             });
             self.end_operation(&op.service);
             report.push(format!("{}: {line}", op.service));
@@ -56,7 +60,7 @@ impl Deployer {
         let record = self.remove_undescribed(service).await?;
         match record {
             Some(rec) if rec.desired == DesiredState::Running => {
-                self.start_locked(service, "deploy-rolled-back", ACTOR)
+                self.start_locked(service, EventAction::DeployRolledBack, ACTOR)
                     .await
             }
             _ => Ok(()),

@@ -231,10 +231,10 @@ impl QemuRuntime {
 
     /// Waits until the guest answers on its first TCP port (or just runs, without ports).
     ///
-    /// A new probe starts every `PROBE_EVERY` while earlier ones may still wait: QEMU's
-    /// user-mode network accepts a probe while the guest boots and holds it until the guest's
-    /// network comes up (or the read times out). One probe at a time with a 200 ms pause
-    /// noticed a ready guest 0.1 s late on average (BENCHMARKS.md).
+    /// Probes overlap (a new one every `PROBE_EVERY` while earlier ones may still wait)
+    /// because QEMU's user-mode network accepts a connection while the guest boots and holds
+    /// it until the guest's network comes up (or the read times out): waiting for each probe
+    /// before the next would notice a ready guest later (BENCHMARKS.md).
     async fn wait_until_answering(
         &self,
         vm: &VmDir,
