@@ -41,6 +41,9 @@ pub(crate) struct CheckState {
     next_due: Instant,
     /// Failures before this do not count (the instance may still be starting).
     grace_until: Instant,
+    /// When this entry was made: a pass keeps entries newer than its reading of the registry
+    /// (a deploy notes its new instance before it records its spec).
+    since: Instant,
 }
 
 impl CheckState {
@@ -53,6 +56,7 @@ impl CheckState {
             last_error: None,
             next_due: now,
             grace_until: now + Duration::from_millis(check.start_period_ms),
+            since: now,
         }
     }
 }
@@ -212,6 +216,7 @@ impl Deployer {
                 last_error: None,
                 next_due: now + Duration::from_millis(check.interval_ms),
                 grace_until: now,
+                since: now,
             },
         );
     }
@@ -245,6 +250,7 @@ impl Deployer {
     /// restart policy and back-off. A service with an operation in progress is checked but
     /// not restarted (the operation holds its lock).
     pub async fn health_pass(&self, policy: &BackoffPolicy) -> Result<(), AgentError> {
+        let read_at = Instant::now();
         let records = self.read(|r| r.services())?;
         let now = Instant::now();
         let mut due = Vec::new();
@@ -264,15 +270,18 @@ impl Deployer {
                 })
                 .any(|key| checks.get(&key).is_none_or(|state| now >= state.next_due))
         };
+        // Entries made since the records were read stay: a deploy notes its new instance
+        // ready before it records the spec these records may not show yet.
         if !any_due {
             let mut checks = self.checks();
-            checks.retain(|(service, component), _| {
-                records.iter().any(|r| {
-                    r.spec.name.as_str() == service
-                        && r.spec
-                            .component(component)
-                            .is_some_and(|c| c.health.is_some())
-                })
+            checks.retain(|(service, component), state| {
+                state.since >= read_at
+                    || records.iter().any(|r| {
+                        r.spec.name.as_str() == service
+                            && r.spec
+                                .component(component)
+                                .is_some_and(|c| c.health.is_some())
+                    })
             });
             return Ok(());
         }
@@ -316,7 +325,8 @@ impl Deployer {
                 }
             }
         }
-        self.checks().retain(|key, _| live_keys.contains(key));
+        self.checks()
+            .retain(|key, state| live_keys.contains(key) || state.since >= read_at);
         let mut probes = tokio::task::JoinSet::new();
         for (index, (_, check, addr, _, _)) in due.iter().enumerate() {
             let (probe, addr) = (check.probe.clone(), *addr);
