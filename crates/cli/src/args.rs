@@ -6,6 +6,7 @@ use std::path::PathBuf;
 /// mcp: deploy and operate services on a small fleet of nodes.
 ///
 /// Exit codes: 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable.
+/// `-n` always means `--node`.
 #[derive(Debug, Parser)]
 #[command(name = "mcp", version, about, long_about = None, after_help = "Exit codes: 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable.")]
 pub struct Cli {
@@ -35,8 +36,8 @@ pub enum Command {
     Start(ServiceArgs),
     /// Stop and start every component of a service.
     Restart(ServiceArgs),
-    /// Remove a service's components and forget it.
-    Undeploy(ServiceArgs),
+    /// Remove a service's components and forget it (asks first on a terminal; --yes skips).
+    Undeploy(UndeployArgs),
     /// The history: deploys, operations, drift, restarts, strays (newest first).
     Events(EventsArgs),
     /// Show what deploying a definition would do, per component; changes nothing.
@@ -156,10 +157,10 @@ pub struct LogsArgs {
     #[arg(short = 'f', long)]
     pub follow: bool,
     /// Number of lines from the end (default: all).
-    #[arg(short = 'n', long = "tail", value_name = "N")]
+    #[arg(long = "tail", value_name = "N")]
     pub tail: Option<u32>,
     /// The node running the service (default: found from the definition or by asking).
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     pub node: Option<String>,
 }
 
@@ -168,10 +169,10 @@ pub struct EventsArgs {
     /// Only this service.
     pub service: Option<String>,
     /// How many events (per node).
-    #[arg(short = 'n', long = "limit", default_value_t = 50)]
+    #[arg(long = "limit", default_value_t = 50)]
     pub limit: u32,
     /// Only this node.
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     pub node: Option<String>,
     /// Machine-readable output with stable field names.
     #[arg(long)]
@@ -184,6 +185,15 @@ pub struct ServiceArgs {
     /// The node running the service (default: found from the definition or by asking).
     #[arg(short = 'n', long = "node")]
     pub node: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UndeployArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

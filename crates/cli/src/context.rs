@@ -136,9 +136,13 @@ impl Context {
     }
 }
 
+/// `$XDG_CONFIG_HOME/mcp/mcp.toml` (default `~/.config`), when it exists.
 fn default_config_path() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    let path = PathBuf::from(home).join(".config/mcp/mcp.toml");
+    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+    let path = config_home.join("mcp/mcp.toml");
     path.is_file().then_some(path)
 }
 

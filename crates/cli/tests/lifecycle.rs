@@ -96,7 +96,7 @@ fn logs_follow_streams_new_lines() {
     assert!(http_get(port, "/first").is_some());
 
     let mut follower = Command::new(mcp_bin())
-        .args(["logs", "-f", "-n", "1", &format!("{name}/web")])
+        .args(["logs", "-f", "--tail", "1", &format!("{name}/web")])
         .env("MCP_CONFIG", agent.config())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

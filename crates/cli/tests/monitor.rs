@@ -11,7 +11,9 @@ use support::*;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn events(agent: &Agent, service: &str) -> Vec<serde_json::Value> {
-    let run = agent.mcp(&["events", service, "--json", "-n", "200"]).ok();
+    let run = agent
+        .mcp(&["events", service, "--json", "--limit", "200"])
+        .ok();
     let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     json["events"].as_array().unwrap().clone()
 }

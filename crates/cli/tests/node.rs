@@ -216,3 +216,44 @@ fn backup_copies_a_running_agents_registry_and_never_overwrites() {
     let missing = backup(&agent.dir.path().join("nowhere/x.db"));
     assert_eq!(missing.status.code(), Some(1));
 }
+
+#[test]
+fn every_binary_names_itself_in_its_version() {
+    for (binary, name) in [
+        (agent_bin(), "mcp-agent"),
+        (mcp_bin(), "mcp"),
+        (agent_bin().with_file_name("mcp-proxy"), "mcp-proxy"),
+    ] {
+        let out = std::process::Command::new(&binary)
+            .arg("--version")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.trim(),
+            format!("{name} {}", env!("CARGO_PKG_VERSION")),
+            "{}",
+            binary.display()
+        );
+    }
+}
+
+#[test]
+fn the_cli_config_is_found_under_xdg_config_home() {
+    let agent = Agent::start();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("mcp")).unwrap();
+    std::fs::copy(agent.config(), home.path().join("mcp/mcp.toml")).unwrap();
+    let out = std::process::Command::new(mcp_bin())
+        .args(["node", "status", "--json"])
+        .env_remove("MCP_CONFIG")
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -138,6 +138,17 @@ impl Route {
             Some(name) => format!("PORT_{}", name.to_ascii_uppercase().replace('-', "_")),
         }
     }
+
+    /// Every variable carrying this route's host port: its own (`env_var`), and `PORT` too
+    /// when it is its component's only route, named or not ("single route → $PORT").
+    pub fn env_vars(&self, only_route: bool) -> Vec<String> {
+        let own = self.env_var();
+        if only_route && own != "PORT" {
+            vec!["PORT".to_owned(), own]
+        } else {
+            vec![own]
+        }
+    }
 }
 
 /// What a health check asks of a component's route host port.

@@ -66,6 +66,23 @@ impl DefinitionError {
 /// Reads and validates a definition file; the error's `file` is the path as given.
 pub fn load_file(path: &Path) -> Result<Service, DefinitionError> {
     let origin = path.display().to_string();
+    let fail = |message: String| DefinitionError {
+        file: origin.clone(),
+        line: None,
+        column: None,
+        field: None,
+        message,
+    };
+    // Checked before reading: a definition is a page of TOML, and a huge file (or a device)
+    // must not reach the parser or the gRPC size limit.
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.len() > MAX_DEFINITION_BYTES
+    {
+        return Err(fail(format!(
+            "the definition is {} bytes; at most {MAX_DEFINITION_BYTES} are accepted",
+            meta.len()
+        )));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| DefinitionError {
         file: origin.clone(),
         line: None,
@@ -75,6 +92,9 @@ pub fn load_file(path: &Path) -> Result<Service, DefinitionError> {
     })?;
     parse_str(&origin, &text)
 }
+
+/// The largest definition file accepted (1 MiB).
+pub const MAX_DEFINITION_BYTES: u64 = 1 << 20;
 
 /// Parses and validates a definition; `origin` names the text in errors.
 pub fn parse_str(origin: &str, text: &str) -> Result<Service, DefinitionError> {

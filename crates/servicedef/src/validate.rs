@@ -222,13 +222,11 @@ fn routes(at: &str, routes: &[Route], env_keys: &HashSet<&str>) -> Result<(), Sp
                 format!("invalid hostname \"{host}\": must be non-empty, no whitespace or '/'");
             ensure(ok, field("hostname"), why)?;
         }
-        let var = r.env_var();
-        let why = format!("route variable ${var} clashes with an env entry or another route");
-        ensure(
-            !env_keys.contains(var.as_str()) && vars.insert(var),
-            name_field,
-            why,
-        )?;
+        for var in r.env_vars(routes.len() == 1) {
+            let why = format!("route variable ${var} clashes with an env entry or another route");
+            let free = !env_keys.contains(var.as_str()) && vars.insert(var);
+            ensure(free, &name_field, why)?;
+        }
     }
     Ok(())
 }

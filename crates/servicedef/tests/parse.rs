@@ -219,6 +219,7 @@ fn route_rules() {
             "unknown mode \"l5\": expected one of \"l4\", \"l7\""),
         (TAIL, "mode = \"l7\"\nhostname = \"a b\"", 22, 12, "components[0].routes[0].hostname", "invalid hostname"),
         (ENV, "env       = [\"PORT_REST=1\"]", 19, 8, "components[0].routes[0].name", "$PORT_REST clashes"),
+        (ENV, "env       = [\"PORT=1\"]", 19, 8, "components[0].routes[0].name", "$PORT clashes"),
     ]);
 }
 
@@ -312,4 +313,12 @@ fn load_file_reads_and_reports_missing_files() {
             .starts_with(&format!("{}: cannot read", missing.display())),
         "{err}"
     );
+    // Over 1 MiB (a valid definition padded with a comment) is refused before parsing.
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.toml");
+    let mut text = std::fs::read_to_string(dir.join("hello.toml")).unwrap();
+    text.push_str(&format!("# {}\n", "x".repeat(1 << 20)));
+    std::fs::write(&big, text).unwrap();
+    let err = load_file(&big).unwrap_err().to_string();
+    assert!(err.contains("at most 1048576 are accepted"), "{err}");
 }

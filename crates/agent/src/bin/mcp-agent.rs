@@ -12,7 +12,7 @@ use std::sync::Arc;
 ///
 /// Exit codes: 0 after a clean shutdown, 1 on failure, 2 on bad arguments or config.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "mcp-agent", version, about)]
 struct Args {
     #[command(subcommand)]
     command: Option<AgentCommand>,
@@ -82,8 +82,10 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Colours only for a person at a terminal: log files and journald get plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -212,7 +212,9 @@ pub(crate) fn container_spec(
     for route in &component.routes {
         let key = RouteKey::of(component, route);
         if let Some(port) = host_ports.get(&key) {
-            env.push(format!("{}={port}", route.env_var()));
+            for var in route.env_vars(component.routes.len() == 1) {
+                env.push(format!("{var}={port}"));
+            }
             let host = match bind {
                 IpAddr::V6(v6) => format!("[{v6}]"),
                 IpAddr::V4(v4) => v4.to_string(),
@@ -378,6 +380,36 @@ mod tests {
                 "127.0.0.1:20002:20002/tcp"
             ]
         );
+        assert!(!c.env.iter().any(|e| e.starts_with("PORT=")), "{:?}", c.env);
+    }
+
+    #[test]
+    fn a_single_route_gets_port_whether_or_not_it_is_named() {
+        for (route, expected) in [
+            ("", vec!["PORT=20001"]),
+            ("name = \"api\"\n", vec!["PORT=20001", "PORT_API=20001"]),
+        ] {
+            let spec = servicedef::parse_str(
+                "t.toml",
+                &format!(
+                    "name = \"svc\"\nnode = \"n\"\n[[components]]\nname = \"web\"\nimage = \"i\"\n\
+                     [[components.routes]]\n{route}port = 443\n"
+                ),
+            )
+            .unwrap();
+            let name = spec.components[0].routes[0]
+                .name
+                .clone()
+                .unwrap_or_default();
+            let ports = HostPorts::from([(RouteKey::new("web", name), 20001)]);
+            let c = container_spec(
+                &spec,
+                &spec.components[0],
+                &ports,
+                IpAddr::from([127, 0, 0, 1]),
+            );
+            assert_eq!(c.env, expected);
+        }
     }
 
     fn routed(ports: &str) -> Service {

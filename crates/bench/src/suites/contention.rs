@@ -30,7 +30,7 @@ fn sample(ctx: &Ctx<'_>, agent: &Agent<'_>, into: &mut Samples) -> anyhow::Resul
     let start = Instant::now();
     checked(
         "mcp events",
-        agent.mcp_output(&["events", "--json", "-n", "20"])?,
+        agent.mcp_output(&["events", "--json", "--limit", "20"])?,
     )?;
     into.events.push(ms(start.elapsed()));
     let start = Instant::now();

@@ -26,6 +26,30 @@ impl Verb {
     }
 }
 
+/// On a terminal, asks before an undeploy (true: go ahead); elsewhere (scripts, pipes) goes
+/// ahead, as `--yes` does.
+pub fn confirm_undeploy(service: &str) -> Result<bool, CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Ok(true);
+    }
+    eprint!("Undeploy {service}? Its components are removed and the node forgets it. [y/N] ");
+    // A prompt that cannot be shown or answered is a "no".
+    if std::io::stderr().flush().is_err() {
+        return Ok(false);
+    }
+    let mut answer = String::new();
+    if stdin.lock().read_line(&mut answer).is_err() {
+        return Ok(false);
+    }
+    let yes = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+    if !yes {
+        eprintln!("not undeployed");
+    }
+    Ok(yes)
+}
+
 pub async fn run(ctx: &Context, verb: Verb, args: ServiceArgs) -> Result<ExitCode, CliError> {
     servicedef::ServiceName::new(args.service.clone())
         .map_err(|e| CliError::bad_input(e.to_string()))?;

@@ -29,7 +29,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Stop(args) => lifecycle::run(&load()?, lifecycle::Verb::Stop, args).await,
         Command::Start(args) => lifecycle::run(&load()?, lifecycle::Verb::Start, args).await,
         Command::Restart(args) => lifecycle::run(&load()?, lifecycle::Verb::Restart, args).await,
-        Command::Undeploy(args) => lifecycle::run(&load()?, lifecycle::Verb::Undeploy, args).await,
+        Command::Undeploy(args) => {
+            if !args.yes && !lifecycle::confirm_undeploy(&args.service.service)? {
+                return Ok(ExitCode::Failed);
+            }
+            lifecycle::run(&load()?, lifecycle::Verb::Undeploy, args.service).await
+        }
         Command::Events(args) => events::run(&load()?, args).await,
         Command::Plan(args) => plan::run(&load()?, args).await,
         Command::History(args) => history::history(&load()?, args).await,

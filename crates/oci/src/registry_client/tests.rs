@@ -253,6 +253,28 @@ async fn unreachable_registry_and_local_only_images_are_errors() {
     ));
 }
 
+#[tokio::test]
+async fn a_plain_http_registry_asked_over_https_names_the_setting() {
+    // What a plain-HTTP server answers to a TLS ClientHello: an HTTP error, not TLS.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let client = RegistryClient::new(Vec::new()).with_auth_env(AuthEnv::default());
+    let err = client
+        .manifest_exists(&image(port, "hello:v1"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("\"127.0.0.1:{port}\" in insecure_registries")),
+        "{err}"
+    );
+}
+
 #[test]
 fn only_listed_registries_are_insecure() {
     let client = RegistryClient::new(vec!["127.0.0.1:5000".into()]);

@@ -80,7 +80,7 @@ pub(super) async fn send(
             let stream = tokio_rustls::TlsConnector::from(tls()?)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| transport(url, &e))?;
+                .map_err(|e| tls_failure(url, authority.as_str(), &e))?;
             exchange(stream, request, url).await
         } else {
             exchange(tcp, request, url).await
@@ -126,6 +126,31 @@ where
         headers: parts.headers,
         body,
     })
+}
+
+/// A TLS handshake that failed; an answer that is not TLS at all means a plain-HTTP registry,
+/// and the fix is a setting, which the error names.
+fn tls_failure(url: &str, registry: &str, e: &std::io::Error) -> RegistryApiError {
+    let plain_http = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|tls| {
+            matches!(
+                tls,
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+            )
+        });
+    if !plain_http {
+        return transport(url, e);
+    }
+    RegistryApiError::Transport {
+        url: url.to_string(),
+        detail: format!(
+            "{registry} does not speak TLS (it looks like a plain-HTTP registry); if it is one \
+             on a trusted network, list \"{registry}\" in insecure_registries ([build] in the \
+             CLI config, [podman] in agent.toml)"
+        ),
+    }
 }
 
 fn transport(url: &str, e: &dyn std::error::Error) -> RegistryApiError {
