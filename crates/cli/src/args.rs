@@ -137,6 +137,9 @@ pub struct StatusArgs {
     /// Machine-readable output with stable field names.
     #[arg(long)]
     pub json: bool,
+    /// Exit 3 when any node failed to answer (default: only when every node did).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +150,9 @@ pub struct PsArgs {
     /// Machine-readable output with stable field names.
     #[arg(long)]
     pub json: bool,
+    /// Exit 3 when any node failed to answer (default: only when every node did).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +183,9 @@ pub struct EventsArgs {
     /// Machine-readable output with stable field names.
     #[arg(long)]
     pub json: bool,
+    /// Exit 3 when any node failed to answer (default: only when every node did).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +278,9 @@ pub enum NodeCommand {
         /// Machine-readable output with stable field names.
         #[arg(long)]
         json: bool,
+        /// Exit 3 when any node failed to answer (default: only when every node did).
+        #[arg(long)]
+        strict: bool,
     },
 }
 

@@ -6,10 +6,15 @@ use mcp_proto::v1 as pb;
 use mcp_proto::v1::agent_client::AgentClient;
 use oci::{PodmanBuilder, PodmanBuilderConfig};
 use podman_cli::PodmanCli;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tonic::transport::Channel;
 
-use crate::CliError;
+use crate::{CliError, ExitCode};
+
+/// How long a fan-out waits for one node unless the CLI config says otherwise.
+const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Context {
     pub config: CliConfig,
@@ -43,6 +48,13 @@ impl Context {
             Some(name) => Ok(vec![self.node(name)?.clone()]),
             None => Ok(self.config.nodes.clone()),
         }
+    }
+
+    /// How long a fan-out waits for each node.
+    pub fn node_timeout(&self) -> Duration {
+        self.config
+            .node_timeout_ms
+            .map_or(DEFAULT_NODE_TIMEOUT, Duration::from_millis)
     }
 
     pub async fn connect(&self, node: &NodeEntry) -> Result<AgentClient<Channel>, CliError> {
@@ -155,6 +167,67 @@ pub fn actor() -> String {
     format!("{user}@{host}")
 }
 
+/// Runs `call` against every node in `nodes` at once, each bounded by the node timeout (a
+/// node that is down or hangs, e.g. a stopped agent whose kernel still accepts connections,
+/// becomes an "unreachable" error while the others answer). Results in `nodes` order.
+pub async fn fan_out<T, F, Fut>(
+    ctx: &Context,
+    nodes: Vec<NodeEntry>,
+    call: F,
+) -> Vec<(NodeEntry, Result<T, CliError>)>
+where
+    T: Send + 'static,
+    F: Fn(AgentClient<Channel>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, tonic::Status>> + Send,
+{
+    let timeout = ctx.node_timeout();
+    let tasks: Vec<_> = nodes
+        .into_iter()
+        .map(|node| {
+            let tls = ctx.config.tls.clone();
+            let call = call.clone();
+            tokio::spawn(async move {
+                let work = async {
+                    let client = mcp_client::connect(&node, &tls).await?;
+                    call(client)
+                        .await
+                        .map_err(|s| CliError::from_status(&node.name, &s))
+                };
+                let result = tokio::time::timeout(timeout, work)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(CliError {
+                            code: ExitCode::Unreachable,
+                            message: format!(
+                                "agent of node {} did not answer within {} ms",
+                                node.name,
+                                timeout.as_millis()
+                            ),
+                            not_found: false,
+                        })
+                    });
+                (node, result)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        if let Ok(pair) = task.await {
+            out.push(pair);
+        }
+    }
+    out
+}
+
+/// The exit code of a fan-out: a failing node fails the command only when every node failed,
+/// or with `--strict`; the others' answers are shown either way.
+pub fn fan_out_code(failures: &[ExitCode], asked: usize, strict: bool) -> ExitCode {
+    match failures.first() {
+        Some(first) if strict || failures.len() == asked => *first,
+        _ => ExitCode::Ok,
+    }
+}
+
 /// Asks every node (or one) for status in parallel; results in config order.
 pub async fn fan_out_status(
     ctx: &Context,
@@ -174,28 +247,17 @@ pub async fn fan_out_status(
             )];
         }
     };
-    let mut tasks = Vec::new();
-    for node in nodes {
-        let tls = ctx.config.tls.clone();
-        let service = service.to_string();
-        tasks.push(tokio::spawn(async move {
-            let result = async {
-                let mut client = mcp_client::connect(&node, &tls).await?;
-                client
-                    .status(pb::StatusRequest { service })
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| CliError::from_status(&node.name, &s))
-            }
-            .await;
-            (node, result)
-        }));
-    }
-    let mut out = Vec::new();
-    for task in tasks {
-        if let Ok(pair) = task.await {
-            out.push(pair);
+    let service = service.to_string();
+    fan_out(ctx, nodes, move |mut client| {
+        let request = pb::StatusRequest {
+            service: service.clone(),
+        };
+        async move {
+            client
+                .status(request)
+                .await
+                .map(tonic::Response::into_inner)
         }
-    }
-    out
+    })
+    .await
 }

@@ -10,6 +10,10 @@ pub struct CliConfig {
     /// Where a bare SERVICE argument is looked up as `<services_dir>/<SERVICE>.toml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services_dir: Option<PathBuf>,
+    /// How long a command that asks every node waits for each (default 5000): a node that is
+    /// down or hangs is reported unreachable while the others answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_timeout_ms: Option<u64>,
     pub tls: TlsFiles,
     /// Image builds on this machine (`mcp build`, and `mcp deploy` of tags a registry lacks).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,7 +4,7 @@ use mcp_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::args::EventsArgs;
-use crate::context::Context;
+use crate::context::{Context, fan_out, fan_out_code};
 use crate::output::{self, NodeErrorJson};
 use crate::{CliError, ExitCode};
 
@@ -31,22 +31,25 @@ pub async fn run(ctx: &Context, args: EventsArgs) -> Result<ExitCode, CliError> 
         (Some(service), _) => vec![ctx.node_of_service(service, args.node.as_deref()).await?],
         (None, node) => ctx.nodes(node.as_deref())?,
     };
-    let mut events = Vec::new();
-    let mut errors = Vec::new();
-    let mut code = ExitCode::Ok;
-    for node in nodes {
-        let result = async {
-            let mut client = ctx.connect(&node).await?;
+    let asked = nodes.len();
+    let (service, limit) = (args.service.clone().unwrap_or_default(), args.limit);
+    let answers = fan_out(ctx, nodes, move |mut client| {
+        let request = pb::EventsRequest {
+            service: service.clone(),
+            limit,
+        };
+        async move {
             client
-                .events(pb::EventsRequest {
-                    service: args.service.clone().unwrap_or_default(),
-                    limit: args.limit,
-                })
+                .events(request)
                 .await
                 .map(tonic::Response::into_inner)
-                .map_err(|s| CliError::from_status(&node.name, &s))
         }
-        .await;
+    })
+    .await;
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    let mut failures = Vec::new();
+    for (node, result) in answers {
         match result {
             Ok(resp) => events.extend(resp.events.into_iter().map(|e| EventJson {
                 node: node.name.clone(),
@@ -59,9 +62,7 @@ pub async fn run(ctx: &Context, args: EventsArgs) -> Result<ExitCode, CliError> 
             })),
             Err(e) => {
                 eprintln!("mcp: {e}");
-                if code == ExitCode::Ok {
-                    code = e.code;
-                }
+                failures.push(e.code);
                 errors.push(NodeErrorJson {
                     node: node.name.clone(),
                     error: e.message,
@@ -69,6 +70,7 @@ pub async fn run(ctx: &Context, args: EventsArgs) -> Result<ExitCode, CliError> 
             }
         }
     }
+    let code = fan_out_code(&failures, asked, args.strict);
     events.sort_by(|a, b| b.at.cmp(&a.at).then(b.id.cmp(&a.id)));
     if args.json {
         output::print_json(&EventsJson { events, errors })?;

@@ -41,8 +41,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Rollback(args) => history::rollback(&load()?, args).await,
         Command::Secret(cmd) => secret::run(&load()?, cmd).await,
         Command::Registry(cmd) => registry::run(&load()?, cmd).await,
-        Command::Node(NodeCommand::Status { node, json }) => {
-            node::status(&load()?, node.as_deref(), json).await
+        Command::Node(NodeCommand::Status { node, json, strict }) => {
+            node::status(&load()?, node.as_deref(), json, strict).await
         }
         Command::Tls(cmd) => tls::run(cmd),
     }

@@ -4,7 +4,7 @@ use mcp_proto::v1 as pb;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::context::Context;
+use crate::context::{Context, fan_out, fan_out_code};
 use crate::output::{self, NodeErrorJson};
 use crate::{CliError, ExitCode};
 
@@ -82,37 +82,30 @@ fn node_json(r: pb::NodeStatusResponse, address: String) -> NodeJson {
     }
 }
 
-pub async fn status(ctx: &Context, only: Option<&str>, json: bool) -> Result<ExitCode, CliError> {
-    let mut tasks = Vec::new();
-    for node in ctx.nodes(only)? {
-        let tls = ctx.config.tls.clone();
-        tasks.push(tokio::spawn(async move {
-            let result = async {
-                let mut client = mcp_client::connect(&node, &tls).await?;
-                client
-                    .node_status(pb::NodeStatusRequest {})
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| CliError::from_status(&node.name, &s))
-            }
-            .await;
-            (node, result)
-        }));
-    }
+pub async fn status(
+    ctx: &Context,
+    only: Option<&str>,
+    json: bool,
+    strict: bool,
+) -> Result<ExitCode, CliError> {
+    let asked = ctx.nodes(only)?;
+    let count = asked.len();
+    let answers = fan_out(ctx, asked, |mut client| async move {
+        client
+            .node_status(pb::NodeStatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+    })
+    .await;
     let mut nodes = Vec::new();
     let mut errors = Vec::new();
-    let mut code = ExitCode::Ok;
-    for task in tasks {
-        let Ok((entry, result)) = task.await else {
-            continue;
-        };
+    let mut failures = Vec::new();
+    for (entry, result) in answers {
         match result {
             Ok(r) => nodes.push(node_json(r, entry.address)),
             Err(e) => {
                 eprintln!("mcp: {e}");
-                if code == ExitCode::Ok {
-                    code = e.code;
-                }
+                failures.push(e.code);
                 errors.push(NodeErrorJson {
                     node: entry.name,
                     error: e.message,
@@ -120,6 +113,7 @@ pub async fn status(ctx: &Context, only: Option<&str>, json: bool) -> Result<Exi
             }
         }
     }
+    let code = fan_out_code(&failures, count, strict);
     if json {
         output::print_json(&NodesJson { nodes, errors })?;
     } else {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::args::{PsArgs, StatusArgs};
-use crate::context::{Context, fan_out_status};
+use crate::context::{Context, fan_out_code, fan_out_status};
 use crate::output::{self, NodeErrorJson, ServiceJson, StrayJson};
 use crate::{CliError, ExitCode};
 
@@ -22,6 +22,8 @@ struct Collected {
     strays: Vec<StrayJson>,
     failures: Vec<CliError>,
     errors: Vec<NodeErrorJson>,
+    /// How many nodes were asked.
+    asked: usize,
 }
 
 /// Collects every node's services; a missing service on one node is not an error when
@@ -39,7 +41,9 @@ async fn collect(
     let mut strays = Vec::new();
     let mut failures = Vec::new();
     let mut errors = Vec::new();
-    for (entry, result) in fan_out_status(ctx, node, service.unwrap_or_default()).await {
+    let answers = fan_out_status(ctx, node, service.unwrap_or_default()).await;
+    let asked = answers.len();
+    for (entry, result) in answers {
         match result {
             Ok(resp) => {
                 services.extend(resp.services.iter().map(|s| output::service_json(s, now)));
@@ -65,6 +69,7 @@ async fn collect(
         strays,
         failures,
         errors,
+        asked,
     })
 }
 
@@ -72,12 +77,16 @@ fn finish(
     services_found: bool,
     service: Option<&str>,
     failures: Vec<CliError>,
+    asked: usize,
+    strict: bool,
 ) -> Result<ExitCode, CliError> {
     for failure in &failures {
         eprintln!("mcp: {failure}");
     }
-    if let Some(first) = failures.first() {
-        return Ok(first.code);
+    let codes: Vec<ExitCode> = failures.iter().map(|f| f.code).collect();
+    let code = fan_out_code(&codes, asked, strict);
+    if code != ExitCode::Ok {
+        return Ok(code);
     }
     match service {
         Some(name) if !services_found => Err(CliError::bad_input(format!(
@@ -93,6 +102,7 @@ pub async fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode, CliErro
         strays,
         failures,
         errors,
+        asked,
     } = collect(ctx, args.node.as_deref(), args.service.as_deref()).await?;
     let found = !services.is_empty();
     if args.json {
@@ -115,7 +125,7 @@ pub async fn status(ctx: &Context, args: StatusArgs) -> Result<ExitCode, CliErro
             );
         }
     }
-    finish(found, args.service.as_deref(), failures)
+    finish(found, args.service.as_deref(), failures, asked, args.strict)
 }
 
 pub async fn ps(ctx: &Context, args: PsArgs) -> Result<ExitCode, CliError> {
@@ -123,6 +133,7 @@ pub async fn ps(ctx: &Context, args: PsArgs) -> Result<ExitCode, CliError> {
         services,
         failures,
         errors,
+        asked,
         ..
     } = collect(ctx, args.node.as_deref(), None).await?;
     if args.json {
@@ -156,5 +167,5 @@ pub async fn ps(ctx: &Context, args: PsArgs) -> Result<ExitCode, CliError> {
         print!("{}", output::ps_table(&services));
         println!();
     }
-    finish(true, None, failures)
+    finish(true, None, failures, asked, args.strict)
 }
