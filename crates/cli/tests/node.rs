@@ -257,3 +257,41 @@ fn the_cli_config_is_found_under_xdg_config_home() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn dev_only_flags_are_refused_with_a_config_and_a_config_that_cannot_serve_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node = \"n\"\nlisten = \"127.0.0.1:1\"\nstate_dir = {:?}\n\
+             [tls]\nca = \"/nonexistent/ca.pem\"\ncert = \"/nonexistent/n.pem\"\nkey = \"/nonexistent/n.key\"\n",
+            state.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(agent_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .env("CONTAINERS_CONF", containers_conf())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--proxy-bind", "127.0.0.9"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--proxy-bind configures --dev only"),
+        "{stderr}"
+    );
+
+    let out = run(&[]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/n.pem"), "{stderr}");
+    assert!(!state.exists(), "nothing was started or created");
+}

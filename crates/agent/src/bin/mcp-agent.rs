@@ -80,8 +80,41 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
     Ok((start, end))
 }
 
+/// Flags that configure `--dev` only; with `--config`, agent.toml holds these settings.
+const DEV_ONLY: [(&str, &str); 9] = [
+    ("listen", "--listen"),
+    ("podman_args", "--podman-arg"),
+    ("insecure_registries", "--insecure-registry"),
+    ("port_range", "--port-range"),
+    ("monitor_interval_ms", "--monitor-interval-ms"),
+    ("backoff_base_ms", "--backoff-base-ms"),
+    ("backoff_max_ms", "--backoff-max-ms"),
+    ("proxy_bind", "--proxy-bind"),
+    ("settings", "--settings"),
+];
+
+/// The arguments; a `--dev` flag given with `--config` is refused (exit 2) rather than
+/// silently ignored.
+fn parse_args() -> Args {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if args.config.is_some() {
+        for (id, flag) in DEV_ONLY {
+            if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+                let err = Args::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("{flag} configures --dev only; with --config, set it in agent.toml"),
+                );
+                err.exit();
+            }
+        }
+    }
+    args
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = parse_args();
     // Colours only for a person at a terminal: log files and journald get plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -173,6 +206,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         (None, None) => anyhow::bail!("give --config FILE or --dev --dir DIR"),
     };
+    // The TLS files are read before anything starts: a config that cannot serve leaves no
+    // proxy, registry or probe behind.
+    let tls = agent::server::tls_config(&config.tls)?;
     let started = agent::startup::start(&config).await?;
     for line in &started.recovered {
         tracing::warn!("recovered: {line}");
@@ -183,7 +219,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         started.proxy,
         started.podman,
     );
-    let tls = agent::server::tls_config(&config.tls)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
