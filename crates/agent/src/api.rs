@@ -61,7 +61,8 @@ fn status(err: AgentError) -> Status {
         }
         AgentError::WrongNode { .. }
         | AgentError::RuntimeUnavailable { .. }
-        | AgentError::SecretInUse { .. } => Status::failed_precondition(err.to_string()),
+        | AgentError::SecretInUse { .. }
+        | AgentError::VersionPruned { .. } => Status::failed_precondition(err.to_string()),
         AgentError::Seal(_) => Status::internal(err.to_string()),
         AgentError::ServiceNotFound(_)
         | AgentError::SecretNotFound { .. }

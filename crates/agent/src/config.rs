@@ -28,6 +28,14 @@ pub struct AgentConfig {
     /// Seconds a component gets to exit after SIGTERM before it is killed.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_secs: u64,
+    /// Deployed versions per service whose spec is kept for `mcp rollback` (older ones keep
+    /// their place in `mcp history` without it), so the history does not grow without bound.
+    #[serde(default = "default_keep_versions")]
+    pub keep_versions: u32,
+}
+
+fn default_keep_versions() -> u32 {
+    20
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -39,7 +47,7 @@ pub struct ServerTls {
     pub key: PathBuf,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodmanSection {
     #[serde(default)]
@@ -54,6 +62,27 @@ pub struct PodmanSection {
     /// `--tls-verify=false`; every other registry is pulled from with TLS checks.
     #[serde(default)]
     pub insecure_registries: Vec<String>,
+    /// The size a container's log file may reach (podman `--log-opt max-size`, e.g. "10mb");
+    /// "" leaves podman's default (no limit).
+    #[serde(default = "default_log_max_size")]
+    pub log_max_size: String,
+}
+
+fn default_log_max_size() -> String {
+    "10mb".into()
+}
+
+impl Default for PodmanSection {
+    fn default() -> Self {
+        Self {
+            binary: None,
+            global_args: Vec::new(),
+            run_args: Vec::new(),
+            containers_conf: None,
+            insecure_registries: Vec::new(),
+            log_max_size: default_log_max_size(),
+        }
+    }
 }
 
 /// Overrides for `mcp-agent --dev --settings FILE`: any of agent.toml's tunable sections.
@@ -66,6 +95,7 @@ pub struct DevSettings {
     pub qemu: Option<QemuSection>,
     pub proxy: Option<ProxySection>,
     pub stop_timeout_secs: Option<u64>,
+    pub keep_versions: Option<u32>,
 }
 
 impl DevSettings {
@@ -104,6 +134,9 @@ impl DevSettings {
                 proxy.issuer = config.proxy.issuer.clone();
             }
             config.proxy = proxy;
+        }
+        if let Some(keep) = self.keep_versions {
+            config.keep_versions = keep;
         }
         if let Some(secs) = self.stop_timeout_secs {
             config.stop_timeout_secs = secs;
@@ -424,10 +457,20 @@ impl AgentConfig {
                 global_args: self.podman.global_args.clone(),
                 containers_conf: self.podman.containers_conf.clone(),
             },
-            run_args: self.podman.run_args.clone(),
+            run_args: self.run_args_with_log_limit(),
             insecure_registries: self.podman.insecure_registries.clone(),
             auth_file: Some(self.registry_auth_path()),
         }
+    }
+
+    /// `[podman] run_args` plus the log size limit, unless the operator set a `--log-opt`.
+    fn run_args_with_log_limit(&self) -> Vec<String> {
+        let mut args = self.podman.run_args.clone();
+        let own = args.iter().any(|a| a.starts_with("--log-opt"));
+        if !own && !self.podman.log_max_size.is_empty() {
+            args.push(format!("--log-opt=max-size={}", self.podman.log_max_size));
+        }
+        args
     }
 
     pub fn port_allocator(&self) -> crate::ports::PortAllocator {

@@ -96,6 +96,7 @@ pub fn prepare(
             ..ProxySection::default()
         },
         stop_timeout_secs: 10,
+        keep_versions: 20,
     };
     Ok(settings.unwrap_or_default().apply(config))
 }

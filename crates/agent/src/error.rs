@@ -57,6 +57,15 @@ pub enum AgentError {
         version: u32,
         known: usize,
     },
+    #[error(
+        "version {version} of service {service} is older than the {keep} versions whose spec \
+         the node keeps (keep_versions in agent.toml)"
+    )]
+    VersionPruned {
+        service: String,
+        version: u32,
+        keep: u32,
+    },
     #[error("registry: {0}")]
     Registry(#[from] registry::RegistryError),
     #[error("{0}")]

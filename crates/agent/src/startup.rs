@@ -85,6 +85,7 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
         config.stop_timeout(),
     )
     .with_reader(reader)
+    .with_history_limit(config.keep_versions)
     .with_unikernels(unikernels)
     .with_secrets(
         crate::secret_box::SecretBox::load_or_create(&config.secrets_key_path())

@@ -33,6 +33,9 @@ fn deploy_serve_stop_start_restart_undeploy() {
     assert!(web["uptime_secs"].as_i64().unwrap() >= 0);
     assert_eq!(web["instance"], format!("{name}-web"));
     let id = web["id"].as_str().unwrap().to_string();
+    // Its log file is bounded by default (agent.toml [podman] log_max_size).
+    let log_limit = podman(&["inspect", &id, "--format", "{{.HostConfig.LogConfig.Size}}"]);
+    assert_eq!(String::from_utf8_lossy(&log_limit.stdout).trim(), "10MB");
     let table = agent.mcp(&["status", &name]).ok().stdout;
     assert!(
         table.contains("UPTIME") && table.contains("running"),

@@ -109,12 +109,31 @@ impl Registry {
         insert(&self.conn, service, action, actor, None, detail)
     }
 
-    /// Every deploy of `service` that recorded a spec, oldest first: its versions, numbered
-    /// from 1 in this order. Kept across undeploys, like the rest of the history.
+    /// Every deploy of `service`, oldest first: its versions, numbered from 1 in this order.
+    /// Kept across undeploys, like the rest of the history; a version whose spec was pruned
+    /// (`prune_deploy_specs`) keeps its place, with `spec` `None`.
     pub fn deploys(&self, service: &str) -> Result<Vec<EventRecord>, RegistryError> {
         let mut all = self.events_where(Some(service), u32::MAX, true)?;
         all.reverse();
         Ok(all)
+    }
+
+    /// Keeps the specs of `service`'s newest `keep` deploys and drops the older ones' (the
+    /// bulk of the history); their events stay, so versions keep their numbers. Returns how
+    /// many specs were dropped.
+    pub fn prune_deploy_specs(&mut self, service: &str, keep: u32) -> Result<usize, RegistryError> {
+        let dropped = self
+            .conn
+            .execute(
+                "UPDATE deploy_events SET spec_json = NULL
+                 WHERE service = ?1 AND action = 'deploy' AND spec_json IS NOT NULL
+                   AND id NOT IN (SELECT id FROM deploy_events
+                                  WHERE service = ?1 AND action = 'deploy'
+                                  ORDER BY id DESC LIMIT ?2)",
+                params![service, keep],
+            )
+            .for_service(service)?;
+        Ok(dropped)
     }
 
     /// Up to `limit` events, newest first, optionally only those of one service.
@@ -136,7 +155,7 @@ impl Registry {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, service, action, actor, at, spec_json, detail FROM deploy_events
              WHERE (?1 IS NULL OR service = ?1)
-               AND (?3 = 0 OR (action = 'deploy' AND spec_json IS NOT NULL))
+               AND (?3 = 0 OR action = 'deploy')
              ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt

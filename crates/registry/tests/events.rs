@@ -70,3 +70,22 @@ fn newest_first_with_filter_and_limit() {
     let ids: Vec<i64> = reg.events(None, 10).unwrap().iter().map(|e| e.id).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]));
 }
+
+#[test]
+fn pruned_deploys_keep_their_place_without_their_spec() {
+    let mut reg = Registry::open_in_memory().unwrap();
+    for image in ["a:1", "a:2", "a:3", "a:4"] {
+        let spec = common::service("svc", true, &[("web", image)]);
+        reg.record_deploy(&spec, &registry::HostPorts::new(), "t")
+            .unwrap();
+    }
+    assert_eq!(reg.prune_deploy_specs("svc", 2).unwrap(), 2);
+    assert_eq!(reg.prune_deploy_specs("svc", 2).unwrap(), 0, "idempotent");
+    let kept: Vec<Option<String>> = reg
+        .deploys("svc")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.spec.map(|s| s.components[0].image.to_string()))
+        .collect();
+    assert_eq!(kept, [None, None, Some("a:3".into()), Some("a:4".into())]);
+}

@@ -103,8 +103,14 @@ impl Deployer {
             .ok_or_else(not_found)?;
         let spec = deploys
             .get(index)
-            .and_then(|event| event.spec.clone())
-            .ok_or_else(not_found)?;
+            .ok_or_else(not_found)?
+            .spec
+            .clone()
+            .ok_or_else(|| AgentError::VersionPruned {
+                service: service.to_string(),
+                version: wanted,
+                keep: self.keep_versions,
+            })?;
         self.deploy_as(spec, actor, Some(&format!("rollback to {wanted}")))
             .await
     }

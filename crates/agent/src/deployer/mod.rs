@@ -70,6 +70,8 @@ pub struct Deployer {
     health_checks: ready::HealthBook,
     /// Seals and opens secret values (the node key); `None` refuses secrets (`secrets.rs`).
     secrets: Option<crate::secret_box::SecretBox>,
+    /// Deployed versions per service whose spec the history keeps.
+    keep_versions: u32,
 }
 
 impl Deployer {
@@ -93,6 +95,7 @@ impl Deployer {
             traffic: traffic::Traffic::default(),
             health_checks: ready::HealthBook::default(),
             secrets: None,
+            keep_versions: 20,
         }
     }
 
@@ -140,6 +143,12 @@ impl Deployer {
     /// none, so deploys of unikernel components fail early with that reason.
     pub fn with_unikernels(mut self, qemu: Result<Arc<dyn Runtime>, String>) -> Self {
         self.qemu = qemu;
+        self
+    }
+
+    /// Keeps the specs of only the newest `keep` versions of each service (at least 1).
+    pub fn with_history_limit(mut self, keep: u32) -> Self {
+        self.keep_versions = keep.max(1);
         self
     }
 

@@ -113,8 +113,12 @@ impl Deployer {
         // Recording can fail too (a full disk, a locked database): then the node goes back
         // to what the registry still describes, as for a failed apply.
         let recorded = switched.and_then(|listing| {
-            self.registry(|r| r.record_deploy_with(&spec, &host_ports, actor, detail))
-                .map(|_recorded| listing)
+            self.registry(|r| {
+                let recorded = r.record_deploy_with(&spec, &host_ports, actor, detail)?;
+                r.prune_deploy_specs(&name, self.keep_versions)?;
+                Ok(recorded)
+            })
+            .map(|_recorded| listing)
         });
         let listing = match recorded {
             Ok(listing) => listing,

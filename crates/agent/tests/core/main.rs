@@ -197,6 +197,47 @@ async fn rollback_redeploys_an_earlier_version_as_a_new_one() {
     assert_eq!(history[0].detail.as_deref(), Some("rollback to 1"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_newest_versions_keep_their_spec_and_older_ones_cannot_be_rolled_back_to() {
+    let Core {
+        deployer,
+        fake,
+        _dir,
+        db,
+    } = core();
+    let core = Core {
+        deployer: deployer.with_history_limit(2),
+        fake,
+        _dir,
+        db,
+    };
+    for image in ["web:1", "web:2", "web:3", "web:4"] {
+        core.deployer
+            .deploy(spec("shop", &[("web", image)], false), ACTOR)
+            .await
+            .unwrap();
+    }
+    let versions: Vec<u32> = core
+        .deployer
+        .history("shop")
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(
+        versions,
+        [4, 3],
+        "numbers stay; pruned versions are not listed"
+    );
+    let err = core.deployer.rollback("shop", 1, ACTOR).await.unwrap_err();
+    assert!(
+        err.to_string().contains("older than the 2 versions"),
+        "{err}"
+    );
+    core.deployer.rollback("shop", 3, ACTOR).await.unwrap();
+    assert_eq!(core.fake.instance("shop-web").unwrap().image, "web:3");
+}
+
 /// Recovery, one journal state at a time: what a crash at that point leaves is finished or
 /// undone when the agent starts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
