@@ -13,8 +13,12 @@ use tonic::transport::Channel;
 
 use crate::{CliError, ExitCode};
 
-/// How long a fan-out waits for one node unless the CLI config says otherwise.
+/// How long a fan-out waits for a node's connection (TCP, TLS, HTTP/2) unless the CLI config
+/// says otherwise: a stopped or hung agent never completes the handshake, a busy one does.
 const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connected node may take to answer: a busy node is slow (its `podman ps` under
+/// load), not gone; this only bounds an agent that hangs mid-call.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Context {
     pub config: CliConfig,
@@ -167,9 +171,10 @@ pub fn actor() -> String {
     format!("{user}@{host}")
 }
 
-/// Runs `call` against every node in `nodes` at once, each bounded by the node timeout (a
-/// node that is down or hangs, e.g. a stopped agent whose kernel still accepts connections,
-/// becomes an "unreachable" error while the others answer). Results in `nodes` order.
+/// Runs `call` against every node in `nodes` at once. Each connection is bounded by the node
+/// timeout (a node that is down or hangs, e.g. a stopped agent whose kernel still accepts
+/// connections, becomes an "unreachable" error while the others answer) and each answer by
+/// `ANSWER_TIMEOUT`. Results in `nodes` order.
 pub async fn fan_out<T, F, Fut>(
     ctx: &Context,
     nodes: Vec<NodeEntry>,
@@ -187,25 +192,25 @@ where
             let tls = ctx.config.tls.clone();
             let call = call.clone();
             tokio::spawn(async move {
-                let work = async {
-                    let client = mcp_client::connect(&node, &tls).await?;
-                    call(client)
-                        .await
-                        .map_err(|s| CliError::from_status(&node.name, &s))
+                let silent = |after: Duration| CliError {
+                    code: ExitCode::Unreachable,
+                    message: format!(
+                        "agent of node {} did not answer within {} ms",
+                        node.name,
+                        after.as_millis()
+                    ),
+                    not_found: false,
                 };
-                let result = tokio::time::timeout(timeout, work)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(CliError {
-                            code: ExitCode::Unreachable,
-                            message: format!(
-                                "agent of node {} did not answer within {} ms",
-                                node.name,
-                                timeout.as_millis()
-                            ),
-                            not_found: false,
-                        })
-                    });
+                let result = async {
+                    let client = tokio::time::timeout(timeout, mcp_client::connect(&node, &tls))
+                        .await
+                        .map_err(|_| silent(timeout))??;
+                    tokio::time::timeout(ANSWER_TIMEOUT, call(client))
+                        .await
+                        .map_err(|_| silent(ANSWER_TIMEOUT))?
+                        .map_err(|s| CliError::from_status(&node.name, &s))
+                }
+                .await;
                 (node, result)
             })
         })

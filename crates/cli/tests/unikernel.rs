@@ -340,3 +340,40 @@ fn a_vm_behind_the_proxy_is_replaced_without_a_failed_request() {
         "the old VM is gone"
     );
 }
+
+#[test]
+fn a_vm_image_is_built_once_per_program_and_config() {
+    let mut agent = Agent::start_unikernel(&[], "");
+    // The runtime's debug lines say when `ops build` runs.
+    agent.kill_with(Signal::SIGTERM);
+    agent
+        .env
+        .push(("RUST_LOG".into(), "info,runtime=debug".into()));
+    agent.spawn();
+    let name = unique("vmcache");
+    let vm = |greeting: &str| {
+        format!(
+            "name = \"{name}\"\nnode = \"local\"\n[[components]]\nname = \"job\"\nimage = \"{}\"\n\
+             runtime = \"unikernel\"\nmemory_mb = 256\nenv = [\"GREETING={greeting}\"]\n",
+            image()
+        )
+    };
+    let builds = |agent: &Agent| {
+        agent.log().matches("phase=\"ops-build\"").count()
+            + agent.log().matches("phase=ops-build").count()
+    };
+    let def = agent.definition(&name, &vm("one"));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    assert_eq!(builds(&agent), 1, "{}", agent.log());
+    // The same program and config again (after an undeploy): the cached image is used.
+    agent.mcp(&["undeploy", &name]).ok();
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    assert_eq!(builds(&agent), 1, "{}", agent.log());
+    assert!(agent.log().contains("reused the built image"));
+    assert_eq!(agent.component(&name, "job")["state"], "running");
+    // Another config is another image.
+    let def = agent.definition(&name, &vm("two"));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    assert_eq!(builds(&agent), 2, "{}", agent.log());
+    agent.mcp(&["undeploy", &name]).ok();
+}

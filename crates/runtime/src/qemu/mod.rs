@@ -4,6 +4,7 @@
 mod argv;
 mod console;
 mod elf;
+mod image_cache;
 mod ops;
 pub mod qmp;
 mod vm;
@@ -469,26 +470,38 @@ impl Runtime for QemuRuntime {
             let json = serde_json::to_string_pretty(&config).map_err(|e| invalid(e.to_string()))?;
             write_private(&vm.config_json(), json.as_bytes())
                 .map_err(io_err(vm.config_json().display()))?;
-            let phase = Phase::start(&spec.name, "ops-build");
-            let built = ops::build(
-                &self.config.ops,
-                &self.config.ops_home,
-                &elf,
-                &spec.name,
-                &vm.config_json(),
-            )
-            .await?;
-            phase.done();
             private_dir(&self.images_dir()).map_err(io_err(self.images_dir().display()))?;
             let image = self.images_dir().join(format!("{}.img", spec.name));
-            // The image holds the environment and secrets: owner-only, and no copy is left
-            // in ops's directory.
-            std::fs::rename(&built, &image)
-                .or_else(|_| {
-                    std::fs::copy(&built, &image)?;
-                    std::fs::remove_file(&built)
-                })
-                .map_err(io_err(image.display()))?;
+            let cache = image_cache::ImageCache::new(self.images_dir().join("built"));
+            let key = image_cache::key(&elf, json.as_bytes()).map_err(io_err(elf.display()))?;
+            if cache
+                .copy_to(&key, &image)
+                .map_err(io_err(image.display()))?
+            {
+                tracing::debug!(vm = %spec.name, "reused the built image");
+            } else {
+                let phase = Phase::start(&spec.name, "ops-build");
+                let built = ops::build(
+                    &self.config.ops,
+                    &self.config.ops_home,
+                    &elf,
+                    &spec.name,
+                    &vm.config_json(),
+                )
+                .await?;
+                phase.done();
+                // The image holds the environment and secrets: owner-only, and no copy is
+                // left in ops's directory.
+                std::fs::rename(&built, &image)
+                    .or_else(|_| {
+                        std::fs::copy(&built, &image)?;
+                        std::fs::remove_file(&built)
+                    })
+                    .map_err(io_err(image.display()))?;
+                if let Err(e) = cache.store(&key, &image) {
+                    tracing::warn!(vm = %spec.name, error = %e, "cannot cache the built image");
+                }
+            }
             {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(&image, std::fs::Permissions::from_mode(0o600))
