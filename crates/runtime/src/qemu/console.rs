@@ -1,6 +1,6 @@
 //! A VM's output is its serial console log: the last lines, then (following) what is appended.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
@@ -12,16 +12,9 @@ const POLL: Duration = Duration::from_millis(200);
 pub fn stream(path: PathBuf, tail: Option<u32>, follow: bool) -> LogStream {
     let (tx, rx) = mpsc::channel::<Result<LogLine, RuntimeError>>(256);
     tokio::spawn(async move {
-        let text = tokio::fs::read(&path).await.unwrap_or_default();
-        let mut offset = text.len() as u64;
-        let text = String::from_utf8_lossy(&text);
-        // Only complete lines now; a partial last line is sent when it completes.
-        let complete = match text.rfind('\n') {
-            Some(end) => &text[..=end],
-            None => "",
-        };
-        offset -= (text.len() - complete.len()) as u64;
-        let lines: Vec<&str> = complete.lines().collect();
+        let (complete, mut offset) = read_end(&path, tail).await;
+        let text = String::from_utf8_lossy(&complete);
+        let lines: Vec<&str> = text.lines().collect();
         let skip = tail.map_or(0, |n| lines.len().saturating_sub(n as usize));
         for line in &lines[skip..] {
             if send(&tx, line).await.is_err() {
@@ -69,6 +62,52 @@ pub fn stream(path: PathBuf, tail: Option<u32>, follow: bool) -> LogStream {
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
+/// The console's complete lines, only its end for a `tail` (a long-running VM's console can be
+/// large), and the offset just after the last complete line (where following resumes; a
+/// partial last line is sent when it completes).
+async fn read_end(path: &Path, tail: Option<u32>) -> (Vec<u8>, u64) {
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return (Vec::new(), 0);
+    };
+    let len = file.metadata().await.map_or(0, |m| m.len());
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let start = if tail.is_some() {
+            len.saturating_sub(window)
+        } else {
+            0
+        };
+        let mut bytes = Vec::new();
+        let read = async {
+            file.seek(std::io::SeekFrom::Start(start)).await?;
+            (&mut file).take(len - start).read_to_end(&mut bytes).await
+        };
+        if read.await.is_err() {
+            return (Vec::new(), 0);
+        }
+        let newlines = bytes.iter().filter(|b| **b == b'\n').count();
+        // Enough lines in the window (one more than asked: the first may be cut), or the
+        // whole file read.
+        if start == 0 || tail.is_some_and(|n| newlines > n as usize) {
+            let first = if start == 0 {
+                0
+            } else {
+                bytes.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1)
+            };
+            let end = bytes
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(first, |i| i + 1);
+            let complete = bytes
+                .get(first..end.max(first))
+                .unwrap_or_default()
+                .to_vec();
+            return (complete, start + end as u64);
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
 async fn send(
     tx: &mpsc::Sender<Result<LogLine, RuntimeError>>,
     line: &str,
@@ -78,4 +117,35 @@ async fn send(
         line: line.trim_end_matches('\r').to_string(),
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tail_reads_only_the_end_and_resumes_after_the_last_complete_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let mut text: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        text.push_str("partial");
+        std::fs::write(&path, &text).unwrap();
+        let complete_end = (text.len() - "partial".len()) as u64;
+
+        let (bytes, offset) = read_end(&path, Some(3)).await;
+        // Only a window at the end was read, starting at a line boundary.
+        assert!(bytes.len() <= 64 * 1024, "{} bytes read", bytes.len());
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("line "), "the cut first line is dropped");
+        let last: Vec<&str> = text.lines().rev().take(3).collect();
+        assert_eq!(last, ["line 19999", "line 19998", "line 19997"]);
+        assert_eq!(offset, complete_end);
+
+        let (all, offset) = read_end(&path, None).await;
+        assert_eq!(all.len() as u64, complete_end);
+        assert_eq!(offset, complete_end);
+        let (none, offset) = read_end(&dir.path().join("missing"), Some(3)).await;
+        assert!(none.is_empty() && offset == 0);
+    }
 }
