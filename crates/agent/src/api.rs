@@ -251,10 +251,15 @@ impl Agent for AgentApi {
     ) -> Result<Response<Self::LogsStream>, Status> {
         let req = request.into_inner();
         let component = (!req.component.is_empty()).then_some(req.component.as_str());
-        let tail = (req.tail > 0).then_some(req.tail);
+        let options = runtime::LogOptions {
+            tail: (req.tail > 0).then_some(req.tail),
+            follow: req.follow,
+            timestamps: req.timestamps,
+            since: (req.since > 0).then_some(req.since),
+        };
         let lines = self
             .deployer
-            .logs(&req.service, component, tail, req.follow)
+            .logs(&req.service, component, &options)
             .await
             .map_err(status)?;
         let out = lines.map(|(component, item)| match item {

@@ -165,6 +165,13 @@ pub struct LogsArgs {
     /// Number of lines from the end (default: all).
     #[arg(long = "tail", value_name = "N")]
     pub tail: Option<u32>,
+    /// Only lines written since then: a duration back from now (`10m`, `2h`) or unix seconds
+    /// (containers).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Prefix each line with when it was written (containers).
+    #[arg(long)]
+    pub timestamps: bool,
     /// The node running the service (default: found from the definition or by asking).
     #[arg(short = 'n', long)]
     pub node: Option<String>,

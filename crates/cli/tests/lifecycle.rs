@@ -33,6 +33,31 @@ fn deploy_serve_stop_start_restart_undeploy() {
     assert!(web["uptime_secs"].as_i64().unwrap() >= 0);
     assert_eq!(web["instance"], format!("{name}-web"));
     let id = web["id"].as_str().unwrap().to_string();
+    // Logs: timestamps on request, and a time filter.
+    let web_logs = format!("{name}/web");
+    let stamped = agent
+        .mcp(&["logs", &web_logs, "--tail", "1", "--timestamps"])
+        .ok()
+        .stdout;
+    assert!(stamped.starts_with("20"), "a timestamp first: {stamped}");
+    assert!(
+        !agent
+            .mcp(&["logs", &web_logs, "--since", "10m"])
+            .ok()
+            .stdout
+            .is_empty(),
+        "the start is within the last 10 minutes"
+    );
+    let future = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600)
+        .to_string();
+    let none = agent.mcp(&["logs", &web_logs, "--since", &future]).ok();
+    assert!(none.stdout.is_empty(), "{}", none.stdout);
+    let bad = agent.mcp(&["logs", &web_logs, "--since", "yesterday"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
     // Its log file is bounded by default (agent.toml [podman] log_max_size).
     let log_limit = podman(&["inspect", &id, "--format", "{{.HostConfig.LogConfig.Size}}"]);
     assert_eq!(String::from_utf8_lossy(&log_limit.stdout).trim(), "10MB");

@@ -78,6 +78,13 @@ fn a_vm_and_a_container_serve_side_by_side_through_their_whole_life() {
     let table = agent.mcp(&["status", &name]).ok().stdout;
     assert!(table.contains("unikernel (tcg)"), "{table}");
 
+    let stamped = agent.mcp(&["logs", &format!("{name}/vm"), "--timestamps"]);
+    assert_eq!(stamped.code, 2, "{}", stamped.stderr);
+    assert!(
+        stamped.stderr.contains("component vm is a unikernel"),
+        "{}",
+        stamped.stderr
+    );
     let logs = agent.mcp(&["logs", &format!("{name}/vm")]).ok().stdout;
     assert!(
         logs.contains("mcp-standin: starting /program"),

@@ -16,7 +16,7 @@ pub use podman::{PodmanConfig, PodmanRuntime};
 pub use qemu::{QemuConfig, QemuRuntime};
 pub use spec::{
     ContainerSpec, InstanceInfo, InstanceState, LABEL_COMPONENT, LABEL_SERVICE, LABEL_SPEC_HASH,
-    LogLine, LogStream, LogStreamKind, PortBinding, SecretEnv, SecretValue,
+    LogLine, LogOptions, LogStream, LogStreamKind, PortBinding, SecretEnv, SecretValue,
 };
 pub use tools::ToolVersion;
 
@@ -66,12 +66,7 @@ pub trait Runtime: Send + Sync {
     /// Every instance of ours on this node, in one call to the backend.
     async fn list(&self) -> Result<Vec<InstanceInfo>, RuntimeError>;
 
-    /// The instance's output: the last `tail` lines (all when `None`), then new lines while
-    /// `follow` is set. Dropping the stream ends the underlying reader.
-    async fn logs(
-        &self,
-        name: &str,
-        tail: Option<u32>,
-        follow: bool,
-    ) -> Result<LogStream, RuntimeError>;
+    /// The instance's output as `options` say (the last lines, then new ones while following).
+    /// Dropping the stream ends the underlying reader.
+    async fn logs(&self, name: &str, options: &LogOptions) -> Result<LogStream, RuntimeError>;
 }

@@ -166,3 +166,16 @@ pub struct LogLine {
 }
 
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<LogLine, RuntimeError>> + Send>>;
+
+/// Which output `Runtime::logs` returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// The last lines only (all when `None`).
+    pub tail: Option<u32>,
+    /// Then new lines as they come.
+    pub follow: bool,
+    /// Each line prefixed with when it was written (backends that record it).
+    pub timestamps: bool,
+    /// Only lines written since this unix time (backends that record it).
+    pub since: Option<i64>,
+}

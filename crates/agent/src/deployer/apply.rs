@@ -107,7 +107,11 @@ impl Deployer {
         let Ok(backend) = self.backend(kind) else {
             return Vec::new();
         };
-        let Ok(mut stream) = backend.logs(instance, Some(n), false).await else {
+        let options = runtime::LogOptions {
+            tail: Some(n),
+            ..runtime::LogOptions::default()
+        };
+        let Ok(mut stream) = backend.logs(instance, &options).await else {
             return Vec::new();
         };
         let mut lines = Vec::new();

@@ -248,8 +248,7 @@ impl Deployer {
         &self,
         service: &str,
         component: Option<&str>,
-        tail: Option<u32>,
-        follow: bool,
+        options: &runtime::LogOptions,
     ) -> Result<
         impl tokio_stream::Stream<Item = (String, Result<LogLine, runtime::RuntimeError>)> + use<>,
         AgentError,
@@ -264,6 +263,20 @@ impl Deployer {
             })?],
             None => record.spec.components.iter().collect(),
         };
+        // A VM's console has no timestamps: asking for them (or a time filter) is bad input,
+        // named, rather than an answer that silently ignores them.
+        let timed = options.timestamps || options.since.is_some();
+        if timed
+            && let Some(vm) = components
+                .iter()
+                .find(|c| c.runtime == servicedef::RuntimeKind::Unikernel)
+        {
+            return Err(AgentError::BadRequest(format!(
+                "component {} is a unikernel, whose console log has no timestamps: \
+                 --timestamps and --since apply to containers",
+                vm.name
+            )));
+        }
         let mut streams: StreamMap<String, LogStream> = StreamMap::new();
         let instances = self.service_instances(service).await?;
         for component in components {
@@ -273,7 +286,7 @@ impl Deployer {
             );
             let stream = self
                 .runtime_for(component)?
-                .logs(&instance, tail, follow)
+                .logs(&instance, options)
                 .await
                 .map_err(AgentError::runtime(format!("logs of {instance}")))?;
             streams.insert(component.name.to_string(), stream);

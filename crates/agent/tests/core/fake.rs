@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 use runtime::{
-    ContainerSpec, InstanceInfo, InstanceState, LogStream, PortBinding, Runtime, RuntimeError,
+    ContainerSpec, InstanceInfo, InstanceState, LogOptions, LogStream, PortBinding, Runtime,
+    RuntimeError,
 };
 use servicedef::RuntimeKind;
 use std::collections::{BTreeMap, BTreeSet};
@@ -218,12 +219,7 @@ impl Runtime for FakeRuntime {
             .collect())
     }
 
-    async fn logs(
-        &self,
-        _name: &str,
-        _tail: Option<u32>,
-        _follow: bool,
-    ) -> Result<LogStream, RuntimeError> {
+    async fn logs(&self, _name: &str, _options: &LogOptions) -> Result<LogStream, RuntimeError> {
         Ok(Box::pin(tokio_stream::empty()))
     }
 }

@@ -11,7 +11,9 @@ use servicedef::ImageRef;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{ContainerSpec, InstanceInfo, LABEL_SERVICE, LogStream, Runtime, RuntimeError};
+use crate::{
+    ContainerSpec, InstanceInfo, LABEL_SERVICE, LogOptions, LogStream, Runtime, RuntimeError,
+};
 pub use image::ImageFacts;
 
 /// How to invoke podman on this node.
@@ -357,19 +359,20 @@ impl Runtime for PodmanRuntime {
         listing::parse_ps(&out)
     }
 
-    async fn logs(
-        &self,
-        name: &str,
-        tail: Option<u32>,
-        follow: bool,
-    ) -> Result<LogStream, RuntimeError> {
+    async fn logs(&self, name: &str, options: &LogOptions) -> Result<LogStream, RuntimeError> {
         let mut argv = vec!["logs".to_string()];
-        if let Some(n) = tail {
+        if let Some(n) = options.tail {
             argv.push("--tail".into());
             argv.push(n.to_string());
         }
-        if follow {
+        if options.follow {
             argv.push("--follow".into());
+        }
+        if options.timestamps {
+            argv.push("--timestamps".into());
+        }
+        if let Some(since) = options.since {
+            argv.push(format!("--since={since}"));
         }
         argv.push(name.to_string());
         logs::stream(&self.podman, &argv, name).await

@@ -23,8 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::{
-    Accel, ContainerSpec, InstanceInfo, InstanceState, LABEL_SERVICE, LogStream, PodmanRuntime,
-    Runtime, RuntimeError,
+    Accel, ContainerSpec, InstanceInfo, InstanceState, LABEL_SERVICE, LogOptions, LogStream,
+    PodmanRuntime, Runtime, RuntimeError,
 };
 use vm::{Meta, MetaPort, VmDir};
 
@@ -647,12 +647,8 @@ impl Runtime for QemuRuntime {
         Ok(list)
     }
 
-    async fn logs(
-        &self,
-        name: &str,
-        tail: Option<u32>,
-        follow: bool,
-    ) -> Result<LogStream, RuntimeError> {
+    /// A console has no timestamps: the agent refuses `timestamps` and `since` for VMs.
+    async fn logs(&self, name: &str, options: &LogOptions) -> Result<LogStream, RuntimeError> {
         let vm = self.vm(name);
         if !vm.meta().exists() {
             return Err(RuntimeError::Failed {
@@ -660,7 +656,7 @@ impl Runtime for QemuRuntime {
                 detail: "no such VM".into(),
             });
         }
-        Ok(console::stream(vm.console(), tail, follow))
+        Ok(console::stream(vm.console(), options.tail, options.follow))
     }
 }
 
