@@ -245,6 +245,28 @@ fn bad_secret_input_exits_2_naming_what() {
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
     }
+    // Registry logins: the host and the user name are checked before podman sees them.
+    for (args, needle) in [
+        (
+            ["registry", "login", "a/b", "-u", "x", "--password-stdin"],
+            "host[:port]",
+        ),
+        (
+            [
+                "registry",
+                "login",
+                "r.example",
+                "-u",
+                "a:b",
+                "--password-stdin",
+            ],
+            "username",
+        ),
+    ] {
+        let run = agent.mcp_full(&config, &args, &[], Some(b"pw"));
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
     let name = unique("secdef");
     let def = agent.definition(
         &name,

@@ -5,6 +5,7 @@
 //! Invariant: a value is in clear only in memory, on its way from the caller to the registry
 //! (sealed) or from the registry to a runtime; no view, event, error or log line holds one.
 
+use registry::ServiceRecord;
 use runtime::{SecretEnv as RuntimeSecret, SecretValue};
 use servicedef::{Component, Service, ServiceName};
 
@@ -38,6 +39,26 @@ fn check_names(service: &str, name: Option<&str>) -> Result<(), AgentError> {
         servicedef::check_secret_name(name).map_err(AgentError::BadRequest)?;
     }
     Ok(())
+}
+
+fn secret_view(record: registry::SecretRecord, recorded: Option<&ServiceRecord>) -> SecretView {
+    SecretView {
+        used_by: users_of(recorded, &record.name),
+        service: record.service,
+        name: record.name,
+        version: record.version,
+        set_at: record.set_at,
+    }
+}
+
+/// Components of the deployed spec (`recorded`) that receive secret `name`.
+fn users_of(recorded: Option<&ServiceRecord>, name: &str) -> Vec<String> {
+    recorded
+        .into_iter()
+        .flat_map(|r| r.spec.components.iter())
+        .filter(|c| c.secrets.iter().any(|s| s.secret == name))
+        .map(|c| c.name.to_string())
+        .collect()
 }
 
 impl Deployer {
@@ -78,14 +99,20 @@ impl Deployer {
         let sealed = self.sealer()?.seal(service, name, value)?;
         let record = self.registry(|r| r.set_secret(service, name, &sealed, actor))?;
         tracing::info!(service, secret = name, version = record.version, %actor, "secret set");
-        Ok(self.secret_view(record))
+        let recorded = self.read(|r| r.service(service))?;
+        Ok(secret_view(record, recorded.as_ref()))
     }
 
     /// The service's secrets, by name.
     pub fn list_secrets(&self, service: &str) -> Result<Vec<SecretView>, AgentError> {
         check_names(service, None)?;
         let records = self.read(|r| r.secrets(service))?;
-        Ok(records.into_iter().map(|r| self.secret_view(r)).collect())
+        // One read of the deployed spec answers "used by" for every secret.
+        let recorded = self.read(|r| r.service(service))?;
+        Ok(records
+            .into_iter()
+            .map(|r| secret_view(r, recorded.as_ref()))
+            .collect())
     }
 
     /// Removes a secret the deployed spec does not use.
@@ -97,7 +124,8 @@ impl Deployer {
     ) -> Result<(), AgentError> {
         check_names(service, Some(name))?;
         let _guard = self.lock_service(service).await;
-        let users = self.users_of(service, name);
+        let recorded = self.read(|r| r.service(service))?;
+        let users = users_of(recorded.as_ref(), name);
         if !users.is_empty() {
             return Err(AgentError::SecretInUse {
                 service: service.to_string(),
@@ -113,30 +141,6 @@ impl Deployer {
         }
         tracing::info!(service, secret = name, %actor, "secret removed");
         Ok(())
-    }
-
-    fn secret_view(&self, record: registry::SecretRecord) -> SecretView {
-        SecretView {
-            used_by: self.users_of(&record.service, &record.name),
-            service: record.service,
-            name: record.name,
-            version: record.version,
-            set_at: record.set_at,
-        }
-    }
-
-    /// Components of the recorded spec of `service` that receive secret `name`.
-    fn users_of(&self, service: &str, name: &str) -> Vec<String> {
-        let Ok(Some(record)) = self.read(|r| r.service(service)) else {
-            return Vec::new();
-        };
-        record
-            .spec
-            .components
-            .iter()
-            .filter(|c| c.secrets.iter().any(|s| s.secret == name))
-            .map(|c| c.name.to_string())
-            .collect()
     }
 
     /// `spec` with each secret's current version filled in; a secret that is not set is bad

@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Read};
 use tonic::transport::Channel;
 
 use crate::args::RegistryCommand;
-use crate::context::Context;
+use crate::context::{Context, fan_out};
 use crate::{CliError, ExitCode};
 
 type Client = mcp_proto::v1::agent_client::AgentClient<Channel>;
@@ -33,21 +33,16 @@ fn read_password() -> Result<String, CliError> {
     Ok(password)
 }
 
-/// Runs `call` on every node (or the one named), one after the other, printing what each
-/// answered; the first failure's exit code is the command's.
+/// Runs `call` on every node (or the one named) through the fan-out (in parallel, with the
+/// node timeout), printing what each answered. Credentials must reach every node asked: the
+/// first failure's exit code is the command's.
 async fn on_nodes<F, Fut>(ctx: &Context, only: Option<&str>, call: F) -> Result<ExitCode, CliError>
 where
-    F: Fn(Client) -> Fut,
-    Fut: Future<Output = Result<String, tonic::Status>>,
+    F: Fn(Client) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, tonic::Status>> + Send,
 {
     let mut failure: Option<ExitCode> = None;
-    for node in ctx.nodes(only)? {
-        let answer = match ctx.connect(&node).await {
-            Ok(client) => call(client)
-                .await
-                .map_err(|s| CliError::from_status(&node.name, &s)),
-            Err(e) => Err(e),
-        };
+    for (node, answer) in fan_out(ctx, ctx.nodes(only)?, call).await {
         match answer {
             Ok(line) => println!("node {}: {line}", node.name),
             Err(e) => {
@@ -68,7 +63,7 @@ pub async fn run(ctx: &Context, cmd: RegistryCommand) -> Result<ExitCode, CliErr
             ..
         } => {
             let password = read_password()?;
-            on_nodes(ctx, node.as_deref(), |mut client| {
+            on_nodes(ctx, node.as_deref(), move |mut client| {
                 let request = pb::RegistryLoginRequest {
                     registry: registry.clone(),
                     username: username.clone(),
@@ -80,7 +75,7 @@ pub async fn run(ctx: &Context, cmd: RegistryCommand) -> Result<ExitCode, CliErr
             .await
         }
         RegistryCommand::Logout { registry, node, .. } => {
-            on_nodes(ctx, node.as_deref(), |mut client| {
+            on_nodes(ctx, node.as_deref(), move |mut client| {
                 let request = pb::RegistryLogoutRequest {
                     registry: registry.clone(),
                 };
