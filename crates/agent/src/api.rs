@@ -95,10 +95,11 @@ fn status(err: AgentError) -> Status {
 /// Who acts, for the history: the client certificate's common name (what mTLS proved), with
 /// the user the CLI claims in parentheses (what it says, for a shared operator certificate).
 fn actor<T>(request: &Request<T>, claimed: &str) -> String {
+    // The authorisation layer put the caller there; nothing reaches a handler without one.
     let proven = request
-        .peer_certs()
-        .and_then(|certs| certs.first().and_then(|c| pki::common_name(c.as_ref())))
-        .unwrap_or_else(|| "unauthenticated".to_string());
+        .extensions()
+        .get::<crate::access::Caller>()
+        .map_or_else(|| "unauthenticated".to_string(), |c| c.name.clone());
     if claimed.is_empty() {
         proven
     } else {

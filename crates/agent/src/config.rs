@@ -45,6 +45,24 @@ pub struct ServerTls {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Serials (hex, `:` optional) of client certificates refused although the CA signed
+    /// them: lost or retired operator certificates (`mcp tls cert show` prints a serial).
+    #[serde(default)]
+    pub revoked_serials: Vec<String>,
+}
+
+/// The serials in the form certificates are compared in (`pki::normalize_serial`), or the
+/// first that is not one, named by its place.
+fn normalize_serials(serials: &[String]) -> Result<Vec<String>, String> {
+    serials
+        .iter()
+        .enumerate()
+        .map(|(i, serial)| {
+            pki::normalize_serial(serial).ok_or_else(|| {
+                format!("tls.revoked_serials[{i}]: {serial:?} is not a hexadecimal serial number")
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -96,6 +114,8 @@ pub struct DevSettings {
     pub proxy: Option<ProxySection>,
     pub stop_timeout_secs: Option<u64>,
     pub keep_versions: Option<u32>,
+    /// As agent.toml's `[tls] revoked_serials` (the dev directory's TLS files are its own).
+    pub revoked_serials: Option<Vec<String>>,
 }
 
 impl DevSettings {
@@ -104,10 +124,16 @@ impl DevSettings {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message: e.to_string().lines().collect::<Vec<_>>().join(" "),
-        })
+            message,
+        };
+        let mut settings: Self = toml::from_str(&text)
+            .map_err(|e| invalid(e.to_string().lines().collect::<Vec<_>>().join(" ")))?;
+        if let Some(serials) = &mut settings.revoked_serials {
+            *serials = normalize_serials(serials).map_err(invalid)?;
+        }
+        Ok(settings)
     }
 
     /// `config` with every section given here replacing its own.
@@ -140,6 +166,9 @@ impl DevSettings {
         }
         if let Some(secs) = self.stop_timeout_secs {
             config.stop_timeout_secs = secs;
+        }
+        if let Some(serials) = self.revoked_serials {
+            config.tls.revoked_serials = serials;
         }
         config
     }
@@ -425,6 +454,8 @@ impl AgentConfig {
             .map_err(|e| invalid(e.to_string().lines().collect::<Vec<_>>().join(" ")))?;
         servicedef::validate_node_name(&config.node).map_err(|e| invalid(e.to_string()))?;
         config.qemu.forced_accel().map_err(invalid)?;
+        config.tls.revoked_serials =
+            normalize_serials(&config.tls.revoked_serials).map_err(invalid)?;
         if config.ports.range_start == 0 || config.ports.range_start > config.ports.range_end {
             return Err(invalid(format!(
                 "ports: range {}-{} is empty or starts at 0",
@@ -528,5 +559,27 @@ mod tests {
         std::fs::write(&path, "node = \"n\"\nlisten = \"127.0.0.1:1\"\nstate_dir = \"s\"\nbogus = 1\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n").unwrap();
         let err = AgentConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn revoked_serials_are_normalised_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let base = "node = \"n\"\nlisten = \"127.0.0.1:1\"\nstate_dir = \"s\"\n\
+                    [tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n";
+        std::fs::write(
+            &path,
+            format!("{base}revoked_serials = [\"0A:FF\", \"1b\"]\n"),
+        )
+        .unwrap();
+        let config = AgentConfig::load(&path).unwrap();
+        assert_eq!(config.tls.revoked_serials, ["aff", "1b"]);
+        std::fs::write(
+            &path,
+            format!("{base}revoked_serials = [\"1b\", \"ann\"]\n"),
+        )
+        .unwrap();
+        let err = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("tls.revoked_serials[1]"), "{err}");
     }
 }

@@ -165,5 +165,7 @@ pub fn node_to_wire(r: NodeReport) -> pb::NodeStatusResponse {
         accelerator: r.accel.accelerator,
         components_by_state: r.components_by_state.into_iter().collect(),
         warnings: r.warnings,
+        certificate_not_after: r.certificate_not_after.unwrap_or(0),
+        protocol_version: mcp_proto::PROTOCOL_VERSION,
     }
 }

@@ -73,7 +73,26 @@ pub fn prepare(
         },
     )?;
     let (op_cert, op_key) = pki::identity_paths(&tls_dir, "operator");
-    ensure_leaf(&ca, &op_cert, &op_key, "operator", &Role::Operator)?;
+    // The dev operator is an admin. One issued before roles existed is replaced, or the
+    // agent would refuse it.
+    let role_less = std::fs::read_to_string(&op_cert)
+        .ok()
+        .and_then(|pem| pki::inspect_pem(&pem))
+        .is_some_and(|info| info.role.is_none());
+    if role_less {
+        for stale in [&op_cert, &op_key] {
+            std::fs::remove_file(stale).map_err(io_err(stale))?;
+        }
+    }
+    ensure_leaf(
+        &ca,
+        &op_cert,
+        &op_key,
+        "operator",
+        &Role::Operator {
+            role: pki::OperatorRole::Admin,
+        },
+    )?;
     let config = AgentConfig {
         node: DEV_NODE.to_string(),
         listen,
@@ -82,6 +101,7 @@ pub fn prepare(
             ca: ca_cert.clone(),
             cert: agent_cert,
             key: agent_key,
+            revoked_serials: Vec::new(),
         },
         podman,
         ports,

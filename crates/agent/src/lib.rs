@@ -1,6 +1,7 @@
 //! The node agent: serves the agent API over mTLS and runs each service's components on
 //! this node through the runtimes, recording desired state in the registry.
 
+pub mod access;
 mod api;
 pub mod config;
 mod convert;

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use crate::access::{AccessPolicy, AuthorizeLayer};
 use crate::api::AgentApi;
 use crate::config::ServerTls;
 use crate::deployer::Deployer;
@@ -47,13 +48,19 @@ pub fn tls_config(tls: &ServerTls) -> Result<ServerTlsConfig, ServeError> {
         .client_ca_root(Certificate::from_pem(read(&tls.ca)?)))
 }
 
+/// The access rules of `tls` (its revocation list is normalised by config loading).
+pub fn access_policy(tls: &ServerTls) -> Arc<AccessPolicy> {
+    Arc::new(AccessPolicy::new(tls.revoked_serials.iter().cloned()))
+}
+
 /// Serves on `listener` until `shutdown` completes, then lets open calls finish briefly.
+/// Every call passes `access` first.
 pub async fn serve(
     deployer: Arc<Deployer>,
     node: Arc<NodeInspector>,
     logins: Arc<runtime::PodmanRuntime>,
     listener: TcpListener,
-    tls: ServerTlsConfig,
+    (tls, access): (ServerTlsConfig, Arc<AccessPolicy>),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -66,6 +73,7 @@ pub async fn serve(
     let server = Server::builder()
         .tls_config(tls)
         .map_err(|e| ServeError::Tls(e.to_string()))?
+        .layer(AuthorizeLayer::new(access))
         .add_service(AgentServer::new(AgentApi::new(deployer, node, logins)))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY, a response's last small write waits for the client's

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 /// mcp: deploy and operate services on a small fleet of nodes.
 ///
-/// Exit codes: 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable.
-/// `-n` always means `--node`.
+/// Exit codes: 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable,
+/// 4 permission denied. `-n` always means `--node`.
 #[derive(Debug, Parser)]
-#[command(name = "mcp", version, about, long_about = None, after_help = "Exit codes: 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable.")]
+#[command(name = "mcp", version, about, long_about = None, after_help = "Exit codes: 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable, 4 permission denied.")]
 pub struct Cli {
     /// CLI configuration (nodes, TLS identity, services directory).
     #[arg(long, global = true, env = "MCP_CONFIG", value_name = "FILE")]
@@ -78,6 +78,10 @@ pub struct DeployArgs {
     /// Only show what the deploy would do (as `mcp plan`); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The service runs on another node: deploy it here, then undeploy it there (if this
+    /// deploy fails, the other node keeps running it). Without it such a deploy is refused.
+    #[arg(long = "move")]
+    pub move_service: bool,
     /// With --dry-run: machine-readable output.
     #[arg(long, requires = "dry_run")]
     pub json: bool,
@@ -278,6 +282,16 @@ pub enum RegistryCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
+    /// One line per node: reachable, agent version, uptime, load, free memory and disk,
+    /// accelerator, components running/total, days until the agent's certificate ends.
+    List {
+        /// Machine-readable output with stable field names.
+        #[arg(long)]
+        json: bool,
+        /// Exit 3 when any node failed to answer (default: only when every node did).
+        #[arg(long)]
+        strict: bool,
+    },
     /// Agent and host facts of every node (or one).
     Status {
         #[arg(short = 'n', long = "node")]
@@ -312,16 +326,44 @@ pub enum TlsCaCommand {
     },
 }
 
+/// The CA that signs, for `cert create` and `cert renew`.
+#[derive(Debug, Args)]
+pub struct CaFiles {
+    /// CA certificate.
+    #[arg(long, default_value = "ca.pem")]
+    pub ca: PathBuf,
+    /// CA private key.
+    #[arg(long, default_value = "ca.key")]
+    pub ca_key: PathBuf,
+}
+
+/// What an operator certificate allows on the agents.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Read-only: status, ps, logs, events, node status, plan, history, secret names.
+    Viewer,
+    /// A viewer who also deploys, builds, stops, starts, restarts, rolls back, sets secrets.
+    Deployer,
+    /// Everything, undeploy, secret removal and registry logins included.
+    Admin,
+}
+
+impl From<RoleArg> for pki::OperatorRole {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Viewer => Self::Viewer,
+            RoleArg::Deployer => Self::Deployer,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TlsCertCommand {
     /// Issue a certificate signed by the CA: writes DIR/NAME.pem and DIR/NAME.key (0600).
     Create {
-        /// CA certificate.
-        #[arg(long, default_value = "ca.pem")]
-        ca: PathBuf,
-        /// CA private key.
-        #[arg(long, default_value = "ca.key")]
-        ca_key: PathBuf,
+        #[command(flatten)]
+        ca: CaFiles,
         /// A node (agent) certificate for this node name.
         #[arg(
             long,
@@ -333,9 +375,39 @@ pub enum TlsCertCommand {
         #[arg(long, requires = "node")]
         san: Vec<String>,
         /// An operator (CLI client) certificate with this name.
-        #[arg(long)]
+        #[arg(long, requires = "role")]
         operator: Option<String>,
+        /// The operator's role (operator certificates).
+        #[arg(long, value_enum, requires = "operator")]
+        role: Option<RoleArg>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = pki::LEAF_DAYS, value_parser = clap::value_parser!(i64).range(1..=3650))]
+        days: i64,
         #[arg(long, default_value = ".")]
         out: PathBuf,
+    },
+    /// Replace a certificate before it expires: same name and role (or node names), a new
+    /// key, valid for --days from now. Writes over CERT and its key (KEY: CERT with .key).
+    Renew {
+        /// The certificate to renew (e.g. ann.pem).
+        cert: PathBuf,
+        /// Its private key (default: CERT with the extension .key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        ca: CaFiles,
+        /// Give the operator another role while renewing.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+        /// Days the new certificate is valid.
+        #[arg(long, default_value_t = pki::LEAF_DAYS, value_parser = clap::value_parser!(i64).range(1..=3650))]
+        days: i64,
+    },
+    /// Show who a certificate names, its role, serial (for `revoked_serials`) and expiry.
+    Show {
+        cert: PathBuf,
+        /// Machine-readable output with stable field names.
+        #[arg(long)]
+        json: bool,
     },
 }

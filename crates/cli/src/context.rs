@@ -3,13 +3,11 @@
 
 use mcp_client::{CliConfig, NodeEntry};
 use mcp_proto::v1 as pb;
-use mcp_proto::v1::agent_client::AgentClient;
 use oci::{PodmanBuilder, PodmanBuilderConfig};
 use podman_cli::PodmanCli;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tonic::transport::Channel;
 
 use crate::{CliError, ExitCode};
 
@@ -20,9 +18,15 @@ const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(5);
 /// load), not gone; this only bounds an agent that hangs mid-call.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Commands warn when a certificate expires within this many days.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
 pub struct Context {
     pub config: CliConfig,
     pub config_path: PathBuf,
+    /// The operator certificate's verdict, made at the first connection: None when usable,
+    /// else why not (expired).
+    operator_certificate: std::sync::OnceLock<Option<String>>,
 }
 
 impl Context {
@@ -39,6 +43,7 @@ impl Context {
         Ok(Self {
             config: CliConfig::load(&path)?,
             config_path: path,
+            operator_certificate: std::sync::OnceLock::new(),
         })
     }
 
@@ -61,8 +66,47 @@ impl Context {
             .map_or(DEFAULT_NODE_TIMEOUT, Duration::from_millis)
     }
 
-    pub async fn connect(&self, node: &NodeEntry) -> Result<AgentClient<Channel>, CliError> {
+    pub async fn connect(&self, node: &NodeEntry) -> Result<mcp_client::AgentConn, CliError> {
+        self.operator_certificate_usable()?;
         Ok(mcp_client::connect(node, &self.config.tls).await?)
+    }
+
+    /// Err when the operator certificate has expired (checked once per process).
+    pub fn operator_certificate_usable(&self) -> Result<(), CliError> {
+        let verdict = self
+            .operator_certificate
+            .get_or_init(|| self.check_operator_certificate());
+        match verdict {
+            Some(refusal) => Err(CliError::permission_denied(refusal.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses an expired operator certificate here, where the reason can be named (an
+    /// agent's TLS refusal only says the handshake failed), and warns once when it expires
+    /// within `EXPIRY_WARNING_DAYS`. An unreadable file is left to the connection to report.
+    fn check_operator_certificate(&self) -> Option<String> {
+        let path = &self.config.tls.cert;
+        let info = pki::inspect_pem(&std::fs::read_to_string(path).ok()?)?;
+        let now = crate::output::now_unix();
+        let expiry = crate::commands::tls::expiry_text(info.not_after_unix, now);
+        let renew = format!(
+            "renew it with `mcp tls cert renew {} --ca CA.pem --ca-key CA.key`",
+            path.display()
+        );
+        if info.not_after_unix <= now {
+            return Some(format!(
+                "permission denied: the operator certificate {} {expiry}; {renew}",
+                path.display()
+            ));
+        }
+        if info.days_left(now) < EXPIRY_WARNING_DAYS {
+            eprintln!(
+                "warning: the operator certificate {} {expiry}; {renew}",
+                path.display()
+            );
+        }
+        None
     }
 
     /// A path-looking target is a file; a bare name is looked up in the services directory.
@@ -182,9 +226,20 @@ pub async fn fan_out<T, F, Fut>(
 ) -> Vec<(NodeEntry, Result<T, CliError>)>
 where
     T: Send + 'static,
-    F: Fn(AgentClient<Channel>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(mcp_client::AgentConn) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T, tonic::Status>> + Send,
 {
+    if let Err(refusal) = ctx.operator_certificate_usable() {
+        return nodes
+            .into_iter()
+            .map(|node| {
+                (
+                    node,
+                    Err(CliError::permission_denied(refusal.message.clone())),
+                )
+            })
+            .collect();
+    }
     let timeout = ctx.node_timeout();
     let tasks: Vec<_> = nodes
         .into_iter()
@@ -252,6 +307,15 @@ pub async fn fan_out_status(
             )];
         }
     };
+    fan_out_status_to(ctx, nodes, service).await
+}
+
+/// Asks `nodes` for the status of `service` ("" for all) in parallel.
+pub async fn fan_out_status_to(
+    ctx: &Context,
+    nodes: Vec<NodeEntry>,
+    service: &str,
+) -> Vec<(NodeEntry, Result<pb::StatusResponse, CliError>)> {
     let service = service.to_string();
     fan_out(ctx, nodes, move |mut client| {
         let request = pb::StatusRequest {

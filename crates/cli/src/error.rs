@@ -2,13 +2,15 @@
 
 use mcp_client::{ConfigError, ConnectError};
 
-/// 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable.
+/// 0 ok, 1 operation failed, 2 bad input or usage, 3 agent unreachable, 4 permission
+/// denied (the operator certificate's role does not allow it, or it is revoked or expired).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     Ok = 0,
     Failed = 1,
     BadInput = 2,
     Unreachable = 3,
+    PermissionDenied = 4,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,14 @@ impl CliError {
     pub fn bad_input(message: impl Into<String>) -> Self {
         Self {
             code: ExitCode::BadInput,
+            message: message.into(),
+            not_found: false,
+        }
+    }
+
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self {
+            code: ExitCode::PermissionDenied,
             message: message.into(),
             not_found: false,
         }
@@ -46,6 +56,7 @@ impl CliError {
             | Code::FailedPrecondition
             | Code::AlreadyExists => ExitCode::BadInput,
             Code::Unavailable => ExitCode::Unreachable,
+            Code::PermissionDenied | Code::Unauthenticated => ExitCode::PermissionDenied,
             _ => ExitCode::Failed,
         };
         // Transport failures (refused TLS, reset connections) surface as bare

@@ -25,5 +25,11 @@ fn main() -> std::process::ExitCode {
             e.code
         }
     };
+    for (node, version) in mcp_client::version_mismatches() {
+        eprintln!(
+            "warning: the agent of node {node} is mcp-agent {version}, this CLI is mcp {}",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
     std::process::ExitCode::from(code as u8)
 }

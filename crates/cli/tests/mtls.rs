@@ -25,7 +25,15 @@ fn client_certificate_from_another_ca_is_refused() {
     let run = Run::from(
         std::process::Command::new(mcp_bin())
             .current_dir(dir)
-            .args(["tls", "cert", "create", "--operator", "mallory"])
+            .args([
+                "tls",
+                "cert",
+                "create",
+                "--operator",
+                "mallory",
+                "--role",
+                "admin",
+            ])
             .output()
             .unwrap(),
     )

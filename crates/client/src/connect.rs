@@ -3,9 +3,12 @@
 use mcp_proto::v1::agent_client::AgentClient;
 use std::path::PathBuf;
 use std::time::Duration;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-use crate::{NodeEntry, TlsFiles};
+use crate::{NodeEntry, TlsFiles, VersionedChannel};
+
+/// A connection to one agent.
+pub type AgentConn = AgentClient<VersionedChannel>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -39,10 +42,7 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, ConnectError> {
 }
 
 /// Connects to `node`'s agent, authenticating with the operator identity in `tls`.
-pub async fn connect(
-    node: &NodeEntry,
-    tls: &TlsFiles,
-) -> Result<AgentClient<Channel>, ConnectError> {
+pub async fn connect(node: &NodeEntry, tls: &TlsFiles) -> Result<AgentConn, ConnectError> {
     pki::install_crypto_provider();
     let address_err = |detail: String| ConnectError::Address {
         node: node.name.clone(),
@@ -71,7 +71,7 @@ pub async fn connect(
             address: node.address.clone(),
             detail: error_chain(&e),
         })?;
-    Ok(AgentClient::new(channel))
+    Ok(AgentClient::new(VersionedChannel::new(channel, &node.name)))
 }
 
 /// tonic's transport errors say "transport error" on top; the cause is further down.

@@ -4,6 +4,8 @@
 
 mod config;
 mod connect;
+mod versioned;
 
 pub use config::{BuildSection, CliConfig, ConfigError, NodeEntry, TlsFiles};
-pub use connect::{ConnectError, connect, error_chain};
+pub use connect::{AgentConn, ConnectError, connect, error_chain};
+pub use versioned::{VersionedChannel, version_mismatches};

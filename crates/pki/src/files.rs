@@ -42,3 +42,28 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
 pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     write_with_mode(path, contents, 0o644)
 }
+
+/// Puts `contents` at `path` in one step (a sibling temporary file renamed over it), created
+/// with `mode`: a reader sees the old file or the new one, never a mix.
+fn replace_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".new");
+    let temporary = path.with_file_name(name);
+    // A leftover from an interrupted run is ours to replace.
+    let _ = std::fs::remove_file(&temporary);
+    write_with_mode(&temporary, contents, mode)?;
+    std::fs::rename(&temporary, path).map_err(|source| PkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Replaces a private key file (0600 from creation).
+pub fn replace_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    replace_with_mode(path, contents, 0o600)
+}
+
+/// Replaces a certificate file (0644).
+pub fn replace_public(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    replace_with_mode(path, contents, 0o644)
+}

@@ -5,8 +5,12 @@
 //! the file exists (created with that mode, never chmod-ed afterwards).
 
 mod files;
+mod inspect;
+mod role;
 
-pub use files::{create_private_dir, write_private, write_public};
+pub use files::{create_private_dir, replace_private, replace_public, write_private, write_public};
+pub use inspect::{CertInfo, certificate_der, inspect_der, inspect_pem, normalize_serial};
+pub use role::{OperatorRole, UnknownRole};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -44,6 +48,12 @@ pub enum PkiError {
     },
     #[error("{path} already exists; refusing to overwrite it")]
     Exists { path: PathBuf },
+    #[error("{path} holds no readable certificate")]
+    NotACertificate { path: PathBuf },
+    #[error("{path} was not issued by this CA ({ca})")]
+    OtherIssuer { path: PathBuf, ca: String },
+    #[error("{path} is an operator certificate without a role (issued before roles); give --role")]
+    NoRole { path: PathBuf },
 }
 
 /// A certificate and its private key, both PEM.
@@ -65,18 +75,31 @@ impl std::fmt::Debug for CertPair {
 pub enum Role {
     /// An agent: serves TLS for these DNS names / IP addresses.
     Node { sans: Vec<String> },
-    /// An operator's CLI: authenticates as a client.
-    Operator,
+    /// An operator's CLI: authenticates as a client, with what it may do.
+    Operator { role: OperatorRole },
 }
 
 const CA_YEARS: i64 = 10;
-const LEAF_YEARS: i64 = 2;
+/// Leaf certificates last two years unless asked otherwise.
+pub const LEAF_DAYS: i64 = 730;
 
-fn validity(params: &mut CertificateParams, years: i64) {
-    let now = OffsetDateTime::now_utc();
-    // A little slack for clocks that disagree between operator and node.
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(365 * years);
+/// When a certificate is valid.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// From an hour ago (slack for clocks that disagree between operator and node) until
+    /// `days` from now.
+    pub fn days_from_now(days: i64) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            not_before: now - Duration::hours(1),
+            not_after: now + Duration::days(days),
+        }
+    }
 }
 
 fn generate_err(name: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
@@ -95,7 +118,9 @@ pub fn create_ca(common_name: &str) -> Result<CertPair, PkiError> {
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    validity(&mut params, CA_YEARS);
+    let validity = Validity::days_from_now(365 * CA_YEARS);
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
     let cert = params
         .self_signed(&key)
         .map_err(generate_err(common_name))?;
@@ -105,8 +130,18 @@ pub fn create_ca(common_name: &str) -> Result<CertPair, PkiError> {
     })
 }
 
-/// A leaf certificate for `role`, signed by `ca`.
+/// A leaf certificate for `role`, signed by `ca`, valid for `LEAF_DAYS`.
 pub fn issue(ca: &CertPair, common_name: &str, role: &Role) -> Result<CertPair, PkiError> {
+    issue_valid(ca, common_name, role, Validity::days_from_now(LEAF_DAYS))
+}
+
+/// A leaf certificate for `role`, signed by `ca`, valid during `validity`.
+pub fn issue_valid(
+    ca: &CertPair,
+    common_name: &str,
+    role: &Role,
+    validity: Validity,
+) -> Result<CertPair, PkiError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(generate_err(common_name))?;
     let issuer =
         Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).map_err(generate_err(common_name))?;
@@ -117,7 +152,7 @@ pub fn issue(ca: &CertPair, common_name: &str, role: &Role) -> Result<CertPair, 
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             params
         }
-        Role::Operator => {
+        Role::Operator { .. } => {
             let mut params = CertificateParams::default();
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             params
@@ -125,13 +160,17 @@ pub fn issue(ca: &CertPair, common_name: &str, role: &Role) -> Result<CertPair, 
     };
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
+    if let Role::Operator { role } = role {
+        dn.push(DnType::OrganizationalUnitName, role.organizational_unit());
+    }
     params.distinguished_name = dn;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.use_authority_key_identifier_extension = true;
-    validity(&mut params, LEAF_YEARS);
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
     let key = KeyPair::generate().map_err(generate_err(common_name))?;
     let cert = params
         .signed_by(&key, &issuer)
@@ -140,6 +179,37 @@ pub fn issue(ca: &CertPair, common_name: &str, role: &Role) -> Result<CertPair, 
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// A new certificate and key for the holder of `old` (read from `path`): the same name and
+/// role (or `role`, when given) or the same node names, valid for `days` from now.
+pub fn renew(
+    ca: &CertPair,
+    old: &str,
+    path: &Path,
+    role: Option<OperatorRole>,
+    days: i64,
+) -> Result<CertPair, PkiError> {
+    let not_a_cert = || PkiError::NotACertificate {
+        path: path.to_path_buf(),
+    };
+    let info = inspect_pem(old).ok_or_else(not_a_cert)?;
+    let authority = inspect_pem(&ca.cert_pem).ok_or_else(not_a_cert)?;
+    if info.issuer_raw != authority.subject_raw {
+        return Err(PkiError::OtherIssuer {
+            path: path.to_path_buf(),
+            ca: authority.common_name,
+        });
+    }
+    let leaf = if info.client {
+        let role = role.or(info.role).ok_or_else(|| PkiError::NoRole {
+            path: path.to_path_buf(),
+        })?;
+        Role::Operator { role }
+    } else {
+        Role::Node { sans: info.sans }
+    };
+    issue_valid(ca, &info.common_name, &leaf, Validity::days_from_now(days))
 }
 
 /// Reads a certificate and key written by `save`.
@@ -183,16 +253,6 @@ pub fn identity_paths(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-/// The subject common name of a DER certificate (who a client certificate says it is).
-pub fn common_name(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    cert.subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_string)
-}
-
 /// Selects aws-lc-rs as the process's rustls provider. tonic's TLS panics without one, and
 /// two linked providers make the choice ambiguous, so both binaries call this first.
 pub fn install_crypto_provider() {
@@ -220,14 +280,47 @@ mod tests {
         assert!(node.key_pem.contains("PRIVATE KEY"));
         assert_ne!(node.cert_pem, ca.cert_pem);
         assert!(!format!("{node:?}").contains("PRIVATE"));
-        let der = rustls_pemfile_free_der(&node.cert_pem);
-        assert_eq!(common_name(&der).as_deref(), Some("local"));
+        let info = inspect_der(&certificate_der(&node.cert_pem).unwrap()).unwrap();
+        assert_eq!(info.common_name, "local");
+        assert_eq!(info.sans, ["localhost", "127.0.0.1"]);
+        assert!(!info.client);
+        assert_eq!(info.role, None);
     }
 
-    /// The DER inside a one-certificate PEM (base64 between the armour lines).
-    fn rustls_pemfile_free_der(pem: &str) -> Vec<u8> {
-        let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
-        parsed.contents
+    #[test]
+    fn operator_certificates_carry_their_role_and_renew_with_it() {
+        let ca = create_ca("ca").unwrap();
+        let role = Role::Operator {
+            role: OperatorRole::Deployer,
+        };
+        let old = issue_valid(&ca, "ann", &role, Validity::days_from_now(3)).unwrap();
+        let info = inspect_pem(&old.cert_pem).unwrap();
+        assert_eq!(info.role, Some(OperatorRole::Deployer));
+        assert!(info.client);
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        assert!((2..=3).contains(&info.days_left(now)), "about 3 days");
+
+        let path = Path::new("ann.pem");
+        let renewed = renew(&ca, &old.cert_pem, path, None, 30).unwrap();
+        let new = inspect_pem(&renewed.cert_pem).unwrap();
+        assert_eq!(
+            (new.common_name.as_str(), new.role),
+            ("ann", Some(OperatorRole::Deployer))
+        );
+        assert_ne!(new.serial, info.serial);
+        assert_ne!(renewed.key_pem, old.key_pem, "a renewal makes a new key");
+        assert!(new.days_left(now) >= 29);
+
+        let promoted = renew(&ca, &old.cert_pem, path, Some(OperatorRole::Admin), 30).unwrap();
+        assert_eq!(
+            inspect_pem(&promoted.cert_pem).unwrap().role,
+            Some(OperatorRole::Admin)
+        );
+        let other = create_ca("other").unwrap();
+        assert!(matches!(
+            renew(&other, &old.cert_pem, path, None, 30),
+            Err(PkiError::OtherIssuer { .. })
+        ));
     }
 
     #[test]

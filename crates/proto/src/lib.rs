@@ -5,6 +5,16 @@ mod spec;
 
 pub use spec::WireError;
 
+/// The wire contract's version. Raise it when a change would make an older CLI or agent
+/// misread the other (a field's meaning changes, an RPC goes away); additions that old
+/// peers ignore do not raise it. The CLI sends it in `PROTOCOL_HEADER` on every call and an
+/// agent refuses a different one, naming both versions.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Request metadata: the caller's `PROTOCOL_VERSION`.
+pub const PROTOCOL_HEADER: &str = "mcp-protocol";
+/// Response metadata: the agent's package version (the CLI warns when it differs from its own).
+pub const AGENT_VERSION_HEADER: &str = "mcp-agent-version";
+
 #[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("mcp.v1");

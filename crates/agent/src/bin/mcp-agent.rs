@@ -208,7 +208,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     // The TLS files are read before anything starts: a config that cannot serve leaves no
     // proxy, registry or probe behind.
-    let tls = agent::server::tls_config(&config.tls)?;
+    let tls = (
+        agent::server::tls_config(&config.tls)?,
+        agent::server::access_policy(&config.tls),
+    );
     let started = agent::startup::start(&config).await?;
     for line in &started.recovered {
         tracing::warn!("recovered: {line}");

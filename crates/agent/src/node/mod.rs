@@ -29,6 +29,8 @@ pub struct NodeConfig {
     pub ops: PathBuf,
     /// An accelerator the agent config imposes; the probe is skipped then.
     pub forced_accel: Option<Accel>,
+    /// Unix seconds the TLS certificate the agent serves with (read at start) ends.
+    pub certificate_not_after: Option<i64>,
 }
 
 impl NodeConfig {
@@ -39,6 +41,7 @@ impl NodeConfig {
             qemu: PathBuf::from("qemu-system-x86_64"),
             ops: PathBuf::from("ops"),
             forced_accel: None,
+            certificate_not_after: None,
         }
     }
 }
@@ -80,6 +83,7 @@ pub struct NodeReport {
     pub components_by_state: BTreeMap<String, u32>,
     /// Facts that could not be gathered (their fields stay zero), with the reason.
     pub warnings: Vec<String>,
+    pub certificate_not_after: Option<i64>,
 }
 
 /// Gathers node status; holds the accelerator verdict the start-up probe left.
@@ -213,6 +217,7 @@ impl NodeInspector {
             accel: self.verdict(),
             components_by_state,
             warnings,
+            certificate_not_after: self.config.certificate_not_after,
         }
     }
 

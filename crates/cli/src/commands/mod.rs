@@ -44,6 +44,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Node(NodeCommand::Status { node, json, strict }) => {
             node::status(&load()?, node.as_deref(), json, strict).await
         }
+        Command::Node(NodeCommand::List { json, strict }) => {
+            node::list(&load()?, json, strict).await
+        }
         Command::Tls(cmd) => tls::run(cmd),
     }
 }

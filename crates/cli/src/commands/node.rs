@@ -1,12 +1,14 @@
-//! `mcp node status [--json]`: every node's agent and host facts, in parallel.
+//! `mcp node status [--json]`: every node's agent and host facts, in parallel; `mcp node
+//! list`: the same, one line per node, unreachable ones included.
 
 use mcp_proto::v1 as pb;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::context::{Context, fan_out, fan_out_code};
+use crate::context::{Context, EXPIRY_WARNING_DAYS, fan_out, fan_out_code};
 use crate::output::{self, NodeErrorJson};
 use crate::{CliError, ExitCode};
+use mcp_client::NodeEntry;
 
 /// One node's status. Field names are a public interface: add, never rename.
 #[derive(Debug, Serialize)]
@@ -33,6 +35,9 @@ struct NodeJson {
     accelerator: String,
     components_by_state: BTreeMap<String, u32>,
     warnings: Vec<String>,
+    /// Unix seconds the agent's TLS certificate ends; null when the agent did not say.
+    certificate_not_after: Option<i64>,
+    protocol_version: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,7 +84,176 @@ fn node_json(r: pb::NodeStatusResponse, address: String) -> NodeJson {
         accelerator: r.accelerator,
         components_by_state: r.components_by_state.into_iter().collect(),
         warnings: r.warnings,
+        certificate_not_after: (r.certificate_not_after > 0).then_some(r.certificate_not_after),
+        protocol_version: r.protocol_version,
     }
+}
+
+/// Node status from every node asked: answers and failures, in config order.
+async fn gather(
+    ctx: &Context,
+    only: Option<&str>,
+) -> Result<Vec<(NodeEntry, Result<NodeJson, CliError>)>, CliError> {
+    let asked = ctx.nodes(only)?;
+    let answers = fan_out(ctx, asked, |mut client| async move {
+        client
+            .node_status(pb::NodeStatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+    })
+    .await;
+    let now = output::now_unix();
+    Ok(answers
+        .into_iter()
+        .map(|(entry, result)| {
+            let result = result.map(|r| node_json(r, entry.address.clone()));
+            if let Ok(node) = &result {
+                warn_on_certificate(node, now);
+            }
+            (entry, result)
+        })
+        .collect())
+}
+
+fn warn_on_certificate(node: &NodeJson, now: i64) {
+    if let Some(not_after) = node.certificate_not_after
+        && (not_after - now).div_euclid(86_400) < EXPIRY_WARNING_DAYS
+    {
+        eprintln!(
+            "warning: the TLS certificate of the agent of node {} {}; renew it with \
+             `mcp tls cert renew` and restart the agent",
+            node.node,
+            crate::commands::tls::expiry_text(not_after, now)
+        );
+    }
+}
+
+/// One row of `mcp node list --json`. Field names are a public interface.
+#[derive(Debug, Serialize)]
+struct NodeRowJson {
+    node: String,
+    address: String,
+    reachable: bool,
+    /// Why the node did not answer; null when it did.
+    error: Option<String>,
+    agent_version: Option<String>,
+    agent_uptime_secs: Option<u64>,
+    load_1m: Option<f64>,
+    memory_available_bytes: Option<u64>,
+    disk_free_bytes: Option<u64>,
+    /// "kvm", "tcg", "none" or "probing".
+    accelerator: Option<String>,
+    kvm_usable: Option<bool>,
+    components_running: Option<u32>,
+    components_total: Option<u32>,
+    /// Whole days until the agent's certificate ends (negative: expired).
+    certificate_days_left: Option<i64>,
+}
+
+fn row_json(entry: NodeEntry, result: Result<NodeJson, CliError>, now: i64) -> NodeRowJson {
+    match result {
+        Ok(n) => NodeRowJson {
+            node: entry.name,
+            address: entry.address,
+            reachable: true,
+            error: None,
+            agent_version: Some(n.agent_version),
+            agent_uptime_secs: Some(n.agent_uptime_secs),
+            load_1m: n.load_avg.first().copied(),
+            memory_available_bytes: Some(n.memory_available_bytes),
+            disk_free_bytes: Some(n.disk_free_bytes),
+            accelerator: Some(n.accelerator),
+            kvm_usable: Some(n.kvm_usable),
+            components_running: Some(n.components_by_state.get("running").copied().unwrap_or(0)),
+            components_total: Some(n.components_by_state.values().sum()),
+            certificate_days_left: n
+                .certificate_not_after
+                .map(|t| (t - now).div_euclid(86_400)),
+        },
+        Err(e) => NodeRowJson {
+            node: entry.name,
+            address: entry.address,
+            reachable: false,
+            error: Some(e.message),
+            agent_version: None,
+            agent_uptime_secs: None,
+            load_1m: None,
+            memory_available_bytes: None,
+            disk_free_bytes: None,
+            accelerator: None,
+            kvm_usable: None,
+            components_running: None,
+            components_total: None,
+            certificate_days_left: None,
+        },
+    }
+}
+
+/// `mcp node list`: one line per configured node.
+pub async fn list(ctx: &Context, json: bool, strict: bool) -> Result<ExitCode, CliError> {
+    let answers = gather(ctx, None).await?;
+    let count = answers.len();
+    let failures: Vec<ExitCode> = answers
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err().map(|e| e.code))
+        .collect();
+    let now = output::now_unix();
+    let rows: Vec<NodeRowJson> = answers
+        .into_iter()
+        .map(|(entry, result)| row_json(entry, result, now))
+        .collect();
+    if json {
+        output::print_json(&serde_json::json!({ "nodes": rows }))?;
+    } else {
+        print!("{}", list_table(&rows));
+    }
+    Ok(fan_out_code(&failures, count, strict))
+}
+
+fn list_table(rows: &[NodeRowJson]) -> String {
+    let mut table = output::table(&[
+        "NODE",
+        "STATUS",
+        "VERSION",
+        "UPTIME",
+        "LOAD",
+        "MEM FREE",
+        "DISK FREE",
+        "ACCEL",
+        "RUNNING",
+        "CERT",
+    ]);
+    for r in rows {
+        let dash = || "-".to_string();
+        let status = match &r.error {
+            None => "ready".to_string(),
+            Some(_) => "unreachable".to_string(),
+        };
+        table.add_row(vec![
+            r.node.clone(),
+            status,
+            r.agent_version.clone().unwrap_or_else(dash),
+            r.agent_uptime_secs.map_or_else(dash, secs),
+            r.load_1m.map_or_else(dash, |l| format!("{l:.2}")),
+            r.memory_available_bytes
+                .map_or_else(dash, output::human_bytes),
+            r.disk_free_bytes.map_or_else(dash, output::human_bytes),
+            r.accelerator.clone().unwrap_or_else(dash),
+            match (r.components_running, r.components_total) {
+                (Some(running), Some(total)) => format!("{running}/{total}"),
+                _ => dash(),
+            },
+            r.certificate_days_left
+                .map_or_else(dash, |d| format!("{d}d")),
+        ]);
+    }
+    let mut text = format!("{table}\n");
+    for r in rows {
+        if let Some(error) = &r.error {
+            text.push_str(&format!("{}: {error}\n", r.node));
+        }
+    }
+    text
 }
 
 pub async fn status(
@@ -88,21 +262,14 @@ pub async fn status(
     json: bool,
     strict: bool,
 ) -> Result<ExitCode, CliError> {
-    let asked = ctx.nodes(only)?;
-    let count = asked.len();
-    let answers = fan_out(ctx, asked, |mut client| async move {
-        client
-            .node_status(pb::NodeStatusRequest {})
-            .await
-            .map(tonic::Response::into_inner)
-    })
-    .await;
+    let answers = gather(ctx, only).await?;
+    let count = answers.len();
     let mut nodes = Vec::new();
     let mut errors = Vec::new();
     let mut failures = Vec::new();
     for (entry, result) in answers {
         match result {
-            Ok(r) => nodes.push(node_json(r, entry.address)),
+            Ok(node) => nodes.push(node),
             Err(e) => {
                 eprintln!("mcp: {e}");
                 failures.push(e.code);
@@ -189,6 +356,12 @@ fn human(n: &NodeJson) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     ));
+    if let Some(not_after) = n.certificate_not_after {
+        rows.push((
+            "certificate".into(),
+            crate::commands::tls::expiry_text(not_after, output::now_unix()),
+        ));
+    }
     for w in &n.warnings {
         rows.push(("warning".into(), w.clone()));
     }
@@ -238,6 +411,8 @@ mod tests {
                     .into_iter()
                     .collect(),
                 warnings: Vec::new(),
+                certificate_not_after: 0,
+                protocol_version: 1,
             },
             "https://127.0.0.1:7443".into(),
         )
@@ -305,6 +480,8 @@ mod tests {
             "accelerator",
             "components_by_state",
             "warnings",
+            "certificate_not_after",
+            "protocol_version",
         ] {
             assert!(value.get(field).is_some(), "{field} missing from {value}");
         }

@@ -4,13 +4,12 @@
 use mcp_proto::v1 as pb;
 use std::future::Future;
 use std::io::{IsTerminal, Read};
-use tonic::transport::Channel;
 
 use crate::args::RegistryCommand;
 use crate::context::{Context, fan_out};
 use crate::{CliError, ExitCode};
 
-type Client = mcp_proto::v1::agent_client::AgentClient<Channel>;
+type Client = mcp_client::AgentConn;
 
 /// The password from stdin, without its trailing newline (as `podman login --password-stdin`).
 fn read_password() -> Result<String, CliError> {

@@ -228,6 +228,10 @@ pub struct Agent {
     /// so tests running at once never compete for a public port.
     pub proxy_ip: String,
     services: std::sync::Mutex<Vec<String>>,
+    /// A production agent.toml (`-c`) instead of `--dev`.
+    config_file: Option<PathBuf>,
+    /// The podman store this agent's node uses (its global arguments).
+    pub podman_args: Vec<String>,
 }
 
 /// A loopback address no other agent of this test process uses.
@@ -300,6 +304,49 @@ impl Agent {
             address: String::new(),
             proxy_ip,
             services: std::sync::Mutex::new(Vec::new()),
+            config_file: None,
+            podman_args: podman_global_args(),
+        };
+        agent.spawn();
+        agent
+    }
+
+    /// An agent as on a real server: started with `-c agent.toml` as node `name`, TLS files
+    /// `pki/ca.pem` and `pki/<name>.pem|key` (from `mcp tls`), a podman store of its own
+    /// (a real node's is its own: its images come from a registry), and `tls_extra` /
+    /// `podman_extra` lines appended to those sections.
+    pub fn start_node(name: &str, pki: &Path, tls_extra: &str, podman_extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let podman_args = vec![
+            format!("--root={}", store.join("root").display()),
+            format!("--runroot={}", store.join("run").display()),
+        ];
+        let proxy_ip = unique_loopback();
+        let config = dir.path().join("agent.toml");
+        let text = format!(
+            "node = \"{name}\"\nlisten = \"127.0.0.1:0\"\nstate_dir = \"{state}\"\n\
+             [tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n{tls_extra}\n\
+             [podman]\nglobal_args = {args:?}\ncontainers_conf = \"{conf}\"\n{podman_extra}\n\
+             [proxy]\nbind = \"{proxy_ip}\"\n",
+            state = dir.path().join("agent/state").display(),
+            ca = pki.join("ca.pem").display(),
+            cert = pki.join(format!("{name}.pem")).display(),
+            key = pki.join(format!("{name}.key")).display(),
+            args = podman_args,
+            conf = containers_conf().display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut agent = Self {
+            dir,
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            child: None,
+            address: String::new(),
+            proxy_ip,
+            services: std::sync::Mutex::new(Vec::new()),
+            config_file: Some(config),
+            podman_args,
         };
         agent.spawn();
         agent
@@ -308,13 +355,17 @@ impl Agent {
     /// Starts (again) the agent process on the same directory.
     pub fn spawn(&mut self) {
         let mut cmd = Command::new(agent_bin());
-        cmd.arg("--dev")
-            .arg("--dir")
-            .arg(self.dir.path().join("agent"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(&self.extra_args);
-        for arg in podman_global_args() {
-            cmd.arg(format!("--podman-arg={arg}"));
+        if let Some(config) = &self.config_file {
+            cmd.arg("--config").arg(config);
+        } else {
+            cmd.arg("--dev")
+                .arg("--dir")
+                .arg(self.dir.path().join("agent"))
+                .args(["--listen", "127.0.0.1:0"])
+                .args(&self.extra_args);
+            for arg in podman_global_args() {
+                cmd.arg(format!("--podman-arg={arg}"));
+            }
         }
         // The agent's log goes to a file beside its state; `log()` shows it on failure.
         let log = std::fs::OpenOptions::new()
@@ -529,9 +580,14 @@ impl Drop for Agent {
         let child = self.child.take();
         end_process("agent", || self.log(), child);
         for service in self.services.lock().unwrap().iter() {
-            for id in containers_of(service) {
-                podman(&["rm", "-f", "-t", "0", &id]);
+            for id in containers_in(&self.podman_args, service) {
+                podman_in(&self.podman_args, &["rm", "-f", "-t", "0", &id]);
             }
+        }
+        if self.config_file.is_some() {
+            // A node's own store: nothing else uses it after this test.
+            podman_in(&self.podman_args, &["rm", "-a", "-f", "-t", "0"]);
+            podman_in(&self.podman_args, &["system", "reset", "--force"]);
         }
         // VMs are daemonized and the proxy has its own session: a finished test must not
         // leave them running.
@@ -566,8 +622,16 @@ pub fn expect_all_succeed(children: Vec<std::process::Child>) {
 
 /// IDs of every container (any state) labelled with `service`.
 pub fn containers_of(service: &str) -> Vec<String> {
+    containers_in(&podman_global_args(), service)
+}
+
+/// IDs of every container (any state) labelled with `service` in the store `global_args`.
+pub fn containers_in(global_args: &[String], service: &str) -> Vec<String> {
     let filter = format!("label=mcp.service={service}");
-    let out = podman(&["ps", "-a", "-q", "--no-trunc", "--filter", &filter]);
+    let out = podman_in(
+        global_args,
+        &["ps", "-a", "-q", "--no-trunc", "--filter", &filter],
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_string)
