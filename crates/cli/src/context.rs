@@ -82,6 +82,24 @@ impl Context {
         }
     }
 
+    /// Err (exit 4) when the operator certificate's role is below `needed` for `what`. The
+    /// agents decide every call; this only stops a multi-step command before its first step
+    /// when a later one is sure to be refused. An unreadable certificate is left to them.
+    pub fn require_role(&self, needed: pki::OperatorRole, what: &str) -> Result<(), CliError> {
+        let role = std::fs::read_to_string(&self.config.tls.cert)
+            .ok()
+            .and_then(|pem| pki::inspect_pem(&pem))
+            .map(|info| info.role);
+        match role {
+            Some(Some(role)) if role < needed => Err(CliError::permission_denied(format!(
+                "permission denied: {what} needs role {needed}; the operator certificate {} \
+                 has role {role}",
+                self.config.tls.cert.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses an expired operator certificate here, where the reason can be named (an
     /// agent's TLS refusal only says the handshake failed), and warns once when it expires
     /// within `EXPIRY_WARNING_DAYS`. An unreadable file is left to the connection to report.

@@ -36,6 +36,10 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> Result<ExitCode, CliError> 
             names[0]
         )));
     }
+    if !old_homes.is_empty() {
+        // The move ends with an undeploy: find out now, not with the service on two nodes.
+        ctx.require_role(pki::OperatorRole::Admin, "--move (it undeploys from the old node)")?;
+    }
     // Images first: a missing image fails the deploy before the node is contacted.
     if !args.no_build {
         let report = progress::reporter();
