@@ -6,11 +6,12 @@
 # raw images from busybox-static, syslinux (+ syslinux-common), dosfstools (mkfs.vfat) and
 # mtools (mcopy), and its ops script is python3; docker-registry is the OCI registry the build
 # tests start on loopback (its packaged service is not used); apache2-utils gives
-# htpasswd for the registry with authentication of the private-registry tests.
+# htpasswd for the registry with authentication of the private-registry tests; systemd gives
+# systemd-analyze, which checks the agent's unit in the package test (no systemd runs).
 install_packages() {
     install_missing podman runc gcc libc6-dev curl ca-certificates qemu-system-x86 \
         busybox-static syslinux syslinux-common dosfstools mtools python3 docker-registry \
-        apache2-utils
+        apache2-utils systemd
 }
 
 # The proxy benchmark (mcp-bench proxy) also drives wrk (load), nginx (the backend) and

@@ -3,6 +3,7 @@
 
 pub mod access;
 mod api;
+pub mod args;
 pub mod config;
 mod convert;
 pub mod deployer;

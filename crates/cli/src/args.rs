@@ -60,6 +60,12 @@ pub enum Command {
     /// Certificates for mutual TLS between the CLI and agents.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Print a shell completion script, e.g. `mcp completions bash > /etc/bash_completion.d/mcp`
+    /// (the Debian package installs them for bash, zsh and fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -384,3 +384,84 @@ fn a_vm_image_is_built_once_per_program_and_config() {
     assert_eq!(builds(&agent), 2, "{}", agent.log());
     agent.mcp(&["undeploy", &name]).ok();
 }
+
+/// Session and process group of `pid`.
+fn session_and_group(pid: i32) -> (i32, i32) {
+    let pid = nix::unistd::Pid::from_raw(pid);
+    (
+        nix::unistd::getsid(Some(pid)).unwrap().as_raw(),
+        nix::unistd::getpgid(Some(pid)).unwrap().as_raw(),
+    )
+}
+
+/// What systemd's `KillMode=process` relies on (packaging/debian/mcp-agent.service): the
+/// processes that carry the workloads and the traffic — the container's conmon, the VM's
+/// QEMU, the node proxy — are in sessions and process groups of their own, so signals to the
+/// agent's whole process group (SIGTERM, then SIGKILL) leave them serving.
+#[test]
+fn workloads_and_the_proxy_outlive_signals_to_the_agents_process_group() {
+    let mut agent = Agent::start_unikernel(&[], "");
+    let name = unique("group");
+    let body = mixed(&name);
+    let def = agent.definition(&name, &body);
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    // The public ports, as the proxy serves them.
+    let ports: Vec<u16> = ["web", "vm"]
+        .iter()
+        .map(|c| {
+            let port = agent.component(&name, c)["routes"][0]["port"]
+                .as_u64()
+                .unwrap();
+            u16::try_from(port).unwrap()
+        })
+        .collect();
+    served(&agent, ports[0], "from-container");
+    served(&agent, ports[1], "from-unikernel");
+
+    let web_id = agent.component(&name, "web")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let conmon = podman(&["inspect", "--format", "{{.State.ConmonPid}}", &web_id]);
+    let conmon: i32 = String::from_utf8_lossy(&conmon.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let dir = agent.dir.path().to_string_lossy().to_string();
+    let qemu = qemu_processes(&dir);
+    let proxy = proxy_processes(&dir);
+    assert_eq!((qemu.len(), proxy.len()), (1, 1), "{qemu:?} {proxy:?}");
+    let carriers = [
+        ("conmon", conmon),
+        ("qemu", qemu[0]),
+        ("mcp-proxy", proxy[0]),
+    ];
+
+    for signal in [Signal::SIGTERM, Signal::SIGKILL] {
+        let (agent_session, agent_group) = session_and_group(agent.pid());
+        for (what, pid) in carriers {
+            let (session, group) = session_and_group(pid);
+            assert_ne!(session, agent_session, "{what} shares the agent's session");
+            assert_ne!(group, agent_group, "{what} is in the agent's process group");
+        }
+        agent.kill_group_with(signal);
+        for (what, pid) in carriers {
+            assert!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+                "{what} died with the agent's process group ({signal:?})"
+            );
+        }
+        served(&agent, ports[0], "from-container");
+        served(&agent, ports[1], "from-unikernel");
+        agent.spawn();
+        for component in ["web", "vm"] {
+            let status = agent.component(&name, component);
+            assert_eq!(status["state"], "running", "{status}");
+            assert_eq!(
+                status["restart_count"], 0,
+                "adopted, not restarted: {status}"
+            );
+        }
+    }
+    agent.mcp(&["undeploy", &name, "--yes"]).ok();
+}

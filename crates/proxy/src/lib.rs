@@ -2,6 +2,7 @@
 //! programmed by the agent over a local control socket, its table persisted across restarts.
 
 mod activity;
+pub mod args;
 pub mod control;
 mod hosts;
 mod l4;

@@ -1,120 +1,13 @@
 //! `mcp-agent`: parse arguments, build the deployer, serve until SIGTERM/SIGINT.
 
+use agent::args::{AgentArgs, AgentCommand};
 use agent::config::AgentConfig;
 use anyhow::Context;
-use clap::Parser;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// The mcp node agent: runs services' components as podman containers or unikernel VMs.
-///
-/// Exit codes: 0 after a clean shutdown, 1 on failure, 2 on bad arguments or config.
-#[derive(Parser)]
-#[command(name = "mcp-agent", version, about)]
-struct Args {
-    #[command(subcommand)]
-    command: Option<AgentCommand>,
-    /// Agent configuration file (production).
-    #[arg(long, short, conflicts_with_all = ["dev", "dir"], required_unless_present = "dev")]
-    config: Option<PathBuf>,
-    /// Self-contained local mode: creates DIR with a CA, agent and operator certificates,
-    /// a registry, and DIR/mcp.toml for the CLI (node "local").
-    #[arg(long, requires = "dir")]
-    dev: bool,
-    /// Directory for --dev.
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Address to listen on (--dev; port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:7443")]
-    listen: SocketAddr,
-    /// Extra global podman argument for --dev, e.g. --podman-arg=--root=/var/tmp/store.
-    #[arg(long = "podman-arg", allow_hyphen_values = true)]
-    podman_args: Vec<String>,
-    /// A registry (HOST[:PORT], as written in images) to pull from over plain HTTP, for
-    /// --dev; repeatable. Only for registries on trusted networks, e.g. 127.0.0.1:5000.
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    insecure_registries: Vec<String>,
-    /// Host ports for routes, for --dev: START-END.
-    #[arg(long, value_parser = parse_range, default_value = "20000-32000")]
-    port_range: (u16, u16),
-    /// Monitor interval for --dev, in milliseconds.
-    #[arg(long, default_value_t = 5_000)]
-    monitor_interval_ms: u64,
-    /// First restart back-off for --dev, in milliseconds (doubles per restart).
-    #[arg(long, default_value_t = 10_000)]
-    backoff_base_ms: u64,
-    /// Back-off cap for --dev, in milliseconds.
-    #[arg(long, default_value_t = 300_000)]
-    backoff_max_ms: u64,
-    /// Address the node proxy binds routes' public ports on, for --dev.
-    #[arg(long, default_value = "127.0.0.1")]
-    proxy_bind: std::net::IpAddr,
-    /// For --dev: a TOML file with any of agent.toml's [podman], [ports], [monitor] and
-    /// [qemu] sections and stop_timeout_secs, overriding the defaults and flags above.
-    #[arg(long, value_name = "FILE")]
-    settings: Option<PathBuf>,
-}
-
-#[derive(clap::Subcommand)]
-enum AgentCommand {
-    /// Write a consistent copy of the node's registry (services, history) to FILE, which
-    /// must not exist, while the agent keeps running; FILE gets mode 0600. Restore by
-    /// stopping the agent and putting the copy in place of `<state_dir>/registry.db`.
-    Backup {
-        /// Where the copy goes.
-        file: PathBuf,
-    },
-}
-
-fn parse_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s
-        .split_once('-')
-        .ok_or("expected START-END, e.g. 20000-32000")?;
-    let start: u16 = a.trim().parse().map_err(|e| format!("start {a:?}: {e}"))?;
-    let end: u16 = b.trim().parse().map_err(|e| format!("end {b:?}: {e}"))?;
-    if start == 0 || start > end {
-        return Err(format!("{s} is empty or starts at 0"));
-    }
-    Ok((start, end))
-}
-
-/// Flags that configure `--dev` only; with `--config`, agent.toml holds these settings.
-const DEV_ONLY: [(&str, &str); 9] = [
-    ("listen", "--listen"),
-    ("podman_args", "--podman-arg"),
-    ("insecure_registries", "--insecure-registry"),
-    ("port_range", "--port-range"),
-    ("monitor_interval_ms", "--monitor-interval-ms"),
-    ("backoff_base_ms", "--backoff-base-ms"),
-    ("backoff_max_ms", "--backoff-max-ms"),
-    ("proxy_bind", "--proxy-bind"),
-    ("settings", "--settings"),
-];
-
-/// The arguments; a `--dev` flag given with `--config` is refused (exit 2) rather than
-/// silently ignored.
-fn parse_args() -> Args {
-    use clap::{CommandFactory, FromArgMatches};
-    let matches = Args::command().get_matches();
-    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if args.config.is_some() {
-        for (id, flag) in DEV_ONLY {
-            if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
-                let err = Args::command().error(
-                    clap::error::ErrorKind::ArgumentConflict,
-                    format!("{flag} configures --dev only; with --config, set it in agent.toml"),
-                );
-                err.exit();
-            }
-        }
-    }
-    args
-}
-
 fn main() -> ExitCode {
-    let args = parse_args();
+    let args = agent::args::parse();
     // Colours only for a person at a terminal: log files and journald get plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -156,7 +49,7 @@ fn exit_code(result: anyhow::Result<()>) -> ExitCode {
 
 /// `mcp-agent backup FILE`: the registry named by `--config` (or `--dev --dir DIR`), never a
 /// new one.
-fn backup(args: &Args, file: &std::path::Path) -> anyhow::Result<()> {
+fn backup(args: &AgentArgs, file: &std::path::Path) -> anyhow::Result<()> {
     let db = match (&args.config, &args.dir) {
         (Some(path), _) => AgentConfig::load(path)?.registry_path(),
         (None, Some(dir)) => dir.join("state").join("registry.db"),
@@ -172,7 +65,7 @@ fn backup(args: &Args, file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (config, dev_dir) = match (&args.config, &args.dir) {
         (Some(path), _) => (AgentConfig::load(path)?, None),
         (None, Some(dir)) => (

@@ -38,7 +38,10 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> Result<ExitCode, CliError> 
     }
     if !old_homes.is_empty() {
         // The move ends with an undeploy: find out now, not with the service on two nodes.
-        ctx.require_role(pki::OperatorRole::Admin, "--move (it undeploys from the old node)")?;
+        ctx.require_role(
+            pki::OperatorRole::Admin,
+            "--move (it undeploys from the old node)",
+        )?;
     }
     // Images first: a missing image fails the deploy before the node is contacted.
     if !args.no_build {

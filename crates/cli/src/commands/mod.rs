@@ -15,7 +15,7 @@ pub mod tls;
 
 use crate::args::{Cli, Command, NodeCommand};
 use crate::context::Context;
-use crate::{CliError, ExitCode};
+use crate::{CliError, ExitCode, output};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -48,5 +48,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             node::list(&load()?, json, strict).await
         }
         Command::Tls(cmd) => tls::run(cmd),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "mcp", &mut script);
+            output::print_text(String::from_utf8_lossy(&script).trim_end())?;
+            Ok(ExitCode::Ok)
+        }
     }
 }

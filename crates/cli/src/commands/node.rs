@@ -205,7 +205,7 @@ pub async fn list(ctx: &Context, json: bool, strict: bool) -> Result<ExitCode, C
     if json {
         output::print_json(&serde_json::json!({ "nodes": rows }))?;
     } else {
-        print!("{}", list_table(&rows));
+        output::print_text(list_table(&rows).trim_end())?;
     }
     Ok(fan_out_code(&failures, count, strict))
 }

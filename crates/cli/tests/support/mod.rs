@@ -373,6 +373,10 @@ impl Agent {
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .unwrap();
+        // Its own process group, as a service manager would start it: a test can signal the
+        // agent's whole group without signalling itself.
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
         let mut child = cmd
             .env("CONTAINERS_CONF", containers_conf())
             .env("RUST_LOG", "info")
@@ -429,6 +433,18 @@ impl Agent {
         let mut child = self.child.take().expect("agent is running");
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
         nix::sys::signal::kill(pid, signal).unwrap();
+        child.wait().unwrap()
+    }
+
+    /// Sends `signal` to the agent's whole process group (what a service manager's stop does
+    /// with every process the agent started in it) and waits for the agent to exit.
+    pub fn kill_group_with(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+    ) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("agent is running");
+        let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::killpg(group, signal).unwrap();
         child.wait().unwrap()
     }
 

@@ -1,37 +1,15 @@
 //! `mcp-proxy`: the node proxy process; parses arguments and runs `proxy::run`.
 
 use std::io::IsTerminal;
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 
-/// The node proxy: listens on public ports and forwards traffic to components' host ports.
-///
-/// The agent programs it over the control socket DIR/control.sock (one JSON request per
-/// line: ping, apply, table, active). The routing table is saved in DIR/routes.json and served
-/// again when the proxy restarts. The proxy runs in its own session, so it keeps serving when
-/// the agent that started it dies. SIGTERM or SIGINT stops it.
-#[derive(Debug, Parser)]
-#[command(name = "mcp-proxy", version)]
-struct Args {
-    /// State directory: routes.json and control.sock (created with mode 0700 when missing).
-    #[arg(long, value_name = "DIR")]
-    state_dir: PathBuf,
-    /// Address the public ports are bound on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
-    bind: IpAddr,
-    /// Forwarding threads (each serves its connections start to end); 0: one per CPU.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    workers: usize,
-}
-
 fn main() -> ExitCode {
     // The one crypto provider of the workspace (the lib passes it explicitly as well).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let args = match Args::try_parse() {
+    let args = match proxy::args::ProxyArgs::try_parse() {
         Ok(args) => args,
         Err(err) => {
             // --help and --version are "errors" that print to stdout and exit 0.
@@ -62,7 +40,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: proxy::args::ProxyArgs) -> anyhow::Result<()> {
     // Accepting and the control socket need little: one thread; the forwarding itself runs
     // on the worker threads.
     let runtime = tokio::runtime::Builder::new_current_thread()
