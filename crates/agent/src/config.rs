@@ -133,6 +133,9 @@ impl DevSettings {
         if let Some(serials) = &mut settings.revoked_serials {
             *serials = normalize_serials(serials).map_err(invalid)?;
         }
+        if let Some(qemu) = &settings.qemu {
+            qemu.console_max_bytes().map_err(invalid)?;
+        }
         Ok(settings)
     }
 
@@ -264,6 +267,32 @@ pub struct QemuSection {
     /// How long an ACPI power-down may take before QEMU is told to quit.
     #[serde(default = "default_powerdown_timeout_ms")]
     pub powerdown_timeout_ms: u64,
+    /// The size a VM's console log may reach before it is rotated (one older generation,
+    /// `console.log.1`, is kept), e.g. "10mb"; "0" for no limit.
+    #[serde(default = "default_console_max_size")]
+    pub console_max_size: String,
+}
+
+fn default_console_max_size() -> String {
+    "10mb".into()
+}
+
+/// A size as podman writes them: a number with an optional unit b, k/kb, m/mb, g/gb
+/// (powers of 1024, any case).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(digits_end);
+    let scale: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 impl Default for QemuSection {
@@ -276,11 +305,22 @@ impl Default for QemuSection {
             accelerator: default_accelerator(),
             boot_timeout_ms: default_boot_timeout_ms(),
             powerdown_timeout_ms: default_powerdown_timeout_ms(),
+            console_max_size: default_console_max_size(),
         }
     }
 }
 
 impl QemuSection {
+    /// `console_max_size` in bytes, or what is wrong with it.
+    pub fn console_max_bytes(&self) -> Result<u64, String> {
+        parse_size(&self.console_max_size).ok_or_else(|| {
+            format!(
+                "qemu.console_max_size {:?}: expected a size such as \"10mb\", \"512kb\" or \"0\"",
+                self.console_max_size
+            )
+        })
+    }
+
     /// The accelerator the config imposes, if any.
     pub fn forced_accel(&self) -> Result<Option<runtime::Accel>, String> {
         match self.accelerator.as_str() {
@@ -304,6 +344,8 @@ impl QemuSection {
             default_bind: bind,
             boot_timeout: Duration::from_millis(self.boot_timeout_ms),
             powerdown_timeout: Duration::from_millis(self.powerdown_timeout_ms),
+            // Validated when the config was read.
+            console_max_bytes: self.console_max_bytes().unwrap_or(10 << 20),
         }
     }
 }
@@ -454,6 +496,7 @@ impl AgentConfig {
             .map_err(|e| invalid(e.to_string().lines().collect::<Vec<_>>().join(" ")))?;
         servicedef::validate_node_name(&config.node).map_err(|e| invalid(e.to_string()))?;
         config.qemu.forced_accel().map_err(invalid)?;
+        config.qemu.console_max_bytes().map_err(invalid)?;
         config.tls.revoked_serials =
             normalize_serials(&config.tls.revoked_serials).map_err(invalid)?;
         if config.ports.range_start == 0 || config.ports.range_start > config.ports.range_end {
@@ -559,6 +602,18 @@ mod tests {
         std::fs::write(&path, "node = \"n\"\nlisten = \"127.0.0.1:1\"\nstate_dir = \"s\"\nbogus = 1\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n").unwrap();
         let err = AgentConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn sizes_read_as_podman_writes_them() {
+        assert_eq!(parse_size("10mb"), Some(10 << 20));
+        assert_eq!(parse_size("512KB"), Some(512 << 10));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("0"), Some(0));
+        for bad in ["", "mb", "10tb", "-1", "1.5mb", "99999999999999999999"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

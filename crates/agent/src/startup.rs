@@ -132,8 +132,20 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
             Arc::clone(&podman),
             Arc::clone(&deployer),
         )
-        .with_vms(vms.ok()),
+        .with_vms(vms.clone().ok()),
     );
+    if let Ok(vms) = &vms {
+        // Console logs grow with the guests' output; they are kept within their size here.
+        let vms = Arc::clone(vms);
+        let every = config.monitor.interval();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let vms = Arc::clone(&vms);
+                let _ = tokio::task::spawn_blocking(move || vms.rotate_consoles()).await;
+            }
+        });
+    }
     // VMs wait for the probe's verdict (or the config's) before their first boot.
     let mut decided = node.accelerator();
     tokio::spawn(async move {

@@ -465,3 +465,55 @@ fn workloads_and_the_proxy_outlive_signals_to_the_agents_process_group() {
     }
     agent.mcp(&["undeploy", &name, "--yes"]).ok();
 }
+
+/// A VM's console log stays within `[qemu] console_max_size`: the agent moves it to
+/// `console.log.1` and truncates it while QEMU keeps writing, and `mcp logs --tail` still
+/// shows the last lines across the two.
+#[test]
+fn a_vm_console_log_is_rotated_at_its_size_limit() {
+    let agent = Agent::start_unikernel(&Agent::FAST_MONITOR, "console_max_size = \"512b\"");
+    let name = unique("console");
+    let def = agent.definition(&name, &mixed(&name));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    let instance = agent.component(&name, "vm")["instance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = vm_state(&agent, &instance);
+    let rotated = eventually(Duration::from_secs(20), || {
+        dir.join("console.log.1").is_file()
+    });
+    assert!(
+        rotated,
+        "no console.log.1 in {}:\n{}",
+        dir.display(),
+        agent.log()
+    );
+    let older = std::fs::read_to_string(dir.join("console.log.1")).unwrap();
+    assert!(
+        older.len() > 512,
+        "the rotated log held more than the limit: {older}"
+    );
+    let current = std::fs::read_to_string(dir.join("console.log")).unwrap();
+    assert!(
+        current.len() < older.len(),
+        "the current log restarted: {current}"
+    );
+    // The tail spans both generations.
+    let both = older.lines().count() + current.lines().count();
+    let logs = agent
+        .mcp(&["logs", &format!("{name}/vm"), "--tail", &both.to_string()])
+        .ok();
+    let shown: Vec<&str> = logs.stdout.lines().collect();
+    assert!(
+        shown.len() >= both.min(older.lines().count() + 1),
+        "{both} lines: {} / {}",
+        logs.stdout,
+        logs.stderr
+    );
+    assert!(
+        shown[0].contains(older.lines().next().unwrap().trim_end()),
+        "{shown:?} starts with the rotated log's first line:\n{older}"
+    );
+    agent.mcp(&["undeploy", &name, "--yes"]).ok();
+}

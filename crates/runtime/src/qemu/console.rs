@@ -13,7 +13,16 @@ pub fn stream(path: PathBuf, tail: Option<u32>, follow: bool) -> LogStream {
     let (tx, rx) = mpsc::channel::<Result<LogLine, RuntimeError>>(256);
     tokio::spawn(async move {
         let (complete, mut offset) = read_end(&path, tail).await;
-        let text = String::from_utf8_lossy(&complete);
+        let mut text = String::from_utf8_lossy(&complete).into_owned();
+        // Lines the current log lacks come from the generation before it (`rotate`).
+        let have = text.lines().count();
+        let missing = tail.map_or(Some(None), |n| {
+            (have < n as usize).then(|| Some(n - u32::try_from(have).unwrap_or(n)))
+        });
+        if let Some(older_tail) = missing {
+            let (older, _) = read_end(&older_generation(&path), older_tail).await;
+            text = String::from_utf8_lossy(&older).into_owned() + &text;
+        }
         let lines: Vec<&str> = text.lines().collect();
         let skip = tail.map_or(0, |n| lines.len().saturating_sub(n as usize));
         for line in &lines[skip..] {
@@ -108,6 +117,40 @@ async fn read_end(path: &Path, tail: Option<u32>) -> (Vec<u8>, u64) {
     }
 }
 
+/// `<log>.1`: where `rotate` moves a console log's content.
+fn older_generation(log: &Path) -> PathBuf {
+    let mut older = log.as_os_str().to_os_string();
+    older.push(".1");
+    PathBuf::from(older)
+}
+
+/// Keeps a console log within `max_bytes`: when it is larger, its content becomes
+/// `<log>.1` (replacing the previous one) and the log is truncated in place, as logrotate's
+/// copytruncate does. QEMU keeps writing through its descriptor, opened with O_APPEND
+/// (`append=on`), so its next line lands at the new start; a line written between the copy and
+/// the truncation is lost. True when it rotated.
+pub fn rotate(log: &Path, max_bytes: u64) -> std::io::Result<bool> {
+    let len = match std::fs::metadata(log) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if max_bytes == 0 || len <= max_bytes {
+        return Ok(false);
+    }
+    let older = older_generation(log);
+    let mut partial = older.as_os_str().to_os_string();
+    partial.push(".new");
+    let partial = PathBuf::from(partial);
+    std::fs::copy(log, &partial)?;
+    std::fs::rename(&partial, &older)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(log)?
+        .set_len(0)?;
+    Ok(true)
+}
+
 async fn send(
     tx: &mpsc::Sender<Result<LogLine, RuntimeError>>,
     line: &str,
@@ -123,6 +166,41 @@ async fn send(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_console_over_its_limit_moves_to_dot_1_and_restarts_empty() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        // A writer like QEMU's: O_APPEND, kept open across the rotation.
+        let mut qemu = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        qemu.write_all(&b"boot line\n".repeat(100)).unwrap();
+        assert!(!rotate(&log, 4096).unwrap(), "1000 bytes stay");
+        assert!(!rotate(&log, 0).unwrap(), "0 is no limit");
+        assert!(rotate(&log, 500).unwrap());
+        let older = dir.path().join("console.log.1");
+        assert_eq!(std::fs::read(&older).unwrap().len(), 1000);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+        qemu.write_all(b"after\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "after\n",
+            "no hole before it"
+        );
+        qemu.write_all(&b"more lines\n".repeat(60)).unwrap();
+        assert!(rotate(&log, 500).unwrap());
+        assert!(
+            std::fs::read_to_string(&older)
+                .unwrap()
+                .starts_with("after\n"),
+            "one older generation is kept"
+        );
+        assert!(!rotate(&dir.path().join("absent.log"), 1).unwrap());
+    }
 
     #[tokio::test]
     async fn a_tail_reads_only_the_end_and_resumes_after_the_last_complete_line() {
@@ -147,5 +225,27 @@ mod tests {
         assert_eq!(offset, complete_end);
         let (none, offset) = read_end(&dir.path().join("missing"), Some(3)).await;
         assert!(none.is_empty() && offset == 0);
+    }
+
+    #[tokio::test]
+    async fn a_tail_takes_what_the_current_log_lacks_from_the_rotated_one() {
+        use tokio_stream::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        std::fs::write(&path, "old 1\nold 2\nold 3\n").unwrap();
+        assert!(rotate(&path, 1).unwrap());
+        std::fs::write(&path, "new 1\n").unwrap();
+        let lines = |tail| {
+            let path = path.clone();
+            async move {
+                stream(path, tail, false)
+                    .map(|l| l.unwrap().line)
+                    .collect::<Vec<_>>()
+                    .await
+            }
+        };
+        assert_eq!(lines(Some(3)).await, ["old 2", "old 3", "new 1"]);
+        assert_eq!(lines(Some(1)).await, ["new 1"]);
+        assert_eq!(lines(None).await, ["old 1", "old 2", "old 3", "new 1"]);
     }
 }

@@ -27,6 +27,9 @@ pub fn check_x86_64_elf(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Extracted programs are kept for this many images (the most recently used).
+const KEEP_IMAGES: usize = 16;
+
 /// Copies the program out of `image` (once per image id) and returns the cached path.
 /// `binary` overrides the program: by default the image's entrypoint, else MCP's convention
 /// `/usr/local/bin/<service>`.
@@ -77,6 +80,13 @@ pub async fn extract(
             return Err(not_elf("a directory".to_string()));
         }
         std::fs::rename(&partial, &cached).map_err(|e| not_elf(format!("not cacheable: {e}")))?;
+        // A program per image id: only the most recently used images' programs stay.
+        if let Err(e) = super::image_cache::keep_newest(cache, KEEP_IMAGES, |p| p.is_dir()) {
+            tracing::warn!(cache = %cache.display(), error = %e, "cannot prune extracted programs");
+        }
+    } else if let Ok(entry) = std::fs::File::open(&dir) {
+        // Marks it used, for the pruning above.
+        let _ = entry.set_modified(std::time::SystemTime::now());
     }
     let bytes = std::fs::read(&cached).map_err(|e| not_elf(format!("unreadable: {e}")))?;
     if let Err(detail) = check_x86_64_elf(&bytes) {

@@ -59,17 +59,33 @@ impl ImageCache {
     }
 
     fn prune(&self) -> std::io::Result<()> {
-        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.dir)?
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "img"))
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .collect();
-        entries.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
-        for (_, path) in entries.into_iter().skip(KEEP) {
+        keep_newest(&self.dir, KEEP, |path| {
+            path.extension().is_some_and(|x| x == "img")
+        })
+    }
+}
+
+/// Removes all but the `keep` most recently modified entries of `dir` that `select` picks
+/// (files or whole directories): the bound on every cache of built artefacts.
+pub(super) fn keep_newest(
+    dir: &Path,
+    keep: usize,
+    select: impl Fn(&Path) -> bool,
+) -> std::io::Result<()> {
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| select(&e.path()))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    entries.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, path) in entries.into_iter().skip(keep) {
+        if path.is_dir() {
+            std::fs::remove_dir_all(path)?;
+        } else {
             std::fs::remove_file(path)?;
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Copies `from` to `to`, which is created (or truncated) with mode 0600.
@@ -118,5 +134,33 @@ mod tests {
         }
         let left = std::fs::read_dir(dir.path().join("built")).unwrap().count();
         assert_eq!(left, KEEP);
+    }
+
+    #[test]
+    fn only_the_most_recently_used_directories_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::time::SystemTime::now();
+        for i in 0..5u64 {
+            let entry = dir.path().join(format!("id{i}"));
+            std::fs::create_dir(&entry).unwrap();
+            std::fs::write(entry.join("program"), b"x").unwrap();
+            let at = base - std::time::Duration::from_secs(100 - i * 10);
+            std::fs::File::open(&entry)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        }
+        // id0 is the oldest but was just used.
+        std::fs::File::open(dir.path().join("id0"))
+            .unwrap()
+            .set_modified(base)
+            .unwrap();
+        keep_newest(dir.path(), 2, |p| p.is_dir()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["id0", "id4"]);
     }
 }

@@ -42,6 +42,8 @@ pub struct QemuConfig {
     pub boot_timeout: Duration,
     /// How long an ACPI power-down may take before QEMU is told to quit.
     pub powerdown_timeout: Duration,
+    /// A console log larger than this is rotated (`rotate_consoles`); 0: no limit.
+    pub console_max_bytes: u64,
 }
 
 pub struct QemuRuntime {
@@ -131,6 +133,26 @@ impl QemuRuntime {
 
     fn vm_root(&self) -> PathBuf {
         self.config.state_dir.join("vm")
+    }
+
+    /// Rotates every VM's console log that outgrew `console_max_bytes` (blocking file work:
+    /// call it off the async threads). Returns how many were rotated; failures are logged.
+    pub fn rotate_consoles(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.vm_root()) else {
+            return 0;
+        };
+        let mut rotated = 0;
+        for entry in entries.filter_map(Result::ok) {
+            let log = VmDir { dir: entry.path() }.console();
+            match console::rotate(&log, self.config.console_max_bytes) {
+                Ok(true) => rotated += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(log = %log.display(), error = %e, "cannot rotate a VM console log")
+                }
+            }
+        }
+        rotated
     }
 
     fn images_dir(&self) -> PathBuf {
