@@ -26,6 +26,7 @@ const RPC_ROLES: &[(&str, OperatorRole)] = &[
     // Names and versions only; values never leave the agent.
     ("ListSecrets", OperatorRole::Viewer),
     ("Deploy", OperatorRole::Deployer),
+    ("DeployWatch", OperatorRole::Deployer),
     ("Stop", OperatorRole::Deployer),
     ("Start", OperatorRole::Deployer),
     ("Restart", OperatorRole::Deployer),

@@ -108,6 +108,21 @@ fn actor<T>(request: &Request<T>, claimed: &str) -> String {
 }
 
 type LogStreamOut = Pin<Box<dyn Stream<Item = Result<pb::LogLine, Status>> + Send>>;
+type DeployProgressOut = Pin<Box<dyn Stream<Item = Result<pb::DeployProgress, Status>> + Send>>;
+
+/// The spec and the actor of a deploy request.
+fn deploy_request(
+    request: Request<pb::DeployRequest>,
+) -> Result<(servicedef::Service, String), Status> {
+    let req_actor = actor(&request, &request.get_ref().actor);
+    let spec = request
+        .into_inner()
+        .spec
+        .ok_or_else(|| Status::invalid_argument("deploy request has no spec"))?;
+    let spec = servicedef::Service::try_from(spec)
+        .map_err(|e| status(AgentError::InvalidSpec(e.to_string())))?;
+    Ok((spec, req_actor))
+}
 
 #[tonic::async_trait]
 impl Agent for AgentApi {
@@ -115,19 +130,55 @@ impl Agent for AgentApi {
         &self,
         request: Request<pb::DeployRequest>,
     ) -> Result<Response<pb::DeployResponse>, Status> {
-        let req_actor = actor(&request, &request.get_ref().actor);
-        let req = request.into_inner();
-        let spec = req
-            .spec
-            .ok_or_else(|| Status::invalid_argument("deploy request has no spec"))?;
-        let spec = servicedef::Service::try_from(spec)
-            .map_err(|e| status(AgentError::InvalidSpec(e.to_string())))?;
-        let outcome = self
-            .deployer
-            .deploy(spec, &req_actor)
+        let (spec, req_actor) = deploy_request(request)?;
+        let deployer = Arc::clone(&self.deployer);
+        // Its own task, as for DeployWatch: a caller that goes away does not cut it short.
+        let outcome = tokio::spawn(async move { deployer.deploy(spec, &req_actor).await })
             .await
+            .map_err(|e| Status::internal(format!("the deploy task failed: {e}")))?
             .map_err(status)?;
         Ok(Response::new(convert::outcome_to_wire(outcome)))
+    }
+
+    type DeployWatchStream = DeployProgressOut;
+
+    async fn deploy_watch(
+        &self,
+        request: Request<pb::DeployRequest>,
+    ) -> Result<Response<Self::DeployWatchStream>, Status> {
+        let (spec, req_actor) = deploy_request(request)?;
+        let (out, answers) = tokio::sync::mpsc::unbounded_channel();
+        let deployer = Arc::clone(&self.deployer);
+        // Its own task: a caller that goes away (Ctrl-C) does not cut the deploy short.
+        tokio::spawn(async move {
+            let (steps_tx, mut steps) = tokio::sync::mpsc::unbounded_channel();
+            let deploy = crate::progress::watched(steps_tx, deployer.deploy(spec, &req_actor));
+            tokio::pin!(deploy);
+            let forward = |step| {
+                let _ = out.send(Ok(pb::DeployProgress {
+                    kind: Some(pb::deploy_progress::Kind::Step(convert::step_to_wire(step))),
+                }));
+            };
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    Some(step) = steps.recv() => forward(step),
+                    outcome = &mut deploy => break outcome,
+                }
+            };
+            while let Ok(step) = steps.try_recv() {
+                forward(step);
+            }
+            let last = outcome.map_err(status).map(|outcome| pb::DeployProgress {
+                kind: Some(pb::deploy_progress::Kind::Done(convert::outcome_to_wire(
+                    outcome,
+                ))),
+            });
+            let _ = out.send(last);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(answers),
+        )))
     }
 
     async fn plan(

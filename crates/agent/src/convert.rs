@@ -136,6 +136,16 @@ pub fn event_to_wire(e: registry::EventRecord) -> pb::Event {
     }
 }
 
+pub fn step_to_wire(step: crate::progress::Step) -> pb::DeployStep {
+    pb::DeployStep {
+        phase: step.phase.to_string(),
+        component: step.component,
+        message: step.message,
+        finished: step.finished,
+        elapsed_ms: step.elapsed_ms,
+    }
+}
+
 pub fn node_to_wire(r: NodeReport) -> pb::NodeStatusResponse {
     pb::NodeStatusResponse {
         node: r.node,

@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod node;
 pub mod ports;
 pub mod probe;
+pub mod progress;
 pub mod proxy_link;
 pub mod secret_box;
 pub mod server;

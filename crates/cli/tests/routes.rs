@@ -199,3 +199,53 @@ fn an_exhausted_range_fails_the_deploy_and_leaves_nothing() {
     let registry = registry::Registry::open(&agent.registry_path()).unwrap();
     assert!(registry.service(&name).unwrap().is_none());
 }
+
+/// `mcp deploy` shows the node's steps as they happen (plain lines when stderr is not a
+/// terminal), in the order the node takes them, with the time each took.
+#[test]
+fn a_deploy_shows_the_nodes_steps_in_order() {
+    let agent = Agent::start();
+    let name = unique("steps");
+    let body = routed_service(&name, &[None]);
+    let def = agent.definition(&name, &body);
+    let first = agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    let expected = [
+        "api: pulling ",
+        "api: pulled ",
+        "api: starting a container",
+        "api: started container ",
+        "api: waiting for its check (",
+        "api: healthy (",
+        "switching traffic",
+        "traffic switched (",
+    ];
+    let mut from = 0;
+    for wanted in expected {
+        let at = first.stderr[from..]
+            .find(wanted)
+            .unwrap_or_else(|| panic!("{wanted:?} missing or out of order in:\n{}", first.stderr));
+        from += at + wanted.len();
+    }
+    // A side-by-side replace also drains and removes the old instance.
+    let changed = body.replace(
+        "[[components.routes]]",
+        "env = [\"GREETING=v2\"]\n[[components.routes]]",
+    );
+    std::fs::write(&def, changed).unwrap();
+    let second = agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    for wanted in [
+        "api: waiting for its check",
+        "draining the old instances",
+        "drained (",
+    ] {
+        assert!(
+            second.stderr.contains(wanted),
+            "{wanted:?} in:\n{}",
+            second.stderr
+        );
+    }
+    // An unchanged redeploy has no steps to show.
+    let same = agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    assert!(!same.stderr.contains("starting"), "{}", same.stderr);
+    assert!(same.stdout.contains("unchanged"), "{}", same.stdout);
+}

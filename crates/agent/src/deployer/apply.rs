@@ -8,7 +8,7 @@ use servicedef::{Component, RuntimeKind, Service};
 use tokio_stream::StreamExt;
 
 use super::{Deployer, ServiceRecord, plan};
-use crate::{AgentError, failpoint};
+use crate::{AgentError, failpoint, progress};
 
 /// Lines of a crashed component's output shown in the error.
 const CRASH_LOG_LINES: u32 = 20;
@@ -22,10 +22,13 @@ impl Deployer {
             if done.contains(&key) {
                 continue;
             }
+            let image = component.image.as_str();
+            let step = progress::begin("pull", component.name.as_str(), format!("pulling {image}"));
             self.runtime_for(component)?
-                .pull(component.image.as_str())
+                .pull(image)
                 .await
                 .map_err(AgentError::runtime(format!("component {}", component.name)))?;
+            step.done(format!("pulled {image}"));
             done.push(key);
         }
         Ok(())
@@ -40,8 +43,10 @@ impl Deployer {
         host_ports: &registry::HostPorts,
     ) -> Result<Option<Vec<InstanceInfo>>, AgentError> {
         for instance in plan.remove.iter().chain(plan.replace_old.iter()) {
+            let step = progress::begin("stop", "", format!("removing {}", instance.name));
             self.stop_instance(&instance.name, instance.kind).await?;
             self.remove_instance(&instance.name, instance.kind).await?;
+            step.done(format!("removed {}", instance.name));
         }
         for instance in &plan.stop {
             self.stop_instance(&instance.name, instance.kind).await?;
@@ -57,10 +62,16 @@ impl Deployer {
                 plan::container_spec(spec, component, host_ports, self.ports.bind_address());
             container.name = plan.instance_name(spec, component);
             container.secrets = self.secret_envs(spec, component)?;
+            let (starting, started) = match component.runtime {
+                RuntimeKind::Container => ("starting a container", "started container"),
+                RuntimeKind::Unikernel => ("building its VM image and booting it", "booted VM"),
+            };
+            let step = progress::begin("start", component.name.as_str(), starting.into());
             self.runtime_for(component)?
                 .run(&container)
                 .await
                 .map_err(AgentError::runtime(format!("component {}", component.name)))?;
+            step.done(format!("{started} {}", container.name));
             failpoint::hit("apply:created-one");
         }
         self.check_started(spec, plan).await

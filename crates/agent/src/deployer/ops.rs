@@ -11,7 +11,7 @@ use servicedef::{Component, RuntimeKind, Service};
 
 use super::{DeployOutcome, Deployer, ServiceView, plan};
 use crate::AgentError;
-use crate::failpoint;
+use crate::{failpoint, progress};
 
 impl Deployer {
     /// Precondition: `spec` names this node. Makes the node run `spec` and records it.
@@ -103,10 +103,14 @@ impl Deployer {
         // The proxy moves before the registry records: a crash in between is undone at
         // start, which re-points the proxy at what the registry still holds.
         let switched = match ready {
-            Ok(listing) => self
-                .switch_traffic(Some((&spec, &host_ports)))
-                .await
-                .map(|()| listing),
+            Ok(listing) => {
+                let step = progress::begin("switch", "", "switching traffic".into());
+                let switched = self.switch_traffic(Some((&spec, &host_ports))).await;
+                if switched.is_ok() {
+                    step.done("traffic switched".into());
+                }
+                switched.map(|()| listing)
+            }
             Err(err) => Err(err),
         };
         failpoint::hit("deploy:switched");
@@ -224,7 +228,9 @@ impl Deployer {
             return;
         }
         let backends: Vec<_> = ports.iter().map(|(_, port)| self.upstream(*port)).collect();
+        let step = progress::begin("drain", "", "draining the old instances".into());
         self.drain(&backends).await;
+        step.done("drained".into());
         failpoint::hit("deploy:drained");
         for old in &plan.retire {
             let stopped = self.stop_instance(&old.name, old.kind).await;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::{Deployer, plan};
 use crate::monitor::BackoffPolicy;
-use crate::{AgentError, probe};
+use crate::{AgentError, probe, progress};
 
 /// How often readiness is probed while a deploy waits (the switch follows within this).
 const READY_POLL: Duration = Duration::from_millis(25);
@@ -106,7 +106,13 @@ impl Deployer {
                 continue;
             };
             let instance = plan.instance_name(spec, component);
+            let step = progress::begin(
+                "health",
+                component.name.as_str(),
+                format!("waiting for its check ({})", check.describe()),
+            );
             self.wait_ready(component, &instance, &check, addr).await?;
+            step.done("healthy".into());
             self.note_ready(spec.name.as_str(), component, &instance, &check);
         }
         Ok(())

@@ -48,18 +48,15 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> Result<ExitCode, CliError> 
         let report = progress::reporter();
         images::before_deploy(&ctx.local_podman(), &spec, ctx.workspace(), &report).await?;
     }
-    if std::io::stderr().is_terminal() {
-        eprintln!("deploying {} to node {}…", spec.name, node.name);
+    if !std::io::stderr().is_terminal() {
+        eprintln!("deploying {} to node {}", spec.name, node.name);
     }
     let mut client = ctx.connect(&node).await?;
-    let response = client
-        .deploy(pb::DeployRequest {
-            spec: Some(pb::ServiceSpec::from(&spec)),
-            actor: actor(),
-        })
-        .await
-        .map_err(|s| CliError::from_status(&node.name, &s))?
-        .into_inner();
+    let request = pb::DeployRequest {
+        spec: Some(pb::ServiceSpec::from(&spec)),
+        actor: actor(),
+    };
+    let response = deploy_watched(&mut client, request, &node.name).await?;
     if response.changed {
         let replaced = if response.replaced.is_empty() {
             String::new()
@@ -79,6 +76,43 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> Result<ExitCode, CliError> 
         undeploy_moved(ctx, spec.name.as_str(), old, &node).await?;
     }
     Ok(ExitCode::Ok)
+}
+
+/// Deploys with the node's steps shown as they happen; an agent without `DeployWatch` (an
+/// older release of the same protocol) gets the plain `Deploy`.
+async fn deploy_watched(
+    client: &mut mcp_client::AgentConn,
+    request: pb::DeployRequest,
+    node: &str,
+) -> Result<pb::DeployResponse, CliError> {
+    let failed = |s: tonic::Status| CliError::from_status(node, &s);
+    let mut stream = match client.deploy_watch(request.clone()).await {
+        Ok(stream) => stream.into_inner(),
+        Err(s) if s.code() == tonic::Code::Unimplemented => {
+            return Ok(client.deploy(request).await.map_err(failed)?.into_inner());
+        }
+        Err(s) => return Err(failed(s)),
+    };
+    let steps = progress::DeploySteps::new(node);
+    let outcome = loop {
+        match stream.message().await {
+            Ok(Some(pb::DeployProgress {
+                kind: Some(pb::deploy_progress::Kind::Step(step)),
+            })) => steps.step(&step),
+            Ok(Some(pb::DeployProgress {
+                kind: Some(pb::deploy_progress::Kind::Done(done)),
+            })) => break Ok(done),
+            Ok(Some(pb::DeployProgress { kind: None })) => {}
+            Ok(None) => {
+                break Err(CliError::failed(format!(
+                    "node {node} ended the deploy without its outcome; see `mcp status`"
+                )));
+            }
+            Err(s) => break Err(failed(s)),
+        }
+    };
+    steps.finish();
+    outcome
 }
 
 /// The nodes other than `target` whose registry holds `service`. A node that cannot answer
