@@ -59,10 +59,12 @@ pub struct Caller {
     pub role: OperatorRole,
 }
 
-/// The agent's access rules: the role table plus the serials it refuses.
+/// The agent's access rules: the role table plus the serials it refuses; and what every
+/// answer tells the caller about the agent (its version, its certificate's end).
 #[derive(Debug, Default)]
 pub struct AccessPolicy {
     revoked: HashSet<String>,
+    certificate_not_after: Option<i64>,
 }
 
 impl AccessPolicy {
@@ -70,13 +72,22 @@ impl AccessPolicy {
     pub fn new(revoked: impl IntoIterator<Item = String>) -> Self {
         Self {
             revoked: revoked.into_iter().collect(),
+            certificate_not_after: None,
         }
+    }
+
+    /// Answers carry when the agent's own certificate ends, for the CLI's warning.
+    pub fn with_certificate_not_after(mut self, not_after: Option<i64>) -> Self {
+        self.certificate_not_after = not_after;
+        self
     }
 
     /// Who calls `path` with the certificate `peer` (DER), or why not.
     pub fn authorize(&self, path: &str, peer: Option<&[u8]>) -> Result<Caller, Status> {
         let Some(info) = peer.and_then(pki::inspect_der) else {
-            return Err(Status::unauthenticated("no client certificate"));
+            return Err(Status::permission_denied(
+                "permission denied: no client certificate",
+            ));
         };
         let name = info.common_name;
         if self.revoked.contains(&info.serial) {
@@ -179,12 +190,20 @@ where
                 Box::pin(std::future::ready(Ok(status.into_http())))
             }
         };
+        let not_after = self.policy.certificate_not_after;
         Box::pin(async move {
             let mut response = answer.await?;
-            response.headers_mut().insert(
+            let headers = response.headers_mut();
+            headers.insert(
                 mcp_proto::AGENT_VERSION_HEADER,
                 http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
             );
+            if let Some(not_after) = not_after {
+                headers.insert(
+                    mcp_proto::AGENT_CERT_NOT_AFTER_HEADER,
+                    http::HeaderValue::from(not_after),
+                );
+            }
             Ok(response)
         })
     }
@@ -287,7 +306,7 @@ mod tests {
                 .authorize("/mcp.v1.Agent/Status", None)
                 .unwrap_err()
                 .code(),
-            tonic::Code::Unauthenticated
+            tonic::Code::PermissionDenied
         );
     }
 

@@ -419,8 +419,9 @@ impl Agent for AgentApi {
                 tracing::info!(registry = %req.registry, username = %req.username, actor = %who, "registry login stored");
                 Ok(Response::new(pb::RegistryLoginResponse {}))
             }
+            // The registry's refusal, not mcp's: PermissionDenied is kept for roles (exit 4).
             Err(e @ RuntimeError::LoginRefused { .. }) => {
-                Err(Status::permission_denied(e.to_string()))
+                Err(Status::unauthenticated(e.to_string()))
             }
             Err(e) => Err(Status::aborted(format!(
                 "logging in to {}: {e}",

@@ -50,7 +50,16 @@ pub fn tls_config(tls: &ServerTls) -> Result<ServerTlsConfig, ServeError> {
 
 /// The access rules of `tls` (its revocation list is normalised by config loading).
 pub fn access_policy(tls: &ServerTls) -> Arc<AccessPolicy> {
-    Arc::new(AccessPolicy::new(tls.revoked_serials.iter().cloned()))
+    Arc::new(
+        AccessPolicy::new(tls.revoked_serials.iter().cloned())
+            .with_certificate_not_after(certificate_not_after(&tls.cert)),
+    )
+}
+
+/// When the certificate in `path` ends, if it can be read.
+pub fn certificate_not_after(path: &Path) -> Option<i64> {
+    let pem = std::fs::read_to_string(path).ok()?;
+    Some(pki::inspect_pem(&pem)?.not_after_unix)
 }
 
 /// Serves on `listener` until `shutdown` completes, then lets open calls finish briefly.

@@ -124,10 +124,7 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
                 qemu: config.qemu.qemu.clone(),
                 ops: config.qemu.ops.clone(),
                 forced_accel: forced,
-                certificate_not_after: std::fs::read_to_string(&config.tls.cert)
-                    .ok()
-                    .and_then(|pem| pki::inspect_pem(&pem))
-                    .map(|info| info.not_after_unix),
+                certificate_not_after: crate::server::certificate_not_after(&config.tls.cert),
             },
             Arc::clone(&podman),
             Arc::clone(&deployer),

@@ -56,7 +56,9 @@ impl CliError {
             | Code::FailedPrecondition
             | Code::AlreadyExists => ExitCode::BadInput,
             Code::Unavailable => ExitCode::Unreachable,
-            Code::PermissionDenied | Code::Unauthenticated => ExitCode::PermissionDenied,
+            // mcp's own refusals (roles, revoked certificates); a registry's refusal of a
+            // login comes as Unauthenticated and is a failed operation.
+            Code::PermissionDenied => ExitCode::PermissionDenied,
             _ => ExitCode::Failed,
         };
         // Transport failures (refused TLS, reset connections) surface as bare

@@ -25,11 +25,6 @@ fn main() -> std::process::ExitCode {
             e.code
         }
     };
-    for (node, version) in mcp_client::version_mismatches() {
-        eprintln!(
-            "warning: the agent of node {node} is mcp-agent {version}, this CLI is mcp {}",
-            env!("CARGO_PKG_VERSION")
-        );
-    }
+    mcp_cli::commands::node::warn_about_agents();
     std::process::ExitCode::from(code as u8)
 }

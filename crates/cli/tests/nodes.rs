@@ -285,7 +285,17 @@ fn an_expired_operator_certificate_is_refused_by_the_cli_and_by_the_agent() {
     tls(&pki, &["ca", "create"]).ok();
     tls(
         &pki,
-        &["cert", "create", "--node", "n1", "--san", "127.0.0.1"],
+        // The agent's own certificate ends in 20 days: every command warns about it.
+        &[
+            "cert",
+            "create",
+            "--node",
+            "n1",
+            "--san",
+            "127.0.0.1",
+            "--days",
+            "20",
+        ],
     )
     .ok();
     tls(
@@ -320,7 +330,19 @@ fn an_expired_operator_certificate_is_refused_by_the_cli_and_by_the_agent() {
         std::fs::write(&path, text).unwrap();
         path
     };
-    n1.mcp_with(&config("ann"), &["node", "status"]).ok();
+    let warned = n1.mcp_with(&config("ann"), &["status"]).ok();
+    assert!(
+        warned
+            .stderr
+            .contains("warning: the TLS certificate of the agent of node n1 expires"),
+        "{}",
+        warned.stderr
+    );
+    assert!(
+        !warned.stderr.contains("operator certificate"),
+        "{}",
+        warned.stderr
+    );
     let refused = n1.mcp_with(&config("old"), &["node", "status"]);
     assert_eq!(refused.code, 4, "{}", refused.stderr);
     assert!(

@@ -8,4 +8,4 @@ mod versioned;
 
 pub use config::{BuildSection, CliConfig, ConfigError, NodeEntry, TlsFiles};
 pub use connect::{AgentConn, ConnectError, connect, error_chain};
-pub use versioned::{VersionedChannel, version_mismatches};
+pub use versioned::{VersionedChannel, agent_certificates, version_mismatches};

@@ -28,10 +28,17 @@ impl VersionedChannel {
 
 /// Agents whose version differs from this CLI's, by node, as seen in this process.
 static MISMATCHES: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+/// When each answering agent's certificate ends, by node.
+static CERTIFICATES: Mutex<BTreeMap<String, i64>> = Mutex::new(BTreeMap::new());
 
 /// Node → agent version, for every agent answered so far whose version is not this CLI's.
 pub fn version_mismatches() -> BTreeMap<String, String> {
     MISMATCHES.lock().map(|m| m.clone()).unwrap_or_default()
+}
+
+/// Node → unix seconds its agent's certificate ends, for every agent answered so far.
+pub fn agent_certificates() -> BTreeMap<String, i64> {
+    CERTIFICATES.lock().map(|m| m.clone()).unwrap_or_default()
 }
 
 fn note_agent_version(node: &str, version: &str) {
@@ -62,12 +69,15 @@ impl tower::Service<http::Request<Body>> for VersionedChannel {
         let node = Arc::clone(&self.node);
         Box::pin(async move {
             let response = answer.await?;
-            if let Some(version) = response
-                .headers()
-                .get(mcp_proto::AGENT_VERSION_HEADER)
-                .and_then(|v| v.to_str().ok())
-            {
+            let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
+            if let Some(version) = header(mcp_proto::AGENT_VERSION_HEADER) {
                 note_agent_version(&node, version);
+            }
+            if let Some(not_after) =
+                header(mcp_proto::AGENT_CERT_NOT_AFTER_HEADER).and_then(|v| v.parse().ok())
+                && let Ok(mut seen) = CERTIFICATES.lock()
+            {
+                seen.insert(node.to_string(), not_after);
             }
             Ok(response)
         })

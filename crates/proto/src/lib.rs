@@ -14,6 +14,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const PROTOCOL_HEADER: &str = "mcp-protocol";
 /// Response metadata: the agent's package version (the CLI warns when it differs from its own).
 pub const AGENT_VERSION_HEADER: &str = "mcp-agent-version";
+/// Response metadata: unix seconds the agent's TLS certificate ends (the CLI warns when soon).
+pub const AGENT_CERT_NOT_AFTER_HEADER: &str = "mcp-agent-cert-not-after";
 
 #[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, missing_docs)]
 pub mod v1 {

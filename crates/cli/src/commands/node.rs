@@ -102,29 +102,33 @@ async fn gather(
             .map(tonic::Response::into_inner)
     })
     .await;
-    let now = output::now_unix();
     Ok(answers
         .into_iter()
         .map(|(entry, result)| {
             let result = result.map(|r| node_json(r, entry.address.clone()));
-            if let Ok(node) = &result {
-                warn_on_certificate(node, now);
-            }
             (entry, result)
         })
         .collect())
 }
 
-fn warn_on_certificate(node: &NodeJson, now: i64) {
-    if let Some(not_after) = node.certificate_not_after
-        && (not_after - now).div_euclid(86_400) < EXPIRY_WARNING_DAYS
-    {
+/// Warnings about the agents this command talked to, once per node, after its output: a
+/// release other than the CLI's, a certificate that ends within `EXPIRY_WARNING_DAYS`.
+pub fn warn_about_agents() {
+    for (node, version) in mcp_client::version_mismatches() {
         eprintln!(
-            "warning: the TLS certificate of the agent of node {} {}; renew it with \
-             `mcp tls cert renew` and restart the agent",
-            node.node,
-            crate::commands::tls::expiry_text(not_after, now)
+            "warning: the agent of node {node} is mcp-agent {version}, this CLI is mcp {}",
+            env!("CARGO_PKG_VERSION")
         );
+    }
+    let now = output::now_unix();
+    for (node, not_after) in mcp_client::agent_certificates() {
+        if (not_after - now).div_euclid(86_400) < EXPIRY_WARNING_DAYS {
+            eprintln!(
+                "warning: the TLS certificate of the agent of node {node} {}; renew it with \
+                 `mcp tls cert renew` and restart the agent",
+                crate::commands::tls::expiry_text(not_after, now)
+            );
+        }
     }
 }
 
