@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
         ctx.sb,
         "deploy",
         AgentOptions {
-            log: "info,runtime=debug".into(),
+            log: "info,runtime=debug,podman_cli=debug".into(),
             monitor_interval_ms: Some(MONITOR_OFF_MS),
             ..AgentOptions::default()
         },

@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
         "fleet",
         AgentOptions {
             monitor_interval_ms: Some(super::MONITOR_OFF_MS),
-            log: "info,runtime=debug".into(),
+            log: "info,runtime=debug,podman_cli=debug".into(),
             ..AgentOptions::default()
         },
     )?;
@@ -85,7 +85,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
 
     // A restarted agent re-adopts the fleet; now with the default monitor interval.
     agent.restart(AgentOptions {
-        log: "info,runtime=debug".into(),
+        log: "info,runtime=debug,podman_cli=debug".into(),
         ..AgentOptions::default()
     })?;
     interrupt::sleep(MONITOR_INTERVAL * 2 + Duration::from_secs(1))?;

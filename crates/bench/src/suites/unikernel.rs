@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
                 "MCP_OPS_STANDIN_DIR".into(),
                 standin.to_string_lossy().into_owned(),
             )],
-            log: "info,runtime=debug".into(),
+            log: "info,runtime=debug,podman_cli=debug".into(),
             monitor_interval_ms: Some(MONITOR_OFF_MS),
         },
     )?;
