@@ -84,6 +84,15 @@ pub struct PodmanSection {
     /// "" leaves podman's default (no limit).
     #[serde(default = "default_log_max_size")]
     pub log_max_size: String,
+    /// Listings and image checks through podman's API socket (else every call is a podman
+    /// process).
+    #[serde(default = "default_true")]
+    pub api: bool,
+    /// A podman API socket to use (e.g. `/run/podman/podman.sock` of `podman.socket`); by
+    /// default the agent runs `podman system service` on `<state_dir>/podman.sock` itself,
+    /// with the store and containers.conf of its CLI calls.
+    #[serde(default)]
+    pub api_socket: Option<PathBuf>,
 }
 
 fn default_log_max_size() -> String {
@@ -99,6 +108,8 @@ impl Default for PodmanSection {
             containers_conf: None,
             insecure_registries: Vec::new(),
             log_max_size: default_log_max_size(),
+            api: true,
+            api_socket: None,
         }
     }
 }
@@ -378,8 +389,13 @@ fn default_powerdown_timeout_ms() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorSection {
+    /// The full reconcile interval while podman's event stream is not connected.
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
+    /// The full reconcile interval while it is (changes wake the monitor at once then);
+    /// never shorter than `interval_ms`.
+    #[serde(default = "default_reconcile_ms")]
+    pub reconcile_ms: u64,
     #[serde(default = "default_backoff_base_ms")]
     pub backoff_base_ms: u64,
     #[serde(default = "default_backoff_max_ms")]
@@ -393,6 +409,7 @@ impl Default for MonitorSection {
     fn default() -> Self {
         Self {
             interval_ms: default_interval_ms(),
+            reconcile_ms: default_reconcile_ms(),
             backoff_base_ms: default_backoff_base_ms(),
             backoff_max_ms: default_backoff_max_ms(),
             backoff_reset_ms: default_backoff_reset_ms(),
@@ -403,6 +420,10 @@ impl Default for MonitorSection {
 impl MonitorSection {
     pub fn interval(&self) -> Duration {
         Duration::from_millis(self.interval_ms.max(10))
+    }
+
+    pub fn reconcile(&self) -> Duration {
+        Duration::from_millis(self.reconcile_ms.max(self.interval_ms).max(10))
     }
 
     pub fn policy(&self) -> crate::monitor::BackoffPolicy {
@@ -416,6 +437,10 @@ impl MonitorSection {
 
 fn default_interval_ms() -> u64 {
     5_000
+}
+
+fn default_reconcile_ms() -> u64 {
+    60_000
 }
 
 fn default_backoff_base_ms() -> u64 {
@@ -561,6 +586,18 @@ impl AgentConfig {
     /// Credentials of `mcp registry login`, for this node's pulls (podman's auth.json, 0600).
     pub fn registry_auth_path(&self) -> PathBuf {
         self.state_dir.join("registry-auth.json")
+    }
+
+    /// The podman API socket the agent uses, and whether it runs the service on it itself;
+    /// None when `[podman] api = false`.
+    pub fn podman_api_socket(&self) -> Option<(PathBuf, bool)> {
+        if !self.podman.api {
+            return None;
+        }
+        Some(match &self.podman.api_socket {
+            Some(socket) => (socket.clone(), false),
+            None => (self.state_dir.join("podman.sock"), true),
+        })
     }
 
     /// The key that seals secret values in the registry database (0600).

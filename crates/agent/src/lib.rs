@@ -12,6 +12,7 @@ mod error;
 pub mod failpoint;
 pub mod monitor;
 pub mod node;
+pub mod podman_api;
 pub mod ports;
 pub mod probe;
 pub mod progress;

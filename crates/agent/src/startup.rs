@@ -10,6 +10,7 @@ use crate::AgentError;
 use crate::config::AgentConfig;
 use crate::deployer::Deployer;
 use crate::node::{NodeConfig, NodeInspector};
+use crate::podman_api::PodmanApiLink;
 use crate::proxy_link::{ProxyLink, ProxySettings};
 use crate::traffic::TrafficSwitch;
 
@@ -34,6 +35,10 @@ pub struct Started {
     pub node: Arc<NodeInspector>,
     /// The podman backend, which also keeps this node's registry logins.
     pub podman: Arc<PodmanRuntime>,
+    /// podman's API service, unless `[podman] api = false`; its watchdog is the caller's.
+    pub podman_api: Option<Arc<PodmanApiLink>>,
+    /// The unikernel runtime, where unikernels can run (the monitor watches its VMs).
+    pub vms: Option<Arc<QemuRuntime>>,
     /// One line per operation a crash had interrupted, now finished or undone.
     pub recovered: Vec<String>,
 }
@@ -54,7 +59,18 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
             source,
         }
     })?;
-    let podman = Arc::new(PodmanRuntime::new(config.podman_config()));
+    let podman_config = config.podman_config();
+    let cli = podman_config.cli.clone();
+    let (podman, podman_api) = match config.podman_api_socket() {
+        Some((socket, managed)) => {
+            let log = config.state_dir.join("podman-service.log");
+            let (runtime, link) =
+                PodmanApiLink::start(PodmanRuntime::new(podman_config), cli, socket, managed, log)
+                    .await;
+            (runtime, Some(link))
+        }
+        None => (Arc::new(PodmanRuntime::new(podman_config)), None),
+    };
     match podman.version().await {
         Ok(v) => tracing::info!(podman = %v, "podman found"),
         Err(e) => {
@@ -155,6 +171,8 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
         proxy,
         node,
         podman,
+        podman_api,
+        vms: vms.ok(),
         recovered,
     })
 }

@@ -27,6 +27,21 @@ fn has_event(agent: &Agent, service: &str, action: &str, detail_part: &str) -> b
     })
 }
 
+/// `podman kill`s the service's web component and waits until the monitor restarted it.
+fn kill_and_wait_for_restart(agent: &Agent, name: &str) {
+    let out = podman(&["kill", &format!("{name}-web")]);
+    assert!(out.status.success());
+    assert!(
+        eventually(PATIENCE, || {
+            let web = agent.component(name, "web");
+            web["state"] == "running" && web["restart_count"].as_u64() >= Some(1)
+        }),
+        "restarted: {}\n{}",
+        agent.component(name, "web"),
+        agent.log()
+    );
+}
+
 #[test]
 fn a_killed_component_is_restarted() {
     let agent = Agent::start_with(&Agent::FAST_MONITOR);
@@ -36,16 +51,7 @@ fn a_killed_component_is_restarted() {
     agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
     let before = agent.component(&name, "web");
 
-    let out = podman(&["kill", &format!("{name}-web")]);
-    assert!(out.status.success());
-    assert!(
-        eventually(PATIENCE, || {
-            let web = agent.component(&name, "web");
-            web["state"] == "running" && web["restart_count"].as_u64() >= Some(1)
-        }),
-        "restarted: {}",
-        agent.component(&name, "web")
-    );
+    kill_and_wait_for_restart(&agent, &name);
     let after = agent.component(&name, "web");
     assert_eq!(
         after["id"], before["id"],
@@ -224,4 +230,37 @@ fn an_inactive_service_stays_stopped_across_passes_and_restarts() {
         "nor does a restarted agent"
     );
     assert_eq!(agent.component(&name, "web")["desired_state"], "stopped");
+}
+
+/// A monitor whose reconcile timer is a minute away still restarts a killed container at
+/// once: podman's event stream wakes it, and the recorded event says so.
+#[test]
+fn a_killed_component_is_restarted_on_podmans_event_not_the_timer() {
+    let agent = Agent::start_settings(
+        "[monitor]\ninterval_ms = 60000\nreconcile_ms = 60000\nbackoff_base_ms = 300\nbackoff_max_ms = 3000\n",
+    );
+    let name = unique("evented");
+    let port = free_port();
+    let def = agent.definition(&name, &web_service(&name, port, "x"));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+
+    kill_and_wait_for_restart(&agent, &name);
+    assert!(
+        has_event(&agent, &name, "restart", "noticed by podman event"),
+        "{:?}",
+        events(&agent, &name)
+    );
+    // A removed container too (podman's remove event), re-created.
+    let out = podman(&["rm", "-f", "-t", "0", &format!("{name}-web")]);
+    assert!(out.status.success());
+    assert!(
+        eventually(PATIENCE, || has_event(
+            &agent,
+            &name,
+            "restart",
+            "re-created"
+        )),
+        "{:?}",
+        events(&agent, &name)
+    );
 }

@@ -517,3 +517,33 @@ fn a_vm_console_log_is_rotated_at_its_size_limit() {
     );
     agent.mcp(&["undeploy", &name, "--yes"]).ok();
 }
+
+/// A VM whose QEMU dies is restarted without waiting for the reconcile timer (a minute away
+/// here): the agent watches its VMs' processes, and the recorded event says so.
+#[test]
+fn a_killed_vm_is_restarted_on_its_exit_not_the_timer() {
+    let agent = Agent::start_unikernel(
+        &["--monitor-interval-ms", "60000", "--backoff-base-ms", "300"],
+        "",
+    );
+    let name = unique("vmexit");
+    let def = agent.definition(&name, &mixed(&name));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    let instance = format!("{name}-vm");
+    let qemu = qemu_processes(&instance);
+    assert_eq!(qemu.len(), 1);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(qemu[0]), Signal::SIGKILL).unwrap();
+    let restarted = eventually(Duration::from_secs(50), || {
+        let vm = agent.component(&name, "vm");
+        vm["state"] == "running" && vm["restart_count"].as_u64() >= Some(1)
+    });
+    assert!(
+        restarted,
+        "{}\n{}",
+        agent.component(&name, "vm"),
+        agent.log()
+    );
+    let events = agent.mcp(&["events", &name, "--json"]).ok().stdout;
+    assert!(events.contains("noticed by VM exit"), "{events}");
+    agent.mcp(&["undeploy", &name, "--yes"]).ok();
+}

@@ -84,6 +84,8 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 },
                 agent::config::MonitorSection {
                     interval_ms: args.monitor_interval_ms,
+                    // The flag sets the one reconcile interval --dev has, events or not.
+                    reconcile_ms: args.monitor_interval_ms,
                     backoff_base_ms: args.backoff_base_ms,
                     backoff_max_ms: args.backoff_max_ms,
                     ..Default::default()
@@ -109,11 +111,13 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
     for line in &started.recovered {
         tracing::warn!("recovered: {line}");
     }
-    let (deployer, node, proxy, podman) = (
+    let (deployer, node, proxy, podman, podman_api, vms) = (
         started.deployer,
         started.node,
         started.proxy,
         started.podman,
+        started.podman_api,
+        started.vms,
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -126,9 +130,33 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // Tests and scripts wait for this exact line.
     println!("mcp-agent listening on {bound} as node {}", config.node);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Changes seen by podman's event stream or a VM's exit wake the monitor at once.
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::channel(64);
+    let events_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(link) = &podman_api {
+        tokio::spawn(agent::monitor::watch::podman_events(
+            link.api().clone(),
+            wake_tx.clone(),
+            Arc::clone(&events_connected),
+            stop_rx.clone(),
+        ));
+    }
+    if let Some(vms) = vms {
+        tokio::spawn(agent::monitor::watch::vm_exits(
+            vms,
+            wake_tx.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    drop(wake_tx);
     let monitor = tokio::spawn(agent::monitor::run(
         Arc::clone(&deployer),
-        config.monitor.interval(),
+        agent::monitor::Schedule {
+            interval: config.monitor.interval(),
+            reconcile: config.monitor.reconcile(),
+            events_connected,
+            wake: wake_rx,
+        },
         config.monitor.policy(),
         stop_rx.clone(),
     ));
@@ -139,6 +167,9 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
     ));
     let watchdog =
         proxy.map(|link| tokio::spawn(link.watch(Arc::clone(&deployer), stop_rx.clone())));
+    let api_watchdog = podman_api
+        .clone()
+        .map(|link| tokio::spawn(link.watch(stop_rx.clone())));
     let shutdown = async move {
         shutdown_signal().await;
         // The monitor finishes the pass it is in, then stops.
@@ -154,6 +185,12 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
         && let Err(e) = watchdog.await
     {
         tracing::error!(error = %e, "the proxy watchdog ended abnormally");
+    }
+    if let Some(watchdog) = api_watchdog {
+        let _ = watchdog.await;
+    }
+    if let Some(link) = podman_api {
+        link.shutdown().await;
     }
     tracing::info!("stopped; workloads and the node proxy keep running");
     Ok(())

@@ -23,6 +23,9 @@ pub struct PassReport {
     pub restarted: Vec<String>,
     pub drifting: Vec<String>,
     pub strays: Vec<String>,
+    /// Unix ms when the earliest component waiting out its back-off may be restarted: the
+    /// monitor looks again then, whatever its reconcile interval.
+    pub retry_at_ms: Option<i64>,
 }
 
 impl PassReport {
@@ -147,15 +150,43 @@ pub(super) fn note_restart(health: &mut Health, policy: &BackoffPolicy, now_ms: 
     delay
 }
 
-pub(super) fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// What made the monitor look: its timer, or a sign that something changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Noticed {
+    /// The periodic full reconcile.
+    Reconcile,
+    /// podman reported an event about one of our containers.
+    PodmanEvent,
+    /// A VM's QEMU process was gone.
+    VmExit,
+    /// The event stream (re)connected: what happened while it was down is looked at.
+    Reconnect,
+}
+
+impl std::fmt::Display for Noticed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Reconcile => "reconcile",
+            Self::PodmanEvent => "podman event",
+            Self::VmExit => "VM exit",
+            Self::Reconnect => "event stream reconnect",
+        })
+    }
+}
+
 impl Deployer {
     /// One comparison of the node with the registry, acting on what differs.
-    pub async fn monitor_pass(&self, policy: &BackoffPolicy) -> Result<PassReport, AgentError> {
+    pub async fn monitor_pass(
+        &self,
+        policy: &BackoffPolicy,
+        noticed: Noticed,
+    ) -> Result<PassReport, AgentError> {
         let mut report = PassReport::default();
         let listing = self.listing().await?;
         let records = self.read(|r| r.services())?;
@@ -195,12 +226,24 @@ impl Deployer {
                 let before = known_health
                     .remove(&(name.to_string(), component.name.to_string()))
                     .unwrap_or_default();
-                if self
-                    .heal(record, component, instance, &observation, before, policy)
-                    .await?
-                {
+                let (restarted, retry_at) = self
+                    .heal(
+                        record,
+                        component,
+                        instance,
+                        &observation,
+                        before,
+                        policy,
+                        noticed,
+                    )
+                    .await?;
+                if restarted {
                     report.restarted.push(label);
                 }
+                report.retry_at_ms = match (report.retry_at_ms, retry_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 self.remove_spares(name, component, instance, &listing)
                     .await;
             }
@@ -212,7 +255,10 @@ impl Deployer {
         Ok(report)
     }
 
-    /// Records what changed about one component and acts; true when it restarted it.
+    /// Records what changed about one component and acts: whether it restarted it, and when
+    /// it may next when it waits out its back-off. The events it records say what made the
+    /// monitor look (`noticed`).
+    #[allow(clippy::too_many_arguments)]
     async fn heal(
         &self,
         record: &ServiceRecord,
@@ -221,7 +267,8 @@ impl Deployer {
         observation: &Observation,
         before: Health,
         policy: &BackoffPolicy,
-    ) -> Result<bool, AgentError> {
+        noticed: Noticed,
+    ) -> Result<(bool, Option<i64>), AgentError> {
         let service = record.spec.name.as_str();
         let name = component.name.as_str();
         let mut health = before.clone();
@@ -232,7 +279,10 @@ impl Deployer {
             Some((kind, detail)) => {
                 if health.drift.as_deref() != Some(kind) {
                     health.drift_since = Some(now / 1000);
-                    events.push((EventAction::Drift, format!("{name}: {kind}: {detail}")));
+                    events.push((
+                        EventAction::Drift,
+                        format!("{name}: {kind}: {detail} (noticed by {noticed})"),
+                    ));
                 }
                 health.drift = Some(kind.to_string());
                 health.drift_detail = Some(detail);
@@ -264,8 +314,11 @@ impl Deployer {
         }
 
         let mut restarted = false;
+        let mut retry_at = None;
         if wants_restart(component.restart, observation) {
-            if health.backoff_until.is_none_or(|until| now >= until) {
+            if let Some(until) = health.backoff_until.filter(|until| now < *until) {
+                retry_at = Some(until);
+            } else {
                 let outcome = self.revive(record, component, instance).await;
                 let delay = note_restart(&mut health, policy, now);
                 let what = match observation {
@@ -275,13 +328,18 @@ impl Deployer {
                 };
                 let detail = match &outcome {
                     Ok(()) => format!(
-                        "{name}: {what} (restart #{}; next no sooner than {:.1}s)",
+                        "{name}: {what} (noticed by {noticed}; restart #{}; next no sooner \
+                         than {:.1}s)",
                         health.restart_count,
                         delay.as_secs_f64()
                     ),
                     Err(e) => format!("{name}: restart #{} failed: {e}", health.restart_count),
                 };
                 restarted = outcome.is_ok();
+                if !restarted {
+                    // No event will say it is still down: look again when it may be retried.
+                    retry_at = health.backoff_until;
+                }
                 events.push((EventAction::Restart, detail));
             }
         } else if let (Observation::UnexpectedRunning, Some(info)) = (observation, instance) {
@@ -297,7 +355,7 @@ impl Deployer {
                 events.iter().map(|(a, d)| (*a, d.as_str())).collect();
             self.registry(|r| r.set_health(service, name, &health, &events))?;
         }
-        Ok(restarted)
+        Ok((restarted, retry_at))
     }
 
     /// Removes instances of `component` other than `current` that were not built from its

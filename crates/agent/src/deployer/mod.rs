@@ -22,7 +22,8 @@ mod secrets;
 mod status;
 mod traffic;
 
-pub use heal::PassReport;
+pub(crate) use heal::now_ms;
+pub use heal::{Noticed, PassReport};
 pub use history::{ComponentPlanView, PlanView, VersionView};
 pub use ready::{HealthState, HealthView};
 pub use secrets::{MAX_SECRET_BYTES, SecretView};

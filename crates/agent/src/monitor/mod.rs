@@ -1,31 +1,69 @@
-//! The monitor: every interval, one pass of `Deployer::monitor_pass` (drift, restarts,
-//! strays). It stops between passes on shutdown, never inside one, so no write is cut short.
+//! The monitor: one pass of `Deployer::monitor_pass` (drift, restarts, strays) whenever
+//! something is seen to change (`watch.rs`: podman's events, VM exits), and a full reconcile
+//! on a timer as the safety net: every `interval`, or every `reconcile` while podman's event
+//! stream is connected. It stops between passes on shutdown, never inside one, so no write is
+//! cut short.
 
 mod backoff;
+pub mod watch;
 
 pub use backoff::BackoffPolicy;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 
-use crate::deployer::Deployer;
+use crate::deployer::{Deployer, Noticed};
 
-/// Runs passes every `interval` until `stop` turns true.
+/// When the monitor looks.
+pub struct Schedule {
+    /// The reconcile interval without an event stream.
+    pub interval: Duration,
+    /// The reconcile interval while podman's event stream is connected.
+    pub reconcile: Duration,
+    /// Whether it is (set by `watch::podman_events`).
+    pub events_connected: Arc<AtomicBool>,
+    /// Wake-ups from the watchers.
+    pub wake: mpsc::Receiver<watch::Wake>,
+}
+
+/// Runs passes until `stop` turns true.
 pub async fn run(
     deployer: Arc<Deployer>,
-    interval: Duration,
+    mut schedule: Schedule,
     policy: BackoffPolicy,
-    mut stop: watch::Receiver<bool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // When a component waiting out its back-off may be restarted (unix ms).
+    let mut retry_at: Option<i64> = None;
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            _ = stop.wait_for(|stopping| *stopping) => return,
+        let mut timer = if schedule.events_connected.load(Ordering::Relaxed) {
+            schedule.reconcile.max(schedule.interval)
+        } else {
+            schedule.interval
+        };
+        if let Some(at) = retry_at {
+            let wait = u64::try_from(at - crate::deployer::now_ms()).unwrap_or(0);
+            timer = timer.min(Duration::from_millis(wait + 1));
         }
-        match deployer.monitor_pass(&policy).await {
-            Ok(report) if !report.is_quiet() => tracing::info!(%report, "monitor pass"),
-            Ok(_) => {}
+        let noticed = tokio::select! {
+            () = tokio::time::sleep(timer) => Noticed::Reconcile,
+            Some(wake) = schedule.wake.recv() => {
+                tracing::debug!(noticed = %wake.noticed, instance = %wake.instance, "monitor woken");
+                // Whatever else arrived meanwhile is covered by this one pass.
+                while schedule.wake.try_recv().is_ok() {}
+                wake.noticed
+            }
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        };
+        match deployer.monitor_pass(&policy, noticed).await {
+            Ok(report) => {
+                if !report.is_quiet() {
+                    tracing::info!(%report, %noticed, "monitor pass");
+                }
+                retry_at = report.retry_at_ms;
+            }
             Err(err) => tracing::warn!(error = %err, "monitor pass failed"),
         }
         if *stop.borrow() {
@@ -42,7 +80,7 @@ const HEALTH_TICK: Duration = Duration::from_millis(200);
 pub async fn run_health(
     deployer: Arc<Deployer>,
     policy: BackoffPolicy,
-    mut stop: watch::Receiver<bool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {

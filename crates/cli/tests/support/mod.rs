@@ -180,6 +180,11 @@ pub fn proxy_processes(needle: &str) -> Vec<i32> {
     processes("mcp-proxy", needle)
 }
 
+/// Live podman API services (`podman system service`) whose command line mentions `needle`.
+pub fn podman_services(needle: &str) -> Vec<i32> {
+    processes("system service", needle)
+}
+
 /// Live processes whose command line mentions both `program` and `needle`.
 fn processes(program: &str, needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
@@ -615,6 +620,7 @@ impl Drop for Agent {
         for pid in qemu_processes(&dir)
             .into_iter()
             .chain(proxy_processes(&dir))
+            .chain(podman_services(&dir))
         {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),

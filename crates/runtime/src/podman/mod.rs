@@ -1,9 +1,13 @@
-//! The podman backend: every call is one `podman` process run with an argument vector.
+//! The podman backend. Listings and image checks go to podman's API socket when the node has
+//! one (`api.rs`, a service `service.rs` keeps running); everything else, and those too while
+//! the API does not answer, is one `podman` process run with an argument vector.
 
+pub mod api;
 mod args;
 mod image;
 mod listing;
 mod logs;
+pub mod service;
 
 use async_trait::async_trait;
 use podman_cli::{Podman, PodmanCli, PodmanError, gone_is_ok};
@@ -69,6 +73,33 @@ pub struct PodmanRuntime {
     run_args: Vec<String>,
     insecure_registries: Vec<String>,
     auth_file: Option<PathBuf>,
+    api: Option<ApiLink>,
+}
+
+/// The API and whether it answered last time: after a failure, calls go to the CLI until
+/// `api_answered(true)` (the service watchdog's ping) says it is back, so a hung service
+/// costs one timeout, not one per call.
+struct ApiLink {
+    api: api::PodmanApi,
+    up: std::sync::atomic::AtomicBool,
+}
+
+/// Runs an API call and logs its time as the CLI calls are logged (`podman call`), for
+/// `mcp-bench`'s split of a deploy.
+async fn timed<T>(
+    subcommand: &'static str,
+    call: impl std::future::Future<Output = Result<T, api::ApiError>>,
+) -> Result<T, api::ApiError> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    if result.is_ok() {
+        tracing::debug!(
+            subcommand,
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "podman call"
+        );
+    }
+    result
 }
 
 /// Prefix of the podman secrets mcp creates for `service`.
@@ -106,7 +137,78 @@ impl PodmanRuntime {
             run_args: config.run_args,
             insecure_registries: config.insecure_registries,
             podman: Podman::new(config.cli),
+            api: None,
         }
+    }
+
+    /// Lists and image checks go to `api` from now on (the CLI while it does not answer).
+    pub fn with_api(mut self, api: api::PodmanApi) -> Self {
+        self.api = Some(ApiLink {
+            api,
+            up: std::sync::atomic::AtomicBool::new(true),
+        });
+        self
+    }
+
+    /// The API this runtime uses, if any.
+    pub fn api(&self) -> Option<&api::PodmanApi> {
+        self.api.as_ref().map(|link| &link.api)
+    }
+
+    /// Records whether the API answers (the watchdog's verdict).
+    pub fn api_answered(&self, up: bool) {
+        if let Some(link) = &self.api {
+            let was = link.up.swap(up, std::sync::atomic::Ordering::Relaxed);
+            if up && !was {
+                tracing::info!("the podman API answers again");
+            }
+        }
+    }
+
+    /// The API, while it answers.
+    fn live_api(&self) -> Option<&api::PodmanApi> {
+        self.api
+            .as_ref()
+            .filter(|link| link.up.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|link| &link.api)
+    }
+
+    /// A failed API call: logged, and the CLI takes over until the API answers again.
+    fn api_failed(&self, error: &api::ApiError) {
+        if let Some(link) = &self.api
+            && link.up.swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(%error, "the podman API failed; using the podman CLI until it answers");
+        }
+    }
+
+    /// `ps -a --format json` with `filters` (podman's filter JSON; the CLI form in `cli_filter`),
+    /// through the API when it answers.
+    async fn ps(&self, filters: &str, cli_filter: &str) -> Result<Vec<InstanceInfo>, RuntimeError> {
+        if let Some(api) = self.live_api() {
+            match timed("api-ps", api.list_containers(filters)).await {
+                Ok(body) => return listing::parse_ps(&String::from_utf8_lossy(&body)),
+                Err(e) => self.api_failed(&e),
+            }
+        }
+        let out = self
+            .podman
+            .output(
+                "podman ps",
+                &["ps", "-a", "--filter", cli_filter, "--format", "json"],
+            )
+            .await?;
+        listing::parse_ps(&out)
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        if let Some(api) = self.live_api() {
+            match timed("api-image-exists", api.image_exists(image)).await {
+                Ok(exists) => return Ok(exists),
+                Err(e) => self.api_failed(&e),
+            }
+        }
+        Ok(self.podman.succeeds(&["image", "exists", image]).await?)
     }
 
     fn is_insecure(&self, registry: &str) -> bool {
@@ -222,7 +324,7 @@ impl Runtime for PodmanRuntime {
     async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
         // The same rule as run's: nothing option-like reaches podman's command line.
         ImageRef::parse(image)?;
-        if self.podman.succeeds(&["image", "exists", image]).await? {
+        if self.image_exists(image).await? {
             return Ok(());
         }
         let argv = args::pull_args(image, self.insecure(image), self.existing_auth_file());
@@ -334,29 +436,17 @@ impl Runtime for PodmanRuntime {
 
     async fn inspect(&self, name: &str) -> Result<Option<InstanceInfo>, RuntimeError> {
         // `ps` rather than `inspect`: the same JSON shape as `list`, one parser.
-        let filter = format!("name=^{name}$");
-        let out = self
-            .podman
-            .output(
-                "podman ps",
-                &["ps", "-a", "--filter", &filter, "--format", "json"],
-            )
-            .await?;
-        Ok(listing::parse_ps(&out)?
+        let filters = serde_json::json!({ "name": [format!("^{name}$")] }).to_string();
+        Ok(self
+            .ps(&filters, &format!("name=^{name}$"))
+            .await?
             .into_iter()
             .find(|info| info.name == name))
     }
 
     async fn list(&self) -> Result<Vec<InstanceInfo>, RuntimeError> {
-        let filter = format!("label={LABEL_SERVICE}");
-        let out = self
-            .podman
-            .output(
-                "podman ps",
-                &["ps", "-a", "--filter", &filter, "--format", "json"],
-            )
-            .await?;
-        listing::parse_ps(&out)
+        let filters = serde_json::json!({ "label": [LABEL_SERVICE] }).to_string();
+        self.ps(&filters, &format!("label={LABEL_SERVICE}")).await
     }
 
     async fn logs(&self, name: &str, options: &LogOptions) -> Result<LogStream, RuntimeError> {

@@ -135,6 +135,19 @@ impl QemuRuntime {
         self.config.state_dir.join("vm")
     }
 
+    /// Names of the VMs whose QEMU runs, from their pidfiles alone (no QMP, no podman): cheap
+    /// enough to ask every second, so a VM that dies is noticed at once.
+    pub fn live_vms(&self) -> std::collections::BTreeSet<String> {
+        let Ok(entries) = std::fs::read_dir(self.vm_root()) else {
+            return Default::default();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| VmDir { dir: entry.path() }.running_pid().is_some())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// Rotates every VM's console log that outgrew `console_max_bytes` (blocking file work:
     /// call it off the async threads). Returns how many were rotated; failures are logged.
     pub fn rotate_consoles(&self) -> usize {

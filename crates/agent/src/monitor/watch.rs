@@ -1,0 +1,126 @@
+//! What wakes the monitor before its next reconcile: podman's event stream (a container of
+//! ours died, was removed, created or started) and the VMs' QEMU processes (one that was
+//! running is gone). Each sends a `Wake`; the monitor coalesces them into one pass.
+
+use runtime::QemuRuntime;
+use runtime::podman::api::PodmanApi;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+use crate::deployer::Noticed;
+
+/// The container events that can change what the monitor would do. Which containers are ours
+/// is decided here (`instance_of`): podman 4.3's event filter matches `label` only as
+/// key=value, and the value (the service) varies.
+const EVENT_FILTERS: &str = r#"{"type":["container"],"event":["died","remove","create","start"]}"#;
+/// How often VM processes are looked at.
+const VM_POLL: Duration = Duration::from_secs(1);
+
+/// A reason to run a pass now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wake {
+    pub noticed: Noticed,
+    /// The instance concerned, for the log.
+    pub instance: String,
+}
+
+/// Follows podman's event stream until `stop`, reconnecting after a failure. `connected`
+/// says whether the stream is up (the monitor reconciles less often while it is). Every
+/// (re)connection wakes the monitor too: events missed while disconnected are not lost.
+pub async fn podman_events(
+    api: PodmanApi,
+    wake: mpsc::Sender<Wake>,
+    connected: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut retry = Duration::from_millis(250);
+    loop {
+        match api.events(EVENT_FILTERS).await {
+            Ok(mut events) => {
+                retry = Duration::from_millis(250);
+                connected.store(true, Ordering::Relaxed);
+                tracing::debug!("following podman's event stream");
+                let _ = wake.try_send(Wake {
+                    noticed: Noticed::Reconnect,
+                    instance: String::new(),
+                });
+                loop {
+                    let event = tokio::select! {
+                        event = events.recv() => event,
+                        _ = stop.wait_for(|stopping| *stopping) => return,
+                    };
+                    let Some(Ok(line)) = event else { break };
+                    if let Some(instance) = instance_of(&line) {
+                        let _ = wake.try_send(Wake {
+                            noticed: Noticed::PodmanEvent,
+                            instance,
+                        });
+                    }
+                }
+                connected.store(false, Ordering::Relaxed);
+                tracing::debug!("podman's event stream ended; reconnecting");
+            }
+            Err(error) => {
+                connected.store(false, Ordering::Relaxed);
+                tracing::debug!(%error, "cannot follow podman's event stream");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(retry) => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        }
+        retry = (retry * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The container an event is about (`Actor.Attributes.name`), for mcp's containers only.
+fn instance_of(line: &[u8]) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let attributes = event.get("Actor")?.get("Attributes")?;
+    attributes.get(runtime::LABEL_SERVICE)?;
+    Some(attributes.get("name")?.as_str()?.to_string())
+}
+
+/// Watches the VMs' QEMU processes until `stop`: one that ran a second ago and does not now
+/// wakes the monitor.
+pub async fn vm_exits(
+    vms: Arc<QemuRuntime>,
+    wake: mpsc::Sender<Wake>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut running = BTreeSet::new();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(VM_POLL) => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        }
+        let looked = Arc::clone(&vms);
+        let Ok(now) = tokio::task::spawn_blocking(move || looked.live_vms()).await else {
+            continue;
+        };
+        for gone in running.difference(&now) {
+            let _ = wake.try_send(Wake {
+                noticed: Noticed::VmExit,
+                instance: gone.clone(),
+            });
+        }
+        running = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_name_our_containers_only() {
+        let ours = br#"{"Type":"container","Action":"died","Actor":{"ID":"abc","Attributes":{"name":"web-api","mcp.service":"web","containerExitCode":"137"}}}"#;
+        assert_eq!(instance_of(ours).as_deref(), Some("web-api"));
+        let foreign = br#"{"Type":"container","Action":"died","Actor":{"ID":"abc","Attributes":{"name":"other"}}}"#;
+        assert_eq!(instance_of(foreign), None);
+        assert_eq!(instance_of(b"not json"), None);
+    }
+}

@@ -1,0 +1,92 @@
+//! The agent's link to podman's API service: it starts (or adopts) the service, watches it,
+//! starts it again when it dies or hangs, tells the podman runtime whether the API answers
+//! (the runtime uses the CLI while it does not), and stops the service it started at a clean
+//! shutdown.
+
+use runtime::PodmanRuntime;
+use runtime::podman::api::PodmanApi;
+use runtime::podman::service::PodmanService;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long an API call may take before it fails (and the CLI takes over).
+pub const API_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the watchdog pings the service.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+pub struct PodmanApiLink {
+    api: PodmanApi,
+    runtime: Arc<PodmanRuntime>,
+    /// The service, when the agent runs it (not when it uses a node's own socket).
+    service: Option<PodmanService>,
+    /// Whether the last check found the API answering (a failure is logged once, not every
+    /// watchdog round).
+    answering: std::sync::atomic::AtomicBool,
+}
+
+impl PodmanApiLink {
+    /// Connects `runtime` to the API on `socket`, starting the service there when `managed`.
+    /// A service that cannot be started is logged: the runtime keeps using the CLI.
+    pub async fn start(
+        runtime: PodmanRuntime,
+        podman: podman_cli::PodmanCli,
+        socket: PathBuf,
+        managed: bool,
+        log: PathBuf,
+    ) -> (Arc<PodmanRuntime>, Arc<Self>) {
+        let api = PodmanApi::new(socket, API_TIMEOUT);
+        let runtime = Arc::new(runtime.with_api(api.clone()));
+        let service =
+            managed.then(|| PodmanService::new(podman_cli::Podman::new(podman), api.clone(), log));
+        let link = Arc::new(Self {
+            api,
+            runtime: Arc::clone(&runtime),
+            service,
+            answering: std::sync::atomic::AtomicBool::new(true),
+        });
+        link.check().await;
+        (runtime, link)
+    }
+
+    /// The API (for the event stream).
+    pub fn api(&self) -> &PodmanApi {
+        &self.api
+    }
+
+    /// Pings the API; a managed service that does not answer is started (again).
+    async fn check(&self) -> bool {
+        let result = match &self.service {
+            Some(service) => service.ensure().await.map_err(|e| e.to_string()),
+            None => self.api.ping().await.map_err(|e| e.to_string()),
+        };
+        let up = result.is_ok();
+        let was = self
+            .answering
+            .swap(up, std::sync::atomic::Ordering::Relaxed);
+        if let (Err(error), true) = (&result, was) {
+            tracing::warn!(%error, "the podman API does not answer; using the podman CLI meanwhile");
+        }
+        self.runtime.api_answered(up);
+        up
+    }
+
+    /// Keeps the service answering until `stop` turns true.
+    pub async fn watch(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(WATCH_EVERY) => {}
+                _ = stop.wait_for(|stopping| *stopping) => return,
+            }
+            self.check().await;
+        }
+    }
+
+    /// Stops the service this agent started; one it adopted or a node's own stays.
+    pub async fn shutdown(&self) {
+        if let Some(service) = &self.service {
+            service.stop().await;
+        }
+    }
+}
