@@ -37,8 +37,10 @@ pub struct AgentArgs {
     #[arg(long, value_parser = parse_range, default_value = "20000-32000")]
     pub port_range: (u16, u16),
     /// Monitor interval for --dev, in milliseconds.
-    #[arg(long, default_value_t = 5_000)]
-    pub monitor_interval_ms: u64,
+    /// Without it: 5000 while podman's event stream is down, 60000 while it is up (changes
+    /// wake the monitor at once then); with it, that one interval either way.
+    #[arg(long)]
+    pub monitor_interval_ms: Option<u64>,
     /// First restart back-off for --dev, in milliseconds (doubles per restart).
     #[arg(long, default_value_t = 10_000)]
     pub backoff_base_ms: u64,

@@ -39,6 +39,9 @@ pub struct Started {
     pub podman_api: Option<Arc<PodmanApiLink>>,
     /// The unikernel runtime, where unikernels can run (the monitor watches its VMs).
     pub vms: Option<Arc<QemuRuntime>>,
+    /// Whether podman's event stream is connected (`monitor::watch` sets it; the monitor and
+    /// the observed state read it).
+    pub events_connected: Arc<std::sync::atomic::AtomicBool>,
     /// One line per operation a crash had interrupted, now finished or undone.
     pub recovered: Vec<String>,
 }
@@ -93,6 +96,7 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
         }
     };
     let unikernels = vms.clone().map(|vms| vms as Arc<dyn Runtime>);
+    let events_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut deployer = Deployer::new(
         config.node.clone(),
         registry,
@@ -101,6 +105,7 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
         config.stop_timeout(),
     )
     .with_reader(reader)
+    .with_event_stream(Arc::clone(&events_connected))
     .with_history_limit(config.keep_versions)
     .with_unikernels(unikernels)
     .with_secrets(
@@ -173,6 +178,7 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
         podman,
         podman_api,
         vms: vms.ok(),
+        events_connected,
         recovered,
     })
 }

@@ -148,8 +148,20 @@ fn qemu_args(accel: Accel, image: &Path, serial: &Path) -> Vec<String> {
 /// Never fails: anything that keeps the guest from running (QEMU missing, a QEMU error,
 /// silence) is a result with `usable == false` and the reason in `detail`.
 pub async fn probe_accelerator(qemu: &Path, accel: Accel, timeout: Duration) -> ProbeResult {
+    probe_accelerator_in(qemu, accel, timeout, None).await
+}
+
+/// As `probe_accelerator`, with its scratch files under `parent` (an agent's state dir)
+/// rather than the system's temporary directory: a probe cut short by SIGKILL leaves its
+/// directory there, and the next probe in `parent` removes it.
+pub async fn probe_accelerator_in(
+    qemu: &Path,
+    accel: Accel,
+    timeout: Duration,
+    parent: Option<&Path>,
+) -> ProbeResult {
     let started = Instant::now();
-    let (usable, detail) = match run_probe(qemu, accel, timeout).await {
+    let (usable, detail) = match run_probe(qemu, accel, timeout, parent).await {
         Ok(()) => (true, format!("guest booted under {}", accel.label())),
         Err(why) => (false, why),
     };
@@ -162,11 +174,30 @@ pub async fn probe_accelerator(qemu: &Path, accel: Accel, timeout: Duration) -> 
 }
 
 /// `Ok` when the guest's marker arrived; otherwise the one-line reason.
-async fn run_probe(qemu: &Path, accel: Accel, timeout: Duration) -> Result<(), String> {
-    let dir = tempfile::Builder::new()
-        .prefix("mcp-accel-probe-")
-        .tempdir()
-        .map_err(|e| format!("cannot create the probe's temporary directory: {e}"))?;
+async fn run_probe(
+    qemu: &Path,
+    accel: Accel,
+    timeout: Duration,
+    parent: Option<&Path>,
+) -> Result<(), String> {
+    const PREFIX: &str = "mcp-accel-probe-";
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(PREFIX);
+    let dir = match parent {
+        Some(parent) => {
+            // Left by a probe that was killed: one agent probes in its state dir at a time.
+            if let Ok(entries) = std::fs::read_dir(parent) {
+                for entry in entries.filter_map(Result::ok) {
+                    if entry.file_name().to_string_lossy().starts_with(PREFIX) {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
+                }
+            }
+            builder.tempdir_in(parent)
+        }
+        None => builder.tempdir(),
+    }
+    .map_err(|e| format!("cannot create the probe's temporary directory: {e}"))?;
     let image = dir.path().join("boot.img");
     let serial = dir.path().join("serial.out");
     tokio::fs::write(&image, boot_sector())

@@ -11,7 +11,7 @@ mod spec;
 pub mod tools;
 
 pub use error::RuntimeError;
-pub use kvm::{Accel, ProbeResult, probe_accelerator};
+pub use kvm::{Accel, ProbeResult, probe_accelerator, probe_accelerator_in};
 pub use podman::{PodmanConfig, PodmanRuntime};
 pub use qemu::{QemuConfig, QemuRuntime};
 pub use spec::{

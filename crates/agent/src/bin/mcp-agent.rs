@@ -82,13 +82,16 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
                     range_end: args.port_range.1,
                     ..Default::default()
                 },
-                agent::config::MonitorSection {
-                    interval_ms: args.monitor_interval_ms,
-                    // The flag sets the one reconcile interval --dev has, events or not.
-                    reconcile_ms: args.monitor_interval_ms,
-                    backoff_base_ms: args.backoff_base_ms,
-                    backoff_max_ms: args.backoff_max_ms,
-                    ..Default::default()
+                {
+                    let defaults = agent::config::MonitorSection::default();
+                    agent::config::MonitorSection {
+                        // The flag sets the one reconcile interval, events or not.
+                        interval_ms: args.monitor_interval_ms.unwrap_or(defaults.interval_ms),
+                        reconcile_ms: args.monitor_interval_ms.unwrap_or(defaults.reconcile_ms),
+                        backoff_base_ms: args.backoff_base_ms,
+                        backoff_max_ms: args.backoff_max_ms,
+                        ..defaults
+                    }
                 },
                 args.proxy_bind,
                 args.settings
@@ -111,13 +114,14 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
     for line in &started.recovered {
         tracing::warn!("recovered: {line}");
     }
-    let (deployer, node, proxy, podman, podman_api, vms) = (
+    let (deployer, node, proxy, podman, podman_api, vms, events_connected) = (
         started.deployer,
         started.node,
         started.proxy,
         started.podman,
         started.podman_api,
         started.vms,
+        started.events_connected,
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -132,12 +136,12 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Changes seen by podman's event stream or a VM's exit wake the monitor at once.
     let (wake_tx, wake_rx) = tokio::sync::mpsc::channel(64);
-    let events_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(link) = &podman_api {
         tokio::spawn(agent::monitor::watch::podman_events(
             link.api().clone(),
             wake_tx.clone(),
             Arc::clone(&events_connected),
+            deployer.observed(),
             stop_rx.clone(),
         ));
     }
@@ -145,6 +149,7 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
         tokio::spawn(agent::monitor::watch::vm_exits(
             vms,
             wake_tx.clone(),
+            deployer.observed(),
             stop_rx.clone(),
         ));
     }

@@ -13,6 +13,7 @@
 mod apply;
 mod heal;
 mod history;
+mod observed;
 mod ops;
 mod plan;
 mod ready;
@@ -25,6 +26,7 @@ mod traffic;
 pub(crate) use heal::now_ms;
 pub use heal::{Noticed, PassReport};
 pub use history::{ComponentPlanView, PlanView, VersionView};
+pub use observed::ObservedCache;
 pub use ready::{HealthState, HealthView};
 pub use secrets::{MAX_SECRET_BYTES, SecretView};
 pub use status::{ComponentView, ObservedState, RouteView, ServiceView, StrayView};
@@ -73,6 +75,8 @@ pub struct Deployer {
     secrets: Option<crate::secret_box::SecretBox>,
     /// Deployed versions per service whose spec the history keeps.
     keep_versions: u32,
+    /// The listing status answers from (`observed.rs`).
+    observed: Arc<ObservedCache>,
 }
 
 impl Deployer {
@@ -97,7 +101,23 @@ impl Deployer {
             health_checks: ready::HealthBook::default(),
             secrets: None,
             keep_versions: 20,
+            observed: Arc::new(ObservedCache::default()),
         }
+    }
+
+    /// Status answers from a kept listing while `events_connected` says podman's event stream
+    /// tells of changes (`observed.rs`).
+    pub fn with_event_stream(
+        mut self,
+        events_connected: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        self.observed = Arc::new(ObservedCache::new(events_connected));
+        self
+    }
+
+    /// The observed state status answers from; the event watchers invalidate it.
+    pub fn observed(&self) -> Arc<ObservedCache> {
+        Arc::clone(&self.observed)
     }
 
     /// Serves public routes through `switch`; retired instances get `drain_timeout` to
@@ -213,13 +233,15 @@ impl Deployer {
         locks.entry(name.to_string()).or_default().clone()
     }
 
-    async fn lock_service(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        self.service_lock(name).lock_owned().await
+    async fn lock_service(&self, name: &str) -> observed::ServiceGuard {
+        let guard = self.service_lock(name).lock_owned().await;
+        observed::ServiceGuard::new(guard, self.observed())
     }
 
     /// The service's lock if no operation holds it (the monitor never waits for one).
-    fn try_lock_service(&self, name: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        self.service_lock(name).try_lock_owned().ok()
+    fn try_lock_service(&self, name: &str) -> Option<observed::ServiceGuard> {
+        let guard = self.service_lock(name).try_lock_owned().ok()?;
+        Some(observed::ServiceGuard::new(guard, self.observed()))
     }
 
     fn record(&self, name: &str) -> Result<ServiceRecord, AgentError> {

@@ -187,16 +187,26 @@ pub(crate) fn service_view(
 
 impl Deployer {
     /// Every service (or one), merged with one listing of what runs.
+    /// Every service (or one), from the observed state (`observed.rs`): a listing is taken
+    /// only when something may have changed since the last one.
     pub async fn status(&self, only: Option<&str>) -> Result<Vec<ServiceView>, AgentError> {
+        let listing = self.observed.get_or_list(|| self.listing()).await?;
+        self.status_from(only, &listing)
+    }
+
+    fn status_from(
+        &self,
+        only: Option<&str>,
+        listing: &[InstanceInfo],
+    ) -> Result<Vec<ServiceView>, AgentError> {
         let records = match only {
             Some(name) => vec![self.record(name)?],
             None => self.read(|r| r.services())?,
         };
-        let listing = self.listing().await?;
         let health = self.read(|r| r.all_health())?;
         Ok(records
             .iter()
-            .map(|record| self.with_checks(record, service_view(record, &listing, &health)))
+            .map(|record| self.with_checks(record, service_view(record, listing, &health)))
             .collect())
     }
 
@@ -221,8 +231,11 @@ impl Deployer {
         self.read(|r| r.events(service, limit))
     }
 
+    /// The service's view from a new listing (operations hold its lock: what they changed is
+    /// not in the kept listing yet).
     pub(super) async fn view_of(&self, name: &str) -> Result<ServiceView, AgentError> {
-        let mut views = self.status(Some(name)).await?;
+        let listing = self.listing().await?;
+        let mut views = self.status_from(Some(name), &listing)?;
         views
             .pop()
             .ok_or_else(|| AgentError::ServiceNotFound(name.to_string()))

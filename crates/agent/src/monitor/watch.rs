@@ -1,6 +1,7 @@
 //! What wakes the monitor before its next reconcile: podman's event stream (a container of
 //! ours died, was removed, created or started) and the VMs' QEMU processes (one that was
-//! running is gone). Each sends a `Wake`; the monitor coalesces them into one pass.
+//! running is gone). Each sends a `Wake`; the monitor coalesces them into one pass. Each
+//! also moves the observed state on (`ObservedCache::invalidate`), so status lists again.
 
 use runtime::QemuRuntime;
 use runtime::podman::api::PodmanApi;
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-use crate::deployer::Noticed;
+use crate::deployer::{Noticed, ObservedCache};
 
 /// The container events that can change what the monitor would do. Which containers are ours
 /// is decided here (`instance_of`): podman 4.3's event filter matches `label` only as
@@ -34,6 +35,7 @@ pub async fn podman_events(
     api: PodmanApi,
     wake: mpsc::Sender<Wake>,
     connected: Arc<AtomicBool>,
+    observed: Arc<ObservedCache>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut retry = Duration::from_millis(250);
@@ -41,7 +43,9 @@ pub async fn podman_events(
         match api.events(EVENT_FILTERS).await {
             Ok(mut events) => {
                 retry = Duration::from_millis(250);
-                connected.store(true, Ordering::Relaxed);
+                // Changes while disconnected were not seen: nothing kept is current.
+                observed.invalidate();
+                connected.store(true, Ordering::SeqCst);
                 tracing::debug!("following podman's event stream");
                 let _ = wake.try_send(Wake {
                     noticed: Noticed::Reconnect,
@@ -54,17 +58,18 @@ pub async fn podman_events(
                     };
                     let Some(Ok(line)) = event else { break };
                     if let Some(instance) = instance_of(&line) {
+                        observed.invalidate();
                         let _ = wake.try_send(Wake {
                             noticed: Noticed::PodmanEvent,
                             instance,
                         });
                     }
                 }
-                connected.store(false, Ordering::Relaxed);
+                connected.store(false, Ordering::SeqCst);
                 tracing::debug!("podman's event stream ended; reconnecting");
             }
             Err(error) => {
-                connected.store(false, Ordering::Relaxed);
+                connected.store(false, Ordering::SeqCst);
                 tracing::debug!(%error, "cannot follow podman's event stream");
             }
         }
@@ -89,6 +94,7 @@ fn instance_of(line: &[u8]) -> Option<String> {
 pub async fn vm_exits(
     vms: Arc<QemuRuntime>,
     wake: mpsc::Sender<Wake>,
+    observed: Arc<ObservedCache>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut running = BTreeSet::new();
@@ -101,6 +107,9 @@ pub async fn vm_exits(
         let Ok(now) = tokio::task::spawn_blocking(move || looked.live_vms()).await else {
             continue;
         };
+        if now != running {
+            observed.invalidate();
+        }
         for gone in running.difference(&now) {
             let _ = wake.try_send(Wake {
                 noticed: Noticed::VmExit,

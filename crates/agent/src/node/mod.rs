@@ -105,6 +105,7 @@ impl NodeInspector {
         let (tx, rx) = watch::channel(AccelVerdict::probing());
         let qemu = config.qemu.clone();
         let forced = config.forced_accel;
+        let scratch = config.state_dir.clone();
         tokio::spawn(async move {
             let verdict = match forced {
                 Some(accel) => AccelVerdict {
@@ -112,7 +113,7 @@ impl NodeInspector {
                     detail: format!("{accel} imposed by the agent config (probe skipped)"),
                     accelerator: accel.as_str().to_string(),
                 },
-                None => probe(&qemu, PROBE_TIMEOUT).await,
+                None => probe(&qemu, PROBE_TIMEOUT, Some(&scratch)).await,
             };
             tracing::info!(
                 kvm_usable = verdict.kvm_usable,
@@ -256,7 +257,7 @@ fn count_states<'a>(states: impl Iterator<Item = &'a str>) -> BTreeMap<String, u
 
 /// Boots the probe guest under KVM once: KVM when it runs, TCG when QEMU is there but KVM
 /// is not usable, none without QEMU.
-pub async fn probe(qemu: &Path, timeout: Duration) -> AccelVerdict {
+pub async fn probe(qemu: &Path, timeout: Duration, scratch: Option<&Path>) -> AccelVerdict {
     let version = runtime::tools::qemu_version(qemu).await;
     if !version.available {
         return AccelVerdict {
@@ -265,7 +266,7 @@ pub async fn probe(qemu: &Path, timeout: Duration) -> AccelVerdict {
             accelerator: "none".to_string(),
         };
     }
-    let result = runtime::probe_accelerator(qemu, Accel::Kvm, timeout).await;
+    let result = runtime::probe_accelerator_in(qemu, Accel::Kvm, timeout, scratch).await;
     AccelVerdict {
         kvm_usable: result.usable,
         accelerator: if result.usable {
@@ -294,7 +295,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_qemu_there_is_no_accelerator() {
-        let verdict = probe(Path::new("mcp-no-such-qemu"), Duration::from_secs(1)).await;
+        let verdict = probe(Path::new("mcp-no-such-qemu"), Duration::from_secs(1), None).await;
         assert!(!verdict.kvm_usable);
         assert_eq!(verdict.accelerator, "none");
         assert_eq!(
