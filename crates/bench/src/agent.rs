@@ -168,11 +168,16 @@ impl<'a> Agent<'a> {
         self.dir.join("agent/state")
     }
 
+    /// The CLI config `--dev` wrote for this agent.
+    pub fn cli_config(&self) -> PathBuf {
+        self.dir.join("agent/mcp.toml")
+    }
+
     /// The CLI, configured for this agent, not yet run.
     pub fn mcp_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(self.sb.bins.join("mcp"));
         cmd.args(args)
-            .env("MCP_CONFIG", self.dir.join("agent/mcp.toml"))
+            .env("MCP_CONFIG", self.cli_config())
             .stdin(Stdio::null());
         cmd
     }

@@ -84,6 +84,9 @@ enum What {
     /// `mcp status` and `mcp events` idle and while 20 deploys run at once, with `podman ps`
     /// timed alongside as the baseline.
     Contention,
+    /// 3000 `Status` RPCs, 64 in flight, from an independent gRPC client while 10 services
+    /// deploy and undeploy: latency percentiles, failures, the agent's peak memory.
+    Load,
 }
 
 fn main() -> ExitCode {
@@ -124,6 +127,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
         if all || args.what == What::Contention {
             suites::contention::run(&ctx, &mut report).context("contention suite")?;
+        }
+        if all || args.what == What::Load {
+            suites::load::run(&ctx, &mut report).context("load suite")?;
         }
         Ok(())
     })();

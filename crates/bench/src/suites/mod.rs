@@ -4,6 +4,7 @@
 pub mod contention;
 pub mod deploy;
 pub mod fleet;
+pub mod load;
 pub mod proxy;
 pub mod unikernel;
 
