@@ -6,7 +6,9 @@
 //! The generation moves on every event about our containers, every VM that appears or
 //! disappears, and every release of a service's lock (each change mcp makes happens under
 //! one, so the status after an operation's reply never sees the listing from before it).
-//! Concurrent calls that find it stale share one new listing (single flight).
+//! Concurrent calls that find it stale share one new listing (single flight): a listing begun
+//! at or after a caller's arrival answers that caller, so callers waiting during churn do not
+//! each list again in turn.
 
 use runtime::InstanceInfo;
 use std::future::Future;
@@ -48,14 +50,17 @@ impl ObservedCache {
         if !self.events_connected.load(Ordering::SeqCst) {
             return list().await.map(Arc::new);
         }
+        // Every change this caller can know of happened before this point: a listing begun at
+        // this generation or later shows them all, even one another caller started.
+        let arrival = self.generation.load(Ordering::SeqCst);
         let mut last = self.last.lock().await;
-        // Read before listing: a change during the listing leaves it stale for the next call.
-        let generation = self.generation.load(Ordering::SeqCst);
         if let Some((kept, listing)) = last.as_ref()
-            && *kept == generation
+            && *kept >= arrival
         {
             return Ok(Arc::clone(listing));
         }
+        // Read before listing: a change during the listing leaves it stale for later callers.
+        let generation = self.generation.load(Ordering::SeqCst);
         let listing = Arc::new(list().await?);
         *last = Some((generation, Arc::clone(&listing)));
         Ok(listing)
@@ -115,6 +120,31 @@ mod tests {
         cache.invalidate();
         cache.get_or_list(list).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 4, "listed after a change");
+    }
+
+    #[tokio::test]
+    async fn a_listing_begun_after_a_caller_arrived_answers_it_though_changes_follow() {
+        let connected = Arc::new(AtomicBool::new(true));
+        let cache = ObservedCache::new(connected);
+        let calls = AtomicUsize::new(0);
+        cache
+            .get_or_list(|| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                // A change lands while this listing runs.
+                cache.invalidate();
+                Ok(Vec::new())
+            })
+            .await
+            .unwrap();
+        // The change may not be in that listing: the next caller lists again.
+        cache
+            .get_or_list(|| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(Vec::new())
+            })
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

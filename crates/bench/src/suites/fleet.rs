@@ -63,7 +63,10 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
             interrupt::check()?;
             let n = ctx.args.per_service.max(1).min(size - deployed);
             let name = format!("fleet-{services:03}");
-            let def = agent.definition(&name, &fleet_service(&name, &ctx.sb.image, n))?;
+            let def = agent.definition(
+                &name,
+                &fleet_service(&name, &ctx.sb.image, n, FLEET_FIRST_PORT + deployed),
+            )?;
             agent.mcp(&["deploy", &def.to_string_lossy()])?;
             deployed += n;
             services += 1;
@@ -189,17 +192,22 @@ fn summarise(calls: &[String]) -> String {
     }
 }
 
-/// A service of `n` components, each with one route (a host port the agent picks).
-fn fleet_service(name: &str, image: &str, n: usize) -> String {
+/// A service of `n` components, each with one route (a host port the agent picks) on its own
+/// public port (`first_port`, `first_port + 1`, …: one port belongs to one route of a node).
+fn fleet_service(name: &str, image: &str, n: usize, first_port: usize) -> String {
     let mut body = format!("name = \"{name}\"\nnode = \"local\"\n");
     for i in 0..n {
         body.push_str(&format!(
             "\n[[components]]\nname = \"c{i}\"\nimage = \"{image}\"\n\
-             [[components.routes]]\nport = 8000\n"
+             [[components.routes]]\nport = {}\n",
+            first_port + i
         ));
     }
     body
 }
+
+/// Public ports of the fleet's routes start here (below the agent's host-port range).
+const FLEET_FIRST_PORT: usize = 10_000;
 
 /// Fails unless `mcp status` shows exactly `expected` components, all running.
 fn check_running(agent: &Agent<'_>, expected: usize) -> anyhow::Result<()> {
