@@ -62,4 +62,12 @@ done
 bash -c "source '$root/usr/share/bash-completion/completions/mcp' && complete -p mcp" >/dev/null
 test -s "$root/usr/share/zsh/vendor-completions/_mcp"
 test -s "$root/usr/share/fish/vendor_completions.d/mcp.fish"
+echo "==> removal keeps the operator's agent.toml, purge removes it"
+dpkg --root="$root" --force-script-chrootless --log=/dev/null -r mcp >"$root/dpkg.log" 2>&1 \
+    || { cat "$root/dpkg.log"; exit 1; }
+test ! -e "$root/usr/bin/mcp-agent"
+test -f "$root/etc/mcp/agent.toml"
+dpkg --root="$root" --force-script-chrootless --log=/dev/null -P mcp >"$root/dpkg.log" 2>&1 \
+    || { cat "$root/dpkg.log"; exit 1; }
+test ! -e "$root/etc/mcp/agent.toml"
 echo "package ok: $(basename "$deb")"

@@ -51,7 +51,9 @@ size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
     packaging/debian/control > "$stage/DEBIAN/control"
 echo /etc/mcp/agent.toml > "$stage/DEBIAN/conffiles"
-install -m 0755 packaging/debian/postinst "$stage/DEBIAN/postinst"
+for script in postinst prerm postrm; do
+    install -m 0755 "packaging/debian/$script" "$stage/DEBIAN/$script"
+done
 
 deb="$out/mcp_${version}_${arch}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null

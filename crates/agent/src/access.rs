@@ -103,9 +103,18 @@ impl AccessPolicy {
             )));
         };
         let Some(needed) = required_role(path) else {
-            return Err(Status::permission_denied(format!(
-                "permission denied: {path} is not an RPC this agent serves"
-            )));
+            // Still refused; for a method of our service the code says "not here" so that a
+            // newer CLI can fall back to an older RPC (as `mcp deploy` does to `Deploy`).
+            let ours = path
+                .strip_prefix('/')
+                .and_then(|p| p.strip_prefix(mcp_proto::v1::agent_server::SERVICE_NAME))
+                .is_some_and(|rest| rest.starts_with('/'));
+            let message = format!("{path} is not an RPC this agent serves");
+            return Err(if ours {
+                Status::unimplemented(message)
+            } else {
+                Status::permission_denied(format!("permission denied: {message}"))
+            });
         };
         if role < needed {
             let method = path.rsplit('/').next().unwrap_or(path);

@@ -99,6 +99,13 @@ fn default_log_max_size() -> String {
     "10mb".into()
 }
 
+impl PodmanSection {
+    /// Whether the CLI calls use a store or settings of their own (not podman's defaults).
+    pub fn has_own_store(&self) -> bool {
+        !self.global_args.is_empty() || self.containers_conf.is_some()
+    }
+}
+
 impl Default for PodmanSection {
     fn default() -> Self {
         Self {
@@ -522,6 +529,16 @@ impl AgentConfig {
         servicedef::validate_node_name(&config.node).map_err(|e| invalid(e.to_string()))?;
         config.qemu.forced_accel().map_err(invalid)?;
         config.qemu.console_max_bytes().map_err(invalid)?;
+        if config.podman.api && config.podman.api_socket.is_some() && config.podman.has_own_store()
+        {
+            return Err(invalid(
+                "podman.api_socket names a service with its own store and settings, while \
+                 podman.global_args/containers_conf give the CLI calls others: listings would \
+                 not see what runs. Drop api_socket (the agent then runs a service with the \
+                 same settings) or those keys"
+                    .into(),
+            ));
+        }
         config.tls.revoked_serials =
             normalize_serials(&config.tls.revoked_serials).map_err(invalid)?;
         if config.ports.range_start == 0 || config.ports.range_start > config.ports.range_end {
@@ -639,6 +656,20 @@ mod tests {
         std::fs::write(&path, "node = \"n\"\nlisten = \"127.0.0.1:1\"\nstate_dir = \"s\"\nbogus = 1\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n").unwrap();
         let err = AgentConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn a_foreign_api_socket_with_a_store_of_our_own_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        let base = "node = \"n\"\nlisten = \"127.0.0.1:1\"\nstate_dir = \"s\"\n\
+                    [tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n[podman]\n\
+                    api_socket = \"/run/podman/podman.sock\"\n";
+        std::fs::write(&path, base).unwrap();
+        assert!(AgentConfig::load(&path).is_ok());
+        std::fs::write(&path, format!("{base}global_args = [\"--root=/srv/c\"]\n")).unwrap();
+        let err = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("podman.api_socket"), "{err}");
     }
 
     #[test]

@@ -55,6 +55,11 @@ impl PodmanApiLink {
         &self.api
     }
 
+    /// Whether the last check found the API answering.
+    pub fn answering(&self) -> bool {
+        self.answering.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Pings the API; a managed service that does not answer is started (again).
     async fn check(&self) -> bool {
         let result = match &self.service {

@@ -269,7 +269,26 @@ fn three_nodes_one_ca_roles_moves_and_an_unreachable_node() {
         list.stdout
     );
     assert_eq!(n1.mcp_with(&admin, &["node", "list", "--strict"]).code, 3);
+    // A move cannot vouch for a node it cannot ask: refused, nothing deployed.
+    let blind = n1.mcp_with(
+        &admin,
+        &[
+            "deploy",
+            "--no-build",
+            "--move",
+            "-n",
+            "n2",
+            a_def.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(blind.code, 3, "{}", blind.stderr);
+    assert!(
+        blind.stderr.contains("--move needs every node"),
+        "{}",
+        blind.stderr
+    );
     nix::sys::signal::kill(n3_pid, Signal::SIGCONT).unwrap();
+    assert!(!services_on(&n1, &admin, "n2").contains(&a_name));
 
     for ((name, _, _), node) in names.iter().zip(NODES) {
         n1.mcp_with(&admin, &["undeploy", name, "-n", node, "--yes"])
@@ -373,6 +392,15 @@ fn an_expired_operator_certificate_is_refused_by_the_cli_and_by_the_agent() {
     assert!(
         !handshake("old").success(),
         "an expired certificate gets nothing"
+    );
+
+    // The CA itself is never "renewed" into a leaf.
+    let ca_renew = tls(&pki, &["cert", "renew", "ca.pem"]);
+    assert_eq!(ca_renew.code, 2, "{}", ca_renew.stderr);
+    assert!(
+        pki::inspect_pem(&std::fs::read_to_string(pki.join("ca.pem")).unwrap())
+            .unwrap()
+            .ca
     );
 
     // Renewing it makes it usable again, with its name and role.

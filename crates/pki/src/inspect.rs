@@ -21,6 +21,8 @@ pub struct CertInfo {
     pub sans: Vec<String>,
     /// Made for clients (extended key usage clientAuth): an operator certificate.
     pub client: bool,
+    /// A CA certificate (basic constraints cA).
+    pub ca: bool,
     /// DER of the issuer's distinguished name, to check who signed it.
     pub issuer_raw: Vec<u8>,
     pub subject_raw: Vec<u8>,
@@ -85,6 +87,7 @@ pub fn inspect_der(der: &[u8]) -> Option<CertInfo> {
         _ => Vec::new(),
     };
     let client = matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth);
+    let ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
     Some(CertInfo {
         common_name,
         role,
@@ -93,6 +96,7 @@ pub fn inspect_der(der: &[u8]) -> Option<CertInfo> {
         not_after_unix: cert.validity().not_after.timestamp(),
         sans,
         client,
+        ca,
         issuer_raw: cert.issuer().as_raw().to_vec(),
         subject_raw: subject.as_raw().to_vec(),
     })

@@ -54,6 +54,8 @@ pub enum PkiError {
     OtherIssuer { path: PathBuf, ca: String },
     #[error("{path} is an operator certificate without a role (issued before roles); give --role")]
     NoRole { path: PathBuf },
+    #[error("{path} is a CA certificate; renew node and operator certificates only")]
+    IsCa { path: PathBuf },
 }
 
 /// A certificate and its private key, both PEM.
@@ -194,6 +196,11 @@ pub fn renew(
         path: path.to_path_buf(),
     };
     let info = inspect_pem(old).ok_or_else(not_a_cert)?;
+    if info.ca {
+        return Err(PkiError::IsCa {
+            path: path.to_path_buf(),
+        });
+    }
     let authority = inspect_pem(&ca.cert_pem).ok_or_else(not_a_cert)?;
     if info.issuer_raw != authority.subject_raw {
         return Err(PkiError::OtherIssuer {
@@ -321,6 +328,13 @@ mod tests {
             renew(&other, &old.cert_pem, path, None, 30),
             Err(PkiError::OtherIssuer { .. })
         ));
+        assert!(
+            matches!(
+                renew(&ca, &ca.cert_pem, Path::new("ca.pem"), None, 30),
+                Err(PkiError::IsCa { .. })
+            ),
+            "renewing the CA would replace it with a leaf"
+        );
     }
 
     #[test]

@@ -138,7 +138,7 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (wake_tx, wake_rx) = tokio::sync::mpsc::channel(64);
     if let Some(link) = &podman_api {
         tokio::spawn(agent::monitor::watch::podman_events(
-            link.api().clone(),
+            Arc::clone(link),
             wake_tx.clone(),
             Arc::clone(&events_connected),
             deployer.observed(),

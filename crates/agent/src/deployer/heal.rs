@@ -26,6 +26,9 @@ pub struct PassReport {
     /// Unix ms when the earliest component waiting out its back-off may be restarted: the
     /// monitor looks again then, whatever its reconcile interval.
     pub retry_at_ms: Option<i64>,
+    /// Services skipped because an operation held them: what happened to them meanwhile is
+    /// looked at after the short interval, not the long reconcile.
+    pub skipped_busy: bool,
 }
 
 impl PassReport {
@@ -206,9 +209,11 @@ impl Deployer {
             let name = record.spec.name.as_str();
             // An operator's operation owns the service while it runs; look next time.
             if busy.contains(name) {
+                report.skipped_busy = true;
                 continue;
             }
             let Some(_guard) = self.try_lock_service(name) else {
+                report.skipped_busy = true;
                 continue;
             };
             for component in &record.spec.components {

@@ -37,8 +37,10 @@ pub async fn run(
 ) {
     // When a component waiting out its back-off may be restarted (unix ms).
     let mut retry_at: Option<i64> = None;
+    // The last pass failed or skipped a busy service: look again after the short interval.
+    let mut soon = false;
     loop {
-        let mut timer = if schedule.events_connected.load(Ordering::Relaxed) {
+        let mut timer = if schedule.events_connected.load(Ordering::Relaxed) && !soon {
             schedule.reconcile.max(schedule.interval)
         } else {
             schedule.interval
@@ -63,8 +65,14 @@ pub async fn run(
                     tracing::info!(%report, %noticed, "monitor pass");
                 }
                 retry_at = report.retry_at_ms;
+                soon = report.skipped_busy;
             }
-            Err(err) => tracing::warn!(error = %err, "monitor pass failed"),
+            Err(err) => {
+                tracing::warn!(error = %err, "monitor pass failed");
+                // A retry time in the past would make the next pass immediate, and the next.
+                retry_at = None;
+                soon = true;
+            }
         }
         if *stop.borrow() {
             return;

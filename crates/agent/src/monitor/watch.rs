@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::deployer::{Noticed, ObservedCache};
+use crate::podman_api::PodmanApiLink;
 
 /// The container events that can change what the monitor would do. Which containers are ours
 /// is decided here (`instance_of`): podman 4.3's event filter matches `label` only as
@@ -19,6 +20,8 @@ use crate::deployer::{Noticed, ObservedCache};
 const EVENT_FILTERS: &str = r#"{"type":["container"],"event":["died","remove","create","start"]}"#;
 /// How often VM processes are looked at.
 const VM_POLL: Duration = Duration::from_secs(1);
+/// How often a connected event stream checks that the API still answers.
+const HEALTH_CHECK: Duration = Duration::from_secs(1);
 
 /// A reason to run a pass now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +35,13 @@ pub struct Wake {
 /// says whether the stream is up (the monitor reconciles less often while it is). Every
 /// (re)connection wakes the monitor too: events missed while disconnected are not lost.
 pub async fn podman_events(
-    api: PodmanApi,
+    link: Arc<PodmanApiLink>,
     wake: mpsc::Sender<Wake>,
     connected: Arc<AtomicBool>,
     observed: Arc<ObservedCache>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let api: PodmanApi = link.api().clone();
     let mut retry = Duration::from_millis(250);
     loop {
         match api.events(EVENT_FILTERS).await {
@@ -51,9 +55,18 @@ pub async fn podman_events(
                     noticed: Noticed::Reconnect,
                     instance: String::new(),
                 });
+                let mut health = tokio::time::interval(HEALTH_CHECK);
                 loop {
                     let event = tokio::select! {
                         event = events.recv() => event,
+                        _ = health.tick() => {
+                            // A hung service keeps the stream open and silent: while the
+                            // watchdog finds the API not answering, it counts as disconnected.
+                            if link.answering() {
+                                continue;
+                            }
+                            break;
+                        }
                         _ = stop.wait_for(|stopping| *stopping) => return,
                     };
                     let Some(Ok(line)) = event else { break };

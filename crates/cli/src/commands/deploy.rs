@@ -22,7 +22,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> Result<ExitCode, CliError> 
         return super::plan::show(ctx, &node, &spec, args.json).await;
     }
     // Before any build: a deploy that would be refused should not push images first.
-    let old_homes = other_homes(ctx, spec.name.as_str(), &node).await?;
+    let old_homes = other_homes(ctx, spec.name.as_str(), &node, args.move_service).await?;
     if !old_homes.is_empty() && !args.move_service {
         let names: Vec<&str> = old_homes.iter().map(|n| n.name.as_str()).collect();
         return Err(CliError::bad_input(format!(
@@ -117,10 +117,13 @@ async fn deploy_watched(
 
 /// The nodes other than `target` whose registry holds `service`. A node that cannot answer
 /// is warned about and not counted: a dead node must not block deploys to the living.
+/// With `moving`, every other node must answer: a move cannot leave a copy on a node that
+/// could not be asked.
 async fn other_homes(
     ctx: &Context,
     service: &str,
     target: &NodeEntry,
+    moving: bool,
 ) -> Result<Vec<NodeEntry>, CliError> {
     let others: Vec<NodeEntry> = ctx
         .config
@@ -140,6 +143,16 @@ async fn other_homes(
             Ok(_) => {}
             Err(e) if e.not_found => {}
             Err(e) if e.code == ExitCode::PermissionDenied => return Err(e),
+            Err(e) if moving => {
+                return Err(CliError {
+                    message: format!(
+                        "--move needs every node to answer; cannot tell whether node {} runs \
+                         {service}: {}",
+                        entry.name, e.message
+                    ),
+                    ..e
+                });
+            }
             Err(e) => eprintln!(
                 "warning: cannot tell whether node {} runs {service}: {}",
                 entry.name, e.message

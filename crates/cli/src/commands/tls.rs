@@ -88,6 +88,16 @@ pub fn run(cmd: TlsCommand) -> Result<ExitCode, CliError> {
         }) => {
             let authority = load_ca(&ca)?;
             let key = key.unwrap_or_else(|| cert.with_extension("key"));
+            let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => a == b,
+            };
+            if same(&key, &ca.ca_key) || same(&cert, &ca.ca) {
+                return Err(CliError::bad_input(
+                    "the certificate or key to renew is the CA's own; renew node and \
+                     operator certificates only",
+                ));
+            }
             let old = read_cert(&cert)?;
             if !key.is_file() {
                 return Err(CliError::bad_input(format!(

@@ -76,10 +76,15 @@ impl PodmanService {
             if Instant::now() > deadline {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             }
+            if Instant::now() > deadline + Duration::from_secs(5) {
+                // Unkillable (uninterruptible sleep): give up rather than stall the watchdog.
+                tracing::warn!(%pid, "the podman service does not die; leaving it");
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if let Some(mut own) = child.take() {
-            let _ = own.wait().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), own.wait()).await;
         }
         let _ = std::fs::remove_file(&self.pidfile);
     }
@@ -145,6 +150,8 @@ impl PodmanService {
                 None => None,
             };
             if exited.is_some() || started.elapsed() > START_TIMEOUT {
+                // One that never answered is not left running for the next round to find.
+                self.end(nix::sys::signal::Signal::SIGKILL).await;
                 let tail = std::fs::read_to_string(&self.log).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(5).collect();
                 return Err(RuntimeError::Failed {
