@@ -158,6 +158,14 @@ fn three_nodes_one_ca_roles_moves_and_an_unreachable_node() {
 
     // Roles: a viewer reads but cannot deploy; a deployer deploys but cannot undeploy.
     let (a_name, a_def, a_port) = names[0].clone();
+    let move_to_n2 = [
+        "deploy",
+        "--no-build",
+        "--move",
+        "-n",
+        "n2",
+        a_def.to_str().unwrap(),
+    ];
     n1.mcp_with(&viewer, &["status", "--json"]).ok();
     n1.mcp_with(&viewer, &["logs", &a_name, "--tail", "5"]).ok();
     let denied = n1.mcp_with(&viewer, &["deploy", "--no-build", a_def.to_str().unwrap()]);
@@ -193,19 +201,14 @@ fn three_nodes_one_ca_roles_moves_and_an_unreachable_node() {
         "{}",
         twice.stderr
     );
-    let moved = n1
-        .mcp_with(
-            &admin,
-            &[
-                "deploy",
-                "--no-build",
-                "--move",
-                "-n",
-                "n2",
-                a_def.to_str().unwrap(),
-            ],
-        )
-        .ok();
+    // --move ends with an undeploy, which a deployer may not do: refused before anything.
+    let not_admin = n1.mcp_with(&deployer, &move_to_n2);
+    assert_eq!(not_admin.code, 4, "{}", not_admin.stderr);
+    assert!(
+        !services_on(&n1, &admin, "n2").contains(&a_name),
+        "nothing deployed"
+    );
+    let moved = n1.mcp_with(&admin, &move_to_n2).ok();
     assert!(moved.stdout.contains("moved"), "{}", moved.stdout);
     assert!(!services_on(&n1, &admin, "n1").contains(&a_name));
     assert!(services_on(&n1, &admin, "n2").contains(&a_name));
@@ -270,17 +273,7 @@ fn three_nodes_one_ca_roles_moves_and_an_unreachable_node() {
     );
     assert_eq!(n1.mcp_with(&admin, &["node", "list", "--strict"]).code, 3);
     // A move cannot vouch for a node it cannot ask: refused, nothing deployed.
-    let blind = n1.mcp_with(
-        &admin,
-        &[
-            "deploy",
-            "--no-build",
-            "--move",
-            "-n",
-            "n2",
-            a_def.to_str().unwrap(),
-        ],
-    );
+    let blind = n1.mcp_with(&admin, &move_to_n2);
     assert_eq!(blind.code, 3, "{}", blind.stderr);
     assert!(
         blind.stderr.contains("--move needs every node"),
