@@ -188,3 +188,91 @@ fn bad_health_plan_history_and_rollback_input_exit_2_naming_what() {
         "the running version is untouched"
     );
 }
+
+/// The certificate commands and completions: bad input exits 2 and names what is wrong.
+#[test]
+fn bad_tls_and_completion_input_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mcp = |args: &[&str]| {
+        Run::from(
+            std::process::Command::new(mcp_bin())
+                .current_dir(dir.path())
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    mcp(&["tls", "ca", "create"]).ok();
+    for (args, named) in [
+        (
+            vec![
+                "tls",
+                "cert",
+                "create",
+                "--operator",
+                "ann",
+                "--role",
+                "root",
+            ],
+            "root",
+        ),
+        (
+            vec![
+                "tls",
+                "cert",
+                "create",
+                "--operator",
+                "ann",
+                "--role",
+                "admin",
+                "--days",
+                "0",
+            ],
+            "--days",
+        ),
+        (vec!["tls", "cert", "renew", "absent.pem"], "absent.pem"),
+        (vec!["tls", "cert", "show", "ca.key"], "ca.key"),
+        (vec!["completions", "tcsh"], "tcsh"),
+    ] {
+        let run = mcp(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(named), "{args:?}: {}", run.stderr);
+    }
+}
+
+/// The agent's new config keys: a bad value stops it at start with exit 2, naming the key.
+#[test]
+fn bad_agent_config_values_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    let base = "node = \"n1\"\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n\
+                [tls]\nca = \"ca.pem\"\ncert = \"n1.pem\"\nkey = \"n1.key\"\n";
+    for (extra, named) in [
+        (
+            "revoked_serials = [\"not-hex\"]\n",
+            "tls.revoked_serials[0]",
+        ),
+        (
+            "[qemu]\nconsole_max_size = \"ten\"\n",
+            "qemu.console_max_size",
+        ),
+        (
+            "[podman]\napi_socket = \"/run/podman/podman.sock\"\nglobal_args = [\"--root=/x\"]\n",
+            "podman.api_socket",
+        ),
+    ] {
+        std::fs::write(&path, format!("{base}{extra}")).unwrap();
+        let out = std::process::Command::new(agent_bin())
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra}: {stderr}");
+        assert!(stderr.contains(named), "{extra}: {stderr}");
+        assert!(
+            !dir.path().join("state").exists(),
+            "nothing started: {extra}"
+        );
+    }
+}

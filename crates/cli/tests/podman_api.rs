@@ -105,3 +105,39 @@ fn a_clean_shutdown_stops_the_service_and_a_restarted_agent_adopts_a_live_one() 
     let stopped = eventually(Duration::from_secs(10), || service_pid(&agent).is_none());
     assert!(stopped, "the service outlived a clean shutdown");
 }
+
+/// The service SIGKILLed while a deploy is under way: the deploy completes (the CLI takes
+/// over the calls the API cannot answer) or fails clearly leaving nothing, and the service
+/// is started again.
+#[test]
+fn a_podman_service_killed_during_a_deploy_loses_nothing() {
+    let agent = Agent::start();
+    let first = service_pid(&agent).unwrap();
+    let name = unique("apideploy");
+    let def = agent.definition(&name, &routed_service(&name, &[None]));
+    let deploy = agent.spawn_mcp(&["deploy", def.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(150));
+    kill(Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    let out = deploy.wait_with_output().unwrap();
+    let status = agent.mcp(&["status", "--json"]).ok();
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let deployed = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == name.as_str());
+    if out.status.success() {
+        assert!(deployed, "{}", status.stdout);
+        assert_eq!(agent.component(&name, "api")["state"], "running");
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.trim().is_empty(), "a failure says why");
+        assert!(!deployed, "a failed deploy is not recorded");
+        assert!(
+            containers_of(&name).is_empty(),
+            "nothing orphaned: {stderr}"
+        );
+    }
+    replaced(&agent, first);
+    agent.mcp(&["undeploy", &name, "--yes"]);
+}
