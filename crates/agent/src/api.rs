@@ -115,13 +115,14 @@ fn deploy_request(
     request: Request<pb::DeployRequest>,
 ) -> Result<(servicedef::Service, String), Status> {
     let req_actor = actor(&request, &request.get_ref().actor);
-    let spec = request
-        .into_inner()
-        .spec
-        .ok_or_else(|| Status::invalid_argument("deploy request has no spec"))?;
-    let spec = servicedef::Service::try_from(spec)
-        .map_err(|e| status(AgentError::InvalidSpec(e.to_string())))?;
-    Ok((spec, req_actor))
+    Ok((spec_of(request.into_inner().spec, "deploy")?, req_actor))
+}
+
+/// The validated spec a `what` request carries.
+fn spec_of(spec: Option<pb::ServiceSpec>, what: &str) -> Result<servicedef::Service, Status> {
+    let spec =
+        spec.ok_or_else(|| Status::invalid_argument(format!("{what} request has no spec")))?;
+    servicedef::Service::try_from(spec).map_err(|e| status(AgentError::InvalidSpec(e.to_string())))
 }
 
 #[tonic::async_trait]
@@ -185,12 +186,7 @@ impl Agent for AgentApi {
         &self,
         request: Request<pb::DeployRequest>,
     ) -> Result<Response<pb::PlanResponse>, Status> {
-        let spec = request
-            .into_inner()
-            .spec
-            .ok_or_else(|| Status::invalid_argument("plan request has no spec"))?;
-        let spec = servicedef::Service::try_from(spec)
-            .map_err(|e| status(AgentError::InvalidSpec(e.to_string())))?;
+        let spec = spec_of(request.into_inner().spec, "plan")?;
         let plan = self.deployer.plan_deploy(&spec).await.map_err(status)?;
         Ok(Response::new(convert::plan_to_wire(plan)))
     }

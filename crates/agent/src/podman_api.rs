@@ -21,9 +21,6 @@ pub struct PodmanApiLink {
     runtime: Arc<PodmanRuntime>,
     /// The service, when the agent runs it (not when it uses a node's own socket).
     service: Option<PodmanService>,
-    /// Whether the last check found the API answering (a failure is logged once, not every
-    /// watchdog round).
-    answering: std::sync::atomic::AtomicBool,
 }
 
 impl PodmanApiLink {
@@ -44,7 +41,6 @@ impl PodmanApiLink {
             api,
             runtime: Arc::clone(&runtime),
             service,
-            answering: std::sync::atomic::AtomicBool::new(true),
         });
         link.check().await;
         (runtime, link)
@@ -55,9 +51,9 @@ impl PodmanApiLink {
         &self.api
     }
 
-    /// Whether the last check found the API answering.
+    /// Whether the API answers, as the runtime (its calls and this watchdog) last found.
     pub fn answering(&self) -> bool {
-        self.answering.load(std::sync::atomic::Ordering::Relaxed)
+        self.runtime.api_up()
     }
 
     /// Pings the API; a managed service that does not answer is started (again).
@@ -67,13 +63,11 @@ impl PodmanApiLink {
             None => self.api.ping().await.map_err(|e| e.to_string()),
         };
         let up = result.is_ok();
-        let was = self
-            .answering
-            .swap(up, std::sync::atomic::Ordering::Relaxed);
+        // Logged when it stops answering, not every watchdog round.
+        let was = self.runtime.api_answered(up);
         if let (Err(error), true) = (&result, was) {
             tracing::warn!(%error, "the podman API does not answer; using the podman CLI meanwhile");
         }
-        self.runtime.api_answered(up);
         up
     }
 

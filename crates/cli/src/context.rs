@@ -27,6 +27,9 @@ pub struct Context {
     /// The operator certificate's verdict, made at the first connection: None when usable,
     /// else why not (expired).
     operator_certificate: std::sync::OnceLock<Option<String>>,
+    /// The operator certificate as read once per process (None: unreadable; the connection
+    /// reports that).
+    operator_certificate_info: std::sync::OnceLock<Option<pki::CertInfo>>,
 }
 
 impl Context {
@@ -44,6 +47,7 @@ impl Context {
             config: CliConfig::load(&path)?,
             config_path: path,
             operator_certificate: std::sync::OnceLock::new(),
+            operator_certificate_info: std::sync::OnceLock::new(),
         })
     }
 
@@ -82,14 +86,20 @@ impl Context {
         }
     }
 
+    fn operator_certificate_info(&self) -> Option<&pki::CertInfo> {
+        self.operator_certificate_info
+            .get_or_init(|| {
+                let pem = std::fs::read_to_string(&self.config.tls.cert).ok()?;
+                pki::inspect_pem(&pem)
+            })
+            .as_ref()
+    }
+
     /// Err (exit 4) when the operator certificate's role is below `needed` for `what`. The
     /// agents decide every call; this only stops a multi-step command before its first step
     /// when a later one is sure to be refused. An unreadable certificate is left to them.
     pub fn require_role(&self, needed: pki::OperatorRole, what: &str) -> Result<(), CliError> {
-        let role = std::fs::read_to_string(&self.config.tls.cert)
-            .ok()
-            .and_then(|pem| pki::inspect_pem(&pem))
-            .map(|info| info.role);
+        let role = self.operator_certificate_info().map(|info| info.role);
         match role {
             Some(Some(role)) if role < needed => Err(CliError::permission_denied(format!(
                 "permission denied: {what} needs role {needed}; the operator certificate {} \
@@ -105,7 +115,7 @@ impl Context {
     /// within `EXPIRY_WARNING_DAYS`. An unreadable file is left to the connection to report.
     fn check_operator_certificate(&self) -> Option<String> {
         let path = &self.config.tls.cert;
-        let info = pki::inspect_pem(&std::fs::read_to_string(path).ok()?)?;
+        let info = self.operator_certificate_info()?;
         let now = crate::output::now_unix();
         let expiry = crate::commands::tls::expiry_text(info.not_after_unix, now);
         let renew = format!(

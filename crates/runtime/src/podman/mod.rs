@@ -155,14 +155,22 @@ impl PodmanRuntime {
         self.api.as_ref().map(|link| &link.api)
     }
 
-    /// Records whether the API answers (the watchdog's verdict).
-    pub fn api_answered(&self, up: bool) {
-        if let Some(link) = &self.api {
-            let was = link.up.swap(up, std::sync::atomic::Ordering::Relaxed);
-            if up && !was {
-                tracing::info!("the podman API answers again");
-            }
+    /// Records whether the API answers (the watchdog's verdict); returns whether it did
+    /// before.
+    pub fn api_answered(&self, up: bool) -> bool {
+        let Some(link) = &self.api else {
+            return false;
+        };
+        let was = link.up.swap(up, std::sync::atomic::Ordering::Relaxed);
+        if up && !was {
+            tracing::info!("the podman API answers again");
         }
+        was
+    }
+
+    /// Whether the API answers, as far as the last call or check knows.
+    pub fn api_up(&self) -> bool {
+        self.live_api().is_some()
     }
 
     /// The API, while it answers.
