@@ -6,6 +6,8 @@ use std::path::PathBuf;
 pub enum RuntimeError {
     #[error(transparent)]
     Podman(#[from] podman_cli::PodmanError),
+    #[error(transparent)]
+    PodmanApi(#[from] crate::podman::api::ApiError),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -1,8 +1,8 @@
 //! podman's REST API (libpod) over its unix socket, for the calls the node makes often:
-//! listing containers, asking whether an image exists, and the event stream. One HTTP/1.1
-//! request per connection (a unix-socket connect costs microseconds), each bounded by a
-//! timeout, so a hung podman service fails the call instead of stalling the monitor or a
-//! deploy.
+//! listing containers, asking whether an image exists, the event stream, and creating,
+//! starting, stopping and removing containers. One HTTP/1.1 request per connection (a
+//! unix-socket connect costs microseconds), each bounded by a timeout, so a hung podman
+//! service fails the call instead of stalling the monitor or a deploy.
 //!
 //! Why hand-written over hyper rather than bollard or podman-api: the node needs four
 //! endpoints; hyper is already linked (health checks), bollard speaks the Docker-compatible
@@ -10,7 +10,7 @@
 //! and podman-api's last release predates podman 4.3's API.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,12 @@ use tokio::net::UnixStream;
 
 /// The libpod API version the paths are written for (podman 4.x serves it).
 const PREFIX: &str = "/v4.0.0/libpod";
+
+/// How long a call that changes a container may take. Longer than a read's: starting a
+/// container sets up its network and mounts, and podman serialises that under load (20
+/// concurrent deploys take seconds each), but still bounded, so a hung service fails a
+/// deploy instead of holding it forever.
+const MUTATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -81,6 +87,92 @@ impl PodmanApi {
         }
     }
 
+    /// Creates a container from libpod's SpecGenerator JSON (`specgen.rs`); returns its id.
+    pub async fn create_container(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+    ) -> Result<String, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Created {
+            #[serde(rename = "Id")]
+            id: String,
+        }
+        let what = format!("create of container {name}");
+        let body = Bytes::from(spec.to_string());
+        let path = format!("{PREFIX}/containers/create");
+        let answer = self
+            .call(
+                http::Method::POST,
+                &path,
+                Some(body),
+                &what,
+                MUTATION_TIMEOUT,
+            )
+            .await?;
+        serde_json::from_slice::<Created>(&answer)
+            .map(|created| created.id)
+            .map_err(|e| ApiError::Http {
+                what,
+                detail: format!("unreadable answer: {e}"),
+            })
+    }
+
+    /// Starts container `name`; one already running is left as it is (podman answers 304).
+    pub async fn start_container(&self, name: &str) -> Result<(), ApiError> {
+        let path = format!("{PREFIX}/containers/{}/start", encode(name));
+        let what = format!("start of container {name}");
+        self.call(http::Method::POST, &path, None, &what, MUTATION_TIMEOUT)
+            .await
+            .map(drop)
+    }
+
+    /// Stops container `name`, killing it after `grace`; one already stopped is left as
+    /// it is. A missing container is `Status { status: 404 }`.
+    pub async fn stop_container(&self, name: &str, grace: Duration) -> Result<(), ApiError> {
+        self.with_grace(name, "stop", "timeout", grace).await
+    }
+
+    /// Restarts container `name`, killing it after `grace` if it does not stop.
+    pub async fn restart_container(&self, name: &str, grace: Duration) -> Result<(), ApiError> {
+        self.with_grace(name, "restart", "t", grace).await
+    }
+
+    /// `POST /containers/NAME/ACTION?PARAM=SECONDS`, given the grace on top of the bound.
+    async fn with_grace(
+        &self,
+        name: &str,
+        action: &str,
+        param: &str,
+        grace: Duration,
+    ) -> Result<(), ApiError> {
+        let path = format!(
+            "{PREFIX}/containers/{}/{action}?{param}={}",
+            encode(name),
+            grace.as_secs()
+        );
+        let what = format!("{action} of container {name}");
+        self.call(
+            http::Method::POST,
+            &path,
+            None,
+            &what,
+            MUTATION_TIMEOUT + grace,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Removes container `name` whatever its state (`podman rm --force --time 0`). A missing
+    /// container is `Status { status: 404 }`.
+    pub async fn remove_container(&self, name: &str) -> Result<(), ApiError> {
+        let path = format!("{PREFIX}/containers/{}?force=true&timeout=0", encode(name));
+        let what = format!("removal of container {name}");
+        self.call(http::Method::DELETE, &path, None, &what, MUTATION_TIMEOUT)
+            .await
+            .map(drop)
+    }
+
     /// Opens the event stream (`podman events`, filtered as `filters`): each item is one
     /// event's JSON. Only opening it is bounded by the timeout; the stream lasts until the
     /// service ends it.
@@ -90,12 +182,15 @@ impl PodmanApi {
     ) -> Result<tokio::sync::mpsc::Receiver<Result<Bytes, ApiError>>, ApiError> {
         let path = format!("{PREFIX}/events?stream=true&filters={}", encode(filters));
         let what = "event stream".to_string();
-        let response = tokio::time::timeout(self.timeout, self.send(&path, &what))
-            .await
-            .map_err(|_| ApiError::Timeout {
-                what: what.clone(),
-                after: self.timeout,
-            })??;
+        let response = tokio::time::timeout(
+            self.timeout,
+            self.send(http::Method::GET, &path, None, &what),
+        )
+        .await
+        .map_err(|_| ApiError::Timeout {
+            what: what.clone(),
+            after: self.timeout,
+        })??;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let mut body = response.into_body();
         tokio::spawn(async move {
@@ -136,8 +231,22 @@ impl PodmanApi {
     }
 
     async fn get(&self, path: &str, what: &str) -> Result<Bytes, ApiError> {
+        self.call(http::Method::GET, path, None, what, self.timeout)
+            .await
+    }
+
+    /// One request and its whole answer within `timeout`; a status of 2xx or 304 ("already
+    /// so") is success, any other names podman's message.
+    async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Bytes>,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, ApiError> {
         let call = async {
-            let response = self.send(path, what).await?;
+            let response = self.send(method, path, body, what).await?;
             let status = response.status();
             let body = response
                 .into_body()
@@ -148,7 +257,7 @@ impl PodmanApi {
                     detail: e.to_string(),
                 })?
                 .to_bytes();
-            if status.is_success() {
+            if status.is_success() || status == StatusCode::NOT_MODIFIED {
                 Ok(body)
             } else {
                 Err(ApiError::Status {
@@ -158,17 +267,19 @@ impl PodmanApi {
                 })
             }
         };
-        tokio::time::timeout(self.timeout, call)
+        tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| ApiError::Timeout {
                 what: what.to_string(),
-                after: self.timeout,
+                after: timeout,
             })?
     }
 
     async fn send(
         &self,
+        method: http::Method,
         path: &str,
+        body: Option<Bytes>,
         what: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ApiError> {
         let http = |detail: String| ApiError::Http {
@@ -189,9 +300,15 @@ impl PodmanApi {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let request = http::Request::get(path)
-            .header(http::header::HOST, "d")
-            .body(Empty::<Bytes>::new())
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, "d");
+        if body.is_some() {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| http(e.to_string()))?;
         let response = sender
             .send_request(request)

@@ -11,15 +11,7 @@ pub(super) fn run_args(
     extra: &[String],
     env_file: Option<&std::path::Path>,
 ) -> Result<Vec<String>, RuntimeError> {
-    // Option-looking values would be read by podman as flags: refuse them outright.
-    for (what, value) in [("name", &spec.name), ("image", &spec.image)] {
-        if value.is_empty() || value.starts_with('-') {
-            return Err(RuntimeError::InvalidSpec {
-                name: spec.name.clone(),
-                detail: format!("{what} {value:?} is empty or starts with '-'"),
-            });
-        }
-    }
+    refuse_option_like(spec)?;
     let mut argv: Vec<String> = vec![
         "run".into(),
         "--detach".into(),
@@ -64,6 +56,20 @@ pub(super) fn run_args(
     Ok(argv)
 }
 
+/// Option-looking values would be read by podman as flags (and mean nothing as names on the
+/// API): refuse them outright.
+pub(super) fn refuse_option_like(spec: &ContainerSpec) -> Result<(), RuntimeError> {
+    for (what, value) in [("name", &spec.name), ("image", &spec.image)] {
+        if value.is_empty() || value.starts_with('-') {
+            return Err(RuntimeError::InvalidSpec {
+                name: spec.name.clone(),
+                detail: format!("{what} {value:?} is empty or starts with '-'"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `podman pull --quiet [--authfile F] [--tls-verify=false] IMAGE`.
 pub(super) fn pull_args(image: &str, insecure: bool, auth_file: Option<&Path>) -> Vec<String> {
     let mut argv = vec!["pull".to_string(), "--quiet".into()];
@@ -97,34 +103,39 @@ pub(super) fn login_args(
     argv
 }
 
+/// A spec with every field set, for the tests of both ways of creating a container.
+#[cfg(test)]
+pub(super) fn example_spec() -> ContainerSpec {
+    ContainerSpec {
+        name: "hello-web".into(),
+        image: "127.0.0.1:5000/hello:v1".into(),
+        cmd: vec!["serve".into(), "--verbose".into()],
+        env: vec!["GREETING=hi there".into()],
+        volumes: vec!["/srv/a:/a".into()],
+        network: Some("podman".into()),
+        user: Some("1000".into()),
+        restart: "on-failure".into(),
+        ports: vec!["127.0.0.1:48080:8080".into()],
+        memory_mb: Some(64),
+        vcpus: 1,
+        labels: std::collections::BTreeMap::from([("mcp.service".into(), "hello".into())]),
+        binary: None,
+        secrets: vec![crate::SecretEnv {
+            var: "DB_PASSWORD".into(),
+            handle: "mcp.hello.db.3".into(),
+            value: crate::SecretValue::new(b"hunter2".to_vec()),
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::collections::BTreeMap;
 
     #[test]
     fn every_field_reaches_podman_in_order() {
-        let spec = ContainerSpec {
-            name: "hello-web".into(),
-            image: "127.0.0.1:5000/hello:v1".into(),
-            cmd: vec!["serve".into(), "--verbose".into()],
-            env: vec!["GREETING=hi there".into()],
-            volumes: vec!["/srv/a:/a".into()],
-            network: Some("podman".into()),
-            user: Some("1000".into()),
-            restart: "on-failure".into(),
-            ports: vec!["127.0.0.1:48080:8080".into()],
-            memory_mb: Some(64),
-            vcpus: 1,
-            labels: BTreeMap::from([("mcp.service".into(), "hello".into())]),
-            binary: None,
-            secrets: vec![crate::SecretEnv {
-                var: "DB_PASSWORD".into(),
-                handle: "mcp.hello.db.3".into(),
-                value: crate::SecretValue::new(b"hunter2".to_vec()),
-            }],
-        };
+        let spec = example_spec();
         let argv = run_args(
             &spec,
             &["--ulimit".into(), "nofile=1024:1024".into()],

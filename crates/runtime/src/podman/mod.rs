@@ -1,6 +1,7 @@
-//! The podman backend. Listings and image checks go to podman's API socket when the node has
-//! one (`api.rs`, a service `service.rs` keeps running); everything else, and those too while
-//! the API does not answer, is one `podman` process run with an argument vector.
+//! The podman backend. Listings, image checks and the container lifecycle (create, start,
+//! stop, restart, remove) go to podman's API socket when the node has one (`api.rs`, a
+//! service `service.rs` keeps running); the rest (pull, logs, secrets, logins), and those too
+//! while the API does not answer, is one `podman` process run with an argument vector.
 
 pub mod api;
 mod args;
@@ -8,6 +9,7 @@ mod image;
 mod listing;
 mod logs;
 pub mod service;
+mod specgen;
 
 use async_trait::async_trait;
 use podman_cli::{Podman, PodmanCli, PodmanError, gone_is_ok};
@@ -25,7 +27,9 @@ pub use image::ImageFacts;
 pub struct PodmanConfig {
     /// The binary, its global arguments and containers.conf.
     pub cli: PodmanCli,
-    /// Extra arguments for `podman run`, e.g. `--ulimit` on hosts that need them.
+    /// Extra arguments for `podman run`, e.g. `--ulimit` on hosts that need them. Any but
+    /// `--log-opt max-size` has no exact API equivalent (`specgen.rs`): containers are then
+    /// created with `podman run`.
     pub run_args: Vec<String>,
     /// Registries (`host[:port]`, as written in image references) pulled from over plain
     /// HTTP (`--tls-verify=false`). Nothing else is.
@@ -68,6 +72,34 @@ fn write_env_file(env: &[String]) -> Result<Option<tempfile::NamedTempFile>, Run
 const START_RETRIES: u32 = 15;
 const START_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Runs `start` again while it fails for a port still held. podman tears a stopped
+/// container's network down in a cleanup process that may hold its published ports for a
+/// moment after `stop` returned; starting again right away (a restart) then fails with
+/// EADDRINUSE. This waits that out, briefly.
+async fn retry_while_ports_linger<T, E, F, Fut>(
+    start: F,
+    ports_busy: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempts = 0;
+    loop {
+        match start().await {
+            Err(e) if attempts < START_RETRIES && ports_busy(&e) => {
+                attempts += 1;
+                tokio::time::sleep(START_RETRY_DELAY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn port_in_use(message: &str) -> bool {
+    message.contains("address already in use")
+}
+
 pub struct PodmanRuntime {
     podman: Podman,
     run_args: Vec<String>,
@@ -100,6 +132,14 @@ async fn timed<T>(
         );
     }
     result
+}
+
+/// A missing container is what stop and remove want: `gone_is_ok` for the API.
+fn gone_is_ok_api(result: Result<(), api::ApiError>) -> Result<(), api::ApiError> {
+    match result {
+        Err(api::ApiError::Status { status: 404, .. }) => Ok(()),
+        other => other,
+    }
 }
 
 /// Prefix of the podman secrets mcp creates for `service`.
@@ -188,6 +228,21 @@ impl PodmanRuntime {
         {
             tracing::warn!(%error, "the podman API failed; using the podman CLI until it answers");
         }
+    }
+
+    /// The API to try a call on, if it answers.
+    fn try_api(&self) -> Option<&api::PodmanApi> {
+        self.live_api()
+    }
+
+    /// Whether podman itself answered `error` (a 4xx/5xx: the call's result). Otherwise
+    /// the service did not answer; it is marked down, and the CLI takes the call over.
+    fn podman_answered(&self, error: &api::ApiError) -> bool {
+        if matches!(error, api::ApiError::Status { .. }) {
+            return true;
+        }
+        self.api_failed(error);
+        false
     }
 
     /// `ps -a --format json` with `filters` (podman's filter JSON; the CLI form in `cli_filter`),
@@ -358,9 +413,28 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn run(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        args::refuse_option_like(spec)?;
+        self.ensure_secrets(spec).await?;
+        if let Some(api) = self.try_api()
+            && let Some(body) = specgen::spec_generator(spec, &self.run_args)
+        {
+            // The environment travels in the request body over the owner-only socket.
+            match timed("api-create", api.create_container(&spec.name, &body)).await {
+                Ok(id) => {
+                    self.start(&spec.name).await?;
+                    return Ok(id);
+                }
+                // Refused before podman read the request: nothing was created.
+                Err(e @ api::ApiError::Connect { .. }) => self.api_failed(&e),
+                // It may have been created: the deployer's rollback removes it by name.
+                Err(e) => {
+                    self.podman_answered(&e);
+                    return Err(e.into());
+                }
+            }
+        }
         // The environment goes through a 0600 file that exists only while podman reads it.
         let env_file = write_env_file(&spec.env)?;
-        self.ensure_secrets(spec).await?;
         let argv = args::run_args(spec, &self.run_args, env_file.as_ref().map(|f| f.path()))?;
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
         let id = self
@@ -371,28 +445,36 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError> {
-        // podman tears a stopped container's network down in a cleanup process that may still
-        // hold its published ports for a moment after `stop` returned; starting again right
-        // away (a restart) then fails with EADDRINUSE. Wait that out, briefly.
-        let mut attempts = 0;
-        loop {
-            match self
-                .podman
-                .output(&format!("podman start {name}"), &["start", name])
-                .await
-            {
-                Err(PodmanError::Command { stderr, .. })
-                    if attempts < START_RETRIES && stderr.contains("address already in use") =>
-                {
-                    attempts += 1;
-                    tokio::time::sleep(START_RETRY_DELAY).await;
-                }
-                other => return Ok(other.map(drop)?),
+        if let Some(api) = self.try_api() {
+            let started = retry_while_ports_linger(
+                || timed("api-start", api.start_container(name)),
+                |e| matches!(e, api::ApiError::Status { message, .. } if port_in_use(message)),
+            )
+            .await;
+            match started {
+                Ok(()) => return Ok(()),
+                Err(e) if self.podman_answered(&e) => return Err(e.into()),
+                Err(_) => {}
             }
         }
+        let what = format!("podman start {name}");
+        let argv = ["start", name];
+        retry_while_ports_linger(
+            || self.podman.output(&what, &argv),
+            |e| matches!(e, PodmanError::Command { stderr, .. } if port_in_use(stderr)),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn restart(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        if let Some(api) = self.try_api() {
+            match timed("api-restart", api.restart_container(name, timeout)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if self.podman_answered(&e) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
         let secs = timeout.as_secs().to_string();
         self.podman
             .output(
@@ -423,6 +505,13 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        if let Some(api) = self.try_api() {
+            match gone_is_ok_api(timed("api-stop", api.stop_container(name, timeout)).await) {
+                Ok(()) => return Ok(()),
+                Err(e) if self.podman_answered(&e) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
         let secs = timeout.as_secs().to_string();
         Ok(gone_is_ok(
             self.podman
@@ -432,6 +521,13 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        if let Some(api) = self.try_api() {
+            match gone_is_ok_api(timed("api-rm", api.remove_container(name)).await) {
+                Ok(()) => return Ok(()),
+                Err(e) if self.podman_answered(&e) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
         Ok(gone_is_ok(
             self.podman
                 .output(
