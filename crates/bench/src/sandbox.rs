@@ -153,10 +153,17 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let dir = self.dir.to_string_lossy().into_owned();
         // VMs (the agents' and the baselines') are daemonized QEMUs run from inside `dir`.
-        // So are the node proxies (their own session) and the proxy suite's servers.
-        let leftovers = ["qemu-system", "mcp-proxy", "nginx", "haproxy"]
-            .iter()
-            .flat_map(|program| procfs::processes_matching(&[program, &dir]));
+        // So are the node proxies (their own session), the agents' podman API services
+        // (which outlive a killed agent by design) and the proxy suite's servers.
+        let leftovers = [
+            "qemu-system",
+            "mcp-proxy",
+            "system service",
+            "nginx",
+            "haproxy",
+        ]
+        .iter()
+        .flat_map(|program| procfs::processes_matching(&[program, &dir]));
         for pid in leftovers {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),

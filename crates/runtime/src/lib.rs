@@ -66,6 +66,14 @@ pub trait Runtime: Send + Sync {
     /// Every instance of ours on this node, in one call to the backend.
     async fn list(&self) -> Result<Vec<InstanceInfo>, RuntimeError>;
 
+    /// The instances of `service`. podman selects them by label, looking only at theirs
+    /// (a full listing waits for every container another operation holds).
+    async fn list_service(&self, service: &str) -> Result<Vec<InstanceInfo>, RuntimeError> {
+        let mut list = self.list().await?;
+        list.retain(|info| info.service() == Some(service));
+        Ok(list)
+    }
+
     /// The instance's output as `options` say (the last lines, then new ones while following).
     /// Dropping the stream ends the underlying reader.
     async fn logs(&self, name: &str, options: &LogOptions) -> Result<LogStream, RuntimeError>;

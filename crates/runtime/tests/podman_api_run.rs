@@ -23,7 +23,6 @@ fn repo_root() -> PathBuf {
 struct Store {
     dir: tempfile::TempDir,
     cli: PodmanCli,
-    service: PodmanService,
     api: PodmanApi,
 }
 
@@ -68,12 +67,7 @@ impl Store {
             dir.path().join("service.log"),
         );
         service.ensure().await.unwrap();
-        Self {
-            dir,
-            cli,
-            service,
-            api,
-        }
+        Self { dir, cli, api }
     }
 
     fn runtime(&self, cli: PodmanCli, through_api: bool) -> PodmanRuntime {
@@ -89,12 +83,43 @@ impl Store {
         }
     }
 
+    /// The service's pid, to end it even when an assertion failed.
+    fn service_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join("service.log.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     async fn inspect(&self, name: &str) -> Value {
         let out = Podman::new(self.cli.clone())
             .output("inspect", &["inspect", name])
             .await
             .unwrap();
         serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+    }
+}
+
+/// Ends the service and every container of the store, even after a failed assertion.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(pid) = self.service_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = std::process::Command::new(&self.cli.binary)
+            .args(&self.cli.global_args)
+            .args(["rm", "--all", "--force", "--time", "0"])
+            .envs(
+                self.cli
+                    .containers_conf
+                    .iter()
+                    .map(|c| ("CONTAINERS_CONF", c)),
+            )
+            .output();
     }
 }
 
@@ -124,7 +149,7 @@ fn spec(name: &str, volume: &Path, secrets: bool) -> ContainerSpec {
         secrets: if secrets {
             vec![SecretEnv {
                 var: "TOKEN".into(),
-                handle: "mcp.rt-test.token.1".into(),
+                handle: format!("mcp.rt-test.{name}.1"),
                 value: SecretValue::new(b"s3cret".to_vec()),
             }]
         } else {
@@ -202,10 +227,15 @@ async fn the_api_makes_the_container_podman_run_makes_and_needs_no_cli() {
     };
     let api_only = store.runtime(no_cli, true);
     let id = api_only
-        .run(&spec("api-only", &volume, false))
+        .run(&spec("api-only", &volume, true))
         .await
         .unwrap();
     assert_eq!(id.len(), 64, "{id}");
+    let env = store.inspect("api-only").await["Config"]["Env"].to_string();
+    assert!(
+        env.contains("TOKEN=s3cret"),
+        "the secret, stored through the API: {env}"
+    );
     let running = api_only.inspect("api-only").await.unwrap().unwrap();
     assert_eq!(running.state, InstanceState::Running);
     api_only
@@ -242,5 +272,4 @@ async fn the_api_makes_the_container_podman_run_makes_and_needs_no_cli() {
     for name in ["made-by-cli", "made-by-api", "api-missing"] {
         by_api.remove(name).await.unwrap();
     }
-    store.service.stop().await;
 }

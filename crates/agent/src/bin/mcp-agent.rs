@@ -149,7 +149,6 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
         tokio::spawn(agent::monitor::watch::vm_exits(
             vms,
             wake_tx.clone(),
-            deployer.observed(),
             stop_rx.clone(),
         ));
     }

@@ -13,6 +13,13 @@ use crate::{AgentError, failpoint, progress};
 /// Lines of a crashed component's output shown in the error.
 const CRASH_LOG_LINES: u32 = 20;
 
+/// How long a new instance that no readiness check awaits must keep running for the deploy
+/// to count it started: one that exits within this "dies at once" and fails the deploy. The
+/// runtime's start returns as soon as the process is launched, before it could fail.
+const START_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often its state is looked at meanwhile (a listing of the service: ~2 ms).
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Deployer {
     /// Makes the images of `components` available, each distinct image (per backend) once.
     pub(super) async fn pull_images(&self, components: &[&Component]) -> Result<(), AgentError> {
@@ -77,36 +84,49 @@ impl Deployer {
         self.check_started(spec, plan).await
     }
 
-    /// A component that already exited right after `run` failed to start; say why. Returns
-    /// the listing it looked at (none when nothing was created).
+    /// A component that exited right after `run` (within `START_SETTLE`, or before its
+    /// readiness check, which watches it from then on) failed to start; say why. Returns
+    /// the last listing it looked at (none when nothing was created).
     async fn check_started(
         &self,
         spec: &Service,
         plan: &plan::Plan<'_>,
     ) -> Result<Option<Vec<InstanceInfo>>, AgentError> {
+        let watched: Vec<&Component> = plan
+            .create
+            .iter()
+            .filter(|c| c.restart != servicedef::RestartPolicy::No)
+            .copied()
+            .collect();
         if plan.create.is_empty() {
             return Ok(None);
         }
-        let instances = self.service_instances(spec.name.as_str()).await?;
-        for component in &plan.create {
-            if component.restart == servicedef::RestartPolicy::No {
-                continue;
+        let settle = watched
+            .iter()
+            .any(|c| c.readiness().is_none() || c.routes.is_empty());
+        let deadline = tokio::time::Instant::now() + START_SETTLE;
+        loop {
+            let instances = self.service_instances(spec.name.as_str()).await?;
+            for component in &watched {
+                let name = plan.instance_name(spec, component);
+                let Some(info) = instances.iter().find(|i| i.name == name) else {
+                    continue;
+                };
+                if info.state == InstanceState::Exited {
+                    return Err(AgentError::Crashed {
+                        component: component.name.to_string(),
+                        exit_code: info.exit_code.unwrap_or(-1),
+                        logs: self
+                            .last_lines(&name, component.runtime, CRASH_LOG_LINES)
+                            .await,
+                    });
+                }
             }
-            let name = plan.instance_name(spec, component);
-            let Some(info) = instances.iter().find(|i| i.name == name) else {
-                continue;
-            };
-            if info.state == InstanceState::Exited {
-                return Err(AgentError::Crashed {
-                    component: component.name.to_string(),
-                    exit_code: info.exit_code.unwrap_or(-1),
-                    logs: self
-                        .last_lines(&name, component.runtime, CRASH_LOG_LINES)
-                        .await,
-                });
+            if !settle || tokio::time::Instant::now() >= deadline {
+                return Ok(Some(instances));
             }
+            tokio::time::sleep(SETTLE_POLL).await;
         }
-        Ok(Some(instances))
     }
 
     pub(crate) async fn last_lines(

@@ -13,6 +13,7 @@
 mod apply;
 mod heal;
 mod history;
+mod noted;
 mod observed;
 mod ops;
 mod plan;
@@ -26,7 +27,7 @@ mod traffic;
 pub(crate) use heal::now_ms;
 pub use heal::{Noticed, PassReport};
 pub use history::{ComponentPlanView, PlanView, VersionView};
-pub use observed::ObservedCache;
+pub use observed::{ContainerEvent, ObservedCache};
 pub use ready::{HealthState, HealthView};
 pub use secrets::{MAX_SECRET_BYTES, SecretView};
 pub use status::{ComponentView, ObservedState, RouteView, ServiceView, StrayView};
@@ -112,10 +113,14 @@ impl Deployer {
         events_connected: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         self.observed = Arc::new(ObservedCache::new(events_connected));
+        self.podman = Arc::new(noted::Noted::new(
+            Arc::clone(&self.podman),
+            Arc::clone(&self.observed),
+        ));
         self
     }
 
-    /// The observed state status answers from; the event watchers invalidate it.
+    /// The observed state status answers from; the event watcher keeps it current.
     pub fn observed(&self) -> Arc<ObservedCache> {
         Arc::clone(&self.observed)
     }
@@ -235,13 +240,22 @@ impl Deployer {
 
     async fn lock_service(&self, name: &str) -> observed::ServiceGuard {
         let guard = self.service_lock(name).lock_owned().await;
-        observed::ServiceGuard::new(guard, self.observed())
+        observed::ServiceGuard::new(guard)
     }
 
     /// The service's lock if no operation holds it (the monitor never waits for one).
     fn try_lock_service(&self, name: &str) -> Option<observed::ServiceGuard> {
         let guard = self.service_lock(name).try_lock_owned().ok()?;
-        Some(observed::ServiceGuard::new(guard, self.observed()))
+        Some(observed::ServiceGuard::new(guard))
+    }
+
+    /// Whether an operation (or a monitor pass) holds the service's lock now.
+    fn service_busy(&self, name: &str) -> bool {
+        let locks = self
+            .service_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.get(name).is_some_and(|lock| lock.try_lock().is_err())
     }
 
     fn record(&self, name: &str) -> Result<ServiceRecord, AgentError> {
@@ -251,24 +265,67 @@ impl Deployer {
 
     /// Every instance of ours, from every runtime, in one listing per runtime.
     async fn listing(&self) -> Result<Vec<InstanceInfo>, AgentError> {
-        let mut list = self
-            .podman
-            .list()
-            .await
-            .map_err(AgentError::runtime("listing containers"))?;
-        if let Ok(qemu) = &self.qemu {
-            list.extend(
-                qemu.list()
-                    .await
-                    .map_err(AgentError::runtime("listing VMs"))?,
-            );
-        }
+        let mut list = self.list_containers().await?;
+        list.extend(self.list_vms().await?);
         Ok(list)
     }
 
+    /// Every container of ours, listed now (and recorded in the observed state).
+    async fn list_containers(&self) -> Result<Vec<InstanceInfo>, AgentError> {
+        let began = self.observed.begin();
+        let list = self.podman_listing(None).await?;
+        self.observed.record_all(began, &list);
+        Ok(list)
+    }
+
+    /// `service`'s containers, listed now (and recorded in the observed state).
+    async fn list_service_containers(
+        &self,
+        service: &str,
+    ) -> Result<Vec<InstanceInfo>, AgentError> {
+        let began = self.observed.begin();
+        let list = self.podman_listing(Some(service)).await?;
+        self.observed.record_service(service, began, &list);
+        Ok(list)
+    }
+
+    /// podman's listing of every container of ours, or of `service`'s only.
+    async fn podman_listing(&self, service: Option<&str>) -> Result<Vec<InstanceInfo>, AgentError> {
+        match service {
+            None => self
+                .podman
+                .list()
+                .await
+                .map_err(AgentError::runtime("listing containers")),
+            Some(service) => self
+                .podman
+                .list_service(service)
+                .await
+                .map_err(AgentError::runtime(format!(
+                    "listing the containers of {service}"
+                ))),
+        }
+    }
+
+    /// Every VM of ours (a scan of the VM directories; no process).
+    async fn list_vms(&self) -> Result<Vec<InstanceInfo>, AgentError> {
+        match &self.qemu {
+            Ok(qemu) => qemu
+                .list()
+                .await
+                .map_err(AgentError::runtime("listing VMs")),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
     async fn service_instances(&self, service: &str) -> Result<Vec<InstanceInfo>, AgentError> {
-        let mut list = self.listing().await?;
-        list.retain(|info| info.service() == Some(service));
+        let mut list = self.list_service_containers(service).await?;
+        list.extend(
+            self.list_vms()
+                .await?
+                .into_iter()
+                .filter(|info| info.service() == Some(service)),
+        );
         Ok(list)
     }
 }

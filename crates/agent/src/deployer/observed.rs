@@ -1,28 +1,125 @@
-//! The observed state `mcp status` answers from: the last merged listing, reused while
-//! nothing can have changed it, so status calls stop costing a podman listing each.
+//! The observed state `mcp status` answers from: our containers as last listed, kept current
+//! by podman's events, so status stops costing a podman listing while nothing is unknown.
+//! (VMs are listed on every status: that is a scan of `<state>/vm`, no process.)
 //!
-//! Invariants: the listing is reused only while podman's event stream is connected (events
-//! tell of every change to our containers made outside mcp) and its generation is current.
-//! The generation moves on every event about our containers, every VM that appears or
-//! disappears, and every release of a service's lock (each change mcp makes happens under
-//! one, so the status after an operation's reply never sees the listing from before it).
-//! Concurrent calls that find it stale share one new listing (single flight): a listing begun
-//! at or after a caller's arrival answers that caller, so callers waiting during churn do not
-//! each list again in turn.
+//! Invariants:
+//! - Kept containers are used only while podman's event stream is connected; a (re)connect
+//!   marks everything unknown until the next full listing.
+//! - Every listing records what it saw for the services it covers, as of when it began (a
+//!   tick of `clock` and the wall clock). An older listing never overwrites a newer one.
+//! - An event newer than the listing of its service is applied to the kept container
+//!   (start, died, pause, remove). An older one that disagrees with what the listing saw, or
+//!   one about a container the state cannot build from an event (a create), marks its
+//!   service changed.
+//! - Every change mcp asks of podman marks its service changed when the call returns
+//!   (`noted.rs`). A service changed at or before a status call's arrival, not listed since,
+//!   and not held by an operation, is listed again (by its label) before that status answers.
+//!   So the status after any reply agrees with podman: an operation's reply comes from a
+//!   listing taken after its last change, which clears its marks, and one that ends without
+//!   such a listing (a rollback, a monitor restart) leaves marks the next status lists.
+//!   Changes of an operation still under way show as their events arrive.
+//! - Concurrent status calls refresh one at a time; the second finds the first's listing.
 
 use runtime::InstanceInfo;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::AgentError;
 
+/// More changed services than this are listed in one full listing instead of one each.
+const LISTINGS_PER_STATUS: usize = 4;
+
+/// When a listing began: a tick of the cache's clock, and podman's clock (events carry it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Began {
+    tick: u64,
+    unix_nanos: i128,
+}
+
 #[derive(Default)]
 pub struct ObservedCache {
-    generation: AtomicU64,
     /// Whether podman's event stream is connected; without it nothing is reused.
     events_connected: Arc<AtomicBool>,
-    last: tokio::sync::Mutex<Option<(u64, Arc<Vec<InstanceInfo>>)>>,
+    clock: AtomicU64,
+    kept: Mutex<Kept>,
+    /// One refresh at a time (single flight).
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Kept {
+    /// Our containers by name.
+    containers: BTreeMap<String, InstanceInfo>,
+    /// The last full listing; `None` while none began after the last (re)connect.
+    full: Option<Began>,
+    /// Tick of the last (re)connect of the event stream.
+    lost_at: u64,
+    /// Per service, its last listing of its own.
+    listed: HashMap<String, Began>,
+    /// Per service, the tick of its newest change no listing has seen yet.
+    changed: HashMap<String, u64>,
+    /// A change to a container the state does not know the service of: a full listing.
+    changed_unknown: Option<u64>,
+    /// The containers as a list, built once per change.
+    snapshot: Option<Arc<Vec<InstanceInfo>>>,
+}
+
+/// What a status call must list before it answers.
+#[derive(Debug, PartialEq, Eq)]
+enum Refresh {
+    Nothing,
+    All,
+    Services(Vec<String>),
+}
+
+impl Kept {
+    /// When the kept state of `service` was last listed.
+    fn listed_at(&self, service: &str) -> Option<Began> {
+        self.full.max(self.listed.get(service).copied())
+    }
+
+    fn refresh_for(&self, arrival: u64, busy: &dyn Fn(&str) -> bool) -> Refresh {
+        let full_current = self.full.is_some_and(|full| full.tick > self.lost_at);
+        if !full_current || self.changed_unknown.is_some_and(|tick| tick <= arrival) {
+            return Refresh::All;
+        }
+        let services: Vec<String> = self
+            .changed
+            .iter()
+            .filter(|(service, tick)| **tick <= arrival && !busy(service))
+            .map(|(service, _)| service.clone())
+            .collect();
+        match services.len() {
+            0 => Refresh::Nothing,
+            n if n > LISTINGS_PER_STATUS => Refresh::All,
+            _ => Refresh::Services(services),
+        }
+    }
+
+    fn snapshot(&mut self) -> Arc<Vec<InstanceInfo>> {
+        let containers = &self.containers;
+        Arc::clone(
+            self.snapshot
+                .get_or_insert_with(|| Arc::new(containers.values().cloned().collect())),
+        )
+    }
+
+    fn mark_changed(&mut self, service: &str, tick: u64) {
+        self.changed.insert(service.to_string(), tick);
+    }
+
+    /// Clears the marks a listing begun at `began` has seen, for `service`.
+    fn seen(&mut self, service: &str, began: Began) {
+        if self
+            .changed
+            .get(service)
+            .is_some_and(|tick| *tick < began.tick)
+        {
+            self.changed.remove(service);
+        }
+    }
 }
 
 impl ObservedCache {
@@ -34,60 +131,278 @@ impl ObservedCache {
         }
     }
 
-    /// Something may have changed: the next call lists again.
-    pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// The current listing: the kept one when still current, else `list()`'s.
-    pub async fn get_or_list<F>(
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Everything may have changed unseen (the event stream (re)connected): the next status
+    /// lists everything.
+    pub fn invalidate(&self) {
+        let tick = self.tick();
+        self.kept().lost_at = tick;
+    }
+
+    /// mcp changed container `name` (of `service`, when known): status lists it again
+    /// unless a listing begun later has seen it.
+    pub fn changed(&self, name: &str, service: Option<&str>) {
+        let tick = self.tick();
+        let mut kept = self.kept();
+        let service = service.map(str::to_string).or_else(|| {
+            kept.containers
+                .get(name)
+                .and_then(|c| c.service().map(str::to_string))
+        });
+        match service {
+            Some(service) => kept.mark_changed(&service, tick),
+            None => kept.changed_unknown = Some(tick),
+        }
+    }
+
+    /// Call before a listing; pass the result to `record_*`.
+    pub fn begin(&self) -> Began {
+        Began {
+            tick: self.tick(),
+            unix_nanos: unix_nanos(),
+        }
+    }
+
+    /// A listing of every container of ours, begun at `began`.
+    pub fn record_all(&self, began: Began, listing: &[InstanceInfo]) {
+        let mut kept = self.kept();
+        if kept.full.is_some_and(|full| full > began) {
+            return;
+        }
+        let mut services: BTreeSet<String> = kept
+            .containers
+            .values()
+            .filter_map(|c| c.service().map(str::to_string))
+            .collect();
+        services.extend(
+            listing
+                .iter()
+                .filter_map(|c| c.service().map(str::to_string)),
+        );
+        for service in services {
+            // A service listed on its own after this listing began keeps that listing.
+            if kept.listed.get(&service).is_some_and(|own| *own > began) {
+                continue;
+            }
+            replace_service(&mut kept.containers, &service, listing);
+            kept.listed.remove(&service);
+        }
+        kept.changed.retain(|_, tick| *tick >= began.tick);
+        if kept.changed_unknown.is_some_and(|tick| tick < began.tick) {
+            kept.changed_unknown = None;
+        }
+        kept.full = Some(began);
+        kept.snapshot = None;
+    }
+
+    /// A listing of `service`'s containers, begun at `began`.
+    pub fn record_service(&self, service: &str, began: Began, listing: &[InstanceInfo]) {
+        let mut kept = self.kept();
+        if kept.listed_at(service).is_some_and(|last| last > began) {
+            return;
+        }
+        replace_service(&mut kept.containers, service, listing);
+        kept.listed.insert(service.to_string(), began);
+        kept.seen(service, began);
+        kept.snapshot = None;
+    }
+
+    /// Applies one of podman's container events to the kept containers.
+    pub fn apply_event(&self, event: &ContainerEvent) {
+        let tick = self.tick();
+        let mut kept = self.kept();
+        let seen_by_listing = kept
+            .listed_at(&event.service)
+            .is_some_and(|listed| event.unix_nanos < listed.unix_nanos);
+        let same = kept
+            .containers
+            .get_mut(&event.name)
+            .filter(|c| c.id == event.id);
+        let known = same.is_some();
+        let settled = match (seen_by_listing, same) {
+            // A listing begun after the event no longer has that container: it is newer.
+            (true, None) => true,
+            (true, Some(container)) => event.agrees_with(container),
+            (false, None) => event.action == EventAction::Remove,
+            (false, Some(container)) => {
+                event.apply_to(container);
+                true
+            }
+        };
+        if !settled {
+            kept.mark_changed(&event.service, tick);
+        } else if !seen_by_listing && known {
+            if event.action == EventAction::Remove {
+                kept.containers.remove(&event.name);
+            }
+            kept.snapshot = None;
+        }
+    }
+
+    /// Our containers as they are now: from the kept state when nothing unknown happened
+    /// before this call, after listing what did otherwise (`list_all`, `list_service`: the
+    /// runtime's listings, recorded here). `busy` says which services an operation holds
+    /// (their changes show as their events arrive; the operation's reply lists them).
+    pub async fn containers<All, AllFut, One, OneFut>(
         &self,
-        list: impl FnOnce() -> F,
+        list_all: All,
+        list_service: One,
+        busy: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Arc<Vec<InstanceInfo>>, AgentError>
     where
-        F: Future<Output = Result<Vec<InstanceInfo>, AgentError>>,
+        All: Fn() -> AllFut,
+        AllFut: Future<Output = Result<Vec<InstanceInfo>, AgentError>>,
+        One: Fn(String) -> OneFut,
+        OneFut: Future<Output = Result<Vec<InstanceInfo>, AgentError>>,
     {
         if !self.events_connected.load(Ordering::SeqCst) {
-            return list().await.map(Arc::new);
+            return list_all().await.map(Arc::new);
         }
-        // Every change this caller can know of happened before this point: a listing begun at
-        // this generation or later shows them all, even one another caller started.
-        let arrival = self.generation.load(Ordering::SeqCst);
-        let mut last = self.last.lock().await;
-        if let Some((kept, listing)) = last.as_ref()
-            && *kept >= arrival
-        {
-            return Ok(Arc::clone(listing));
+        // Every change this caller can know of has a tick up to this one.
+        let arrival = self.clock.load(Ordering::SeqCst);
+        let _flight = self.refreshing.lock().await;
+        let refresh = self.kept().refresh_for(arrival, busy);
+        match refresh {
+            Refresh::Nothing => {}
+            Refresh::All => {
+                let began = self.begin();
+                let listing = list_all().await?;
+                self.record_all(began, &listing);
+            }
+            Refresh::Services(services) => {
+                for service in services {
+                    let began = self.begin();
+                    let listing = list_service(service.clone()).await?;
+                    self.record_service(&service, began, &listing);
+                }
+            }
         }
-        // Read before listing: a change during the listing leaves it stale for later callers.
-        let generation = self.generation.load(Ordering::SeqCst);
-        let listing = Arc::new(list().await?);
-        *last = Some((generation, Arc::clone(&listing)));
-        Ok(listing)
+        Ok(self.kept().snapshot())
     }
 }
 
-/// A service's lock; releasing it moves the observed state's generation on.
+/// Replaces the kept containers of `service` by those of it in `listing`.
+fn replace_service(
+    containers: &mut BTreeMap<String, InstanceInfo>,
+    service: &str,
+    listing: &[InstanceInfo],
+) {
+    containers.retain(|_, c| c.service() != Some(service));
+    for container in listing.iter().filter(|c| c.service() == Some(service)) {
+        containers.insert(container.name.clone(), container.clone());
+    }
+}
+
+fn unix_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+/// What podman's container event says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAction {
+    Create,
+    Start,
+    Died,
+    Pause,
+    Unpause,
+    Remove,
+}
+
+/// One of podman's events about a container of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub action: EventAction,
+    pub name: String,
+    pub id: String,
+    pub service: String,
+    pub unix_nanos: i128,
+    pub exit_code: Option<i32>,
+}
+
+impl ContainerEvent {
+    /// Parses podman's event JSON; `None` for an event not about one of our containers or
+    /// not one of the actions above.
+    pub fn parse(line: &[u8]) -> Option<Self> {
+        let event: serde_json::Value = serde_json::from_slice(line).ok()?;
+        let actor = event.get("Actor")?;
+        let attributes = actor.get("Attributes")?;
+        let text = |value: &serde_json::Value| value.as_str().map(str::to_string);
+        let action = match event.get("Action")?.as_str()? {
+            "create" => EventAction::Create,
+            "start" => EventAction::Start,
+            "died" => EventAction::Died,
+            "pause" => EventAction::Pause,
+            "unpause" => EventAction::Unpause,
+            "remove" => EventAction::Remove,
+            _ => return None,
+        };
+        Some(Self {
+            action,
+            name: text(attributes.get("name")?)?,
+            id: text(actor.get("ID")?)?,
+            service: text(attributes.get(runtime::LABEL_SERVICE)?)?,
+            unix_nanos: event
+                .get("timeNano")
+                .and_then(serde_json::Value::as_i64)
+                .map(i128::from)?,
+            exit_code: attributes
+                .get("containerExitCode")
+                .and_then(|code| code.as_str()?.parse().ok()),
+        })
+    }
+
+    /// Whether `kept` (listed after this event happened) shows this event's outcome.
+    fn agrees_with(&self, kept: &InstanceInfo) -> bool {
+        use runtime::InstanceState as S;
+        match self.action {
+            EventAction::Create => true,
+            EventAction::Start | EventAction::Unpause => kept.state == S::Running,
+            EventAction::Died => kept.state == S::Exited,
+            EventAction::Pause => kept.state == S::Paused,
+            EventAction::Remove => false,
+        }
+    }
+
+    /// Applies this event to `container` (kept, listed before it happened). A remove is
+    /// the caller's to apply.
+    fn apply_to(&self, container: &mut InstanceInfo) {
+        use runtime::InstanceState as S;
+        let seconds = i64::try_from(self.unix_nanos / 1_000_000_000).ok();
+        match self.action {
+            EventAction::Start => {
+                container.state = S::Running;
+                container.started_at = seconds;
+                container.exit_code = None;
+            }
+            EventAction::Died => {
+                container.state = S::Exited;
+                container.exit_code = self.exit_code;
+                container.exited_at = seconds;
+            }
+            EventAction::Pause => container.state = S::Paused,
+            EventAction::Unpause => container.state = S::Running,
+            EventAction::Create | EventAction::Remove => {}
+        }
+    }
+}
+
+/// A service's lock, held by every operation that changes the service.
 pub struct ServiceGuard {
     _guard: tokio::sync::OwnedMutexGuard<()>,
-    observed: Arc<ObservedCache>,
 }
 
 impl ServiceGuard {
-    pub(super) fn new(
-        guard: tokio::sync::OwnedMutexGuard<()>,
-        observed: Arc<ObservedCache>,
-    ) -> Self {
-        Self {
-            _guard: guard,
-            observed,
-        }
-    }
-}
-
-impl Drop for ServiceGuard {
-    fn drop(&mut self) {
-        self.observed.invalidate();
+    pub(super) fn new(guard: tokio::sync::OwnedMutexGuard<()>) -> Self {
+        Self { _guard: guard }
     }
 }
 
@@ -95,81 +410,222 @@ impl Drop for ServiceGuard {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use runtime::InstanceState;
     use std::sync::atomic::AtomicUsize;
 
-    #[tokio::test]
-    async fn a_listing_is_reused_until_something_changes_and_only_with_events() {
-        let connected = Arc::new(AtomicBool::new(false));
-        let cache = ObservedCache::new(Arc::clone(&connected));
-        let calls = AtomicUsize::new(0);
-        let list = || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Ok(Vec::new())
-        };
-        cache.get_or_list(list).await.unwrap();
-        cache.get_or_list(list).await.unwrap();
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            2,
-            "no event stream: always listed"
-        );
-        connected.store(true, Ordering::SeqCst);
-        cache.get_or_list(list).await.unwrap();
-        cache.get_or_list(list).await.unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 3, "reused");
-        cache.invalidate();
-        cache.get_or_list(list).await.unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 4, "listed after a change");
+    fn container(service: &str, name: &str, id: &str, state: InstanceState) -> InstanceInfo {
+        InstanceInfo {
+            name: name.into(),
+            id: id.into(),
+            image: "img".into(),
+            state,
+            started_at: None,
+            exit_code: None,
+            exited_at: None,
+            ports: Vec::new(),
+            runtime: servicedef::RuntimeKind::Container,
+            labels: BTreeMap::from([(runtime::LABEL_SERVICE.into(), service.into())]),
+            accelerator: None,
+        }
+    }
+
+    fn event(action: EventAction, name: &str, id: &str, service: &str) -> ContainerEvent {
+        ContainerEvent {
+            action,
+            name: name.into(),
+            id: id.into(),
+            service: service.into(),
+            unix_nanos: unix_nanos(),
+            exit_code: (action == EventAction::Died).then_some(137),
+        }
+    }
+
+    /// A podman stand-in: what it lists, and how often it was asked.
+    #[derive(Default)]
+    struct Podman {
+        containers: Mutex<Vec<InstanceInfo>>,
+        full: AtomicUsize,
+        by_service: Mutex<Vec<String>>,
+    }
+
+    impl Podman {
+        fn set(&self, containers: Vec<InstanceInfo>) {
+            *self.containers.lock().unwrap() = containers;
+        }
+
+        async fn status(&self, cache: &ObservedCache, busy: &[&str]) -> Vec<InstanceInfo> {
+            let listed = cache
+                .containers(
+                    || async {
+                        self.full.fetch_add(1, Ordering::SeqCst);
+                        Ok(self.containers.lock().unwrap().clone())
+                    },
+                    |service| async move {
+                        self.by_service.lock().unwrap().push(service.clone());
+                        let mut list = self.containers.lock().unwrap().clone();
+                        list.retain(|c| c.service() == Some(service.as_str()));
+                        Ok(list)
+                    },
+                    &|service| busy.contains(&service),
+                )
+                .await
+                .unwrap();
+            Vec::clone(&listed)
+        }
+
+        fn listings(&self) -> (usize, Vec<String>) {
+            (
+                self.full.load(Ordering::SeqCst),
+                self.by_service.lock().unwrap().clone(),
+            )
+        }
+    }
+
+    fn connected() -> ObservedCache {
+        ObservedCache::new(Arc::new(AtomicBool::new(true)))
     }
 
     #[tokio::test]
-    async fn a_listing_begun_after_a_caller_arrived_answers_it_though_changes_follow() {
-        let connected = Arc::new(AtomicBool::new(true));
-        let cache = ObservedCache::new(connected);
-        let calls = AtomicUsize::new(0);
-        cache
-            .get_or_list(|| async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                // A change lands while this listing runs.
-                cache.invalidate();
-                Ok(Vec::new())
-            })
-            .await
-            .unwrap();
-        // The change may not be in that listing: the next caller lists again.
-        cache
-            .get_or_list(|| async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Ok(Vec::new())
-            })
-            .await
-            .unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    async fn without_the_event_stream_every_status_lists() {
+        let cache = ObservedCache::new(Arc::new(AtomicBool::new(false)));
+        let podman = Podman::default();
+        podman.status(&cache, &[]).await;
+        podman.status(&cache, &[]).await;
+        assert_eq!(podman.listings(), (2, vec![]));
+    }
+
+    #[tokio::test]
+    async fn a_change_mcp_made_lists_its_service_again_unless_an_operation_holds_it() {
+        let cache = connected();
+        let podman = Podman::default();
+        podman.set(vec![container("a", "a-web", "1", InstanceState::Running)]);
+        podman.status(&cache, &[]).await;
+        podman.status(&cache, &[]).await;
+        assert_eq!(podman.listings(), (1, vec![]), "kept after the first");
+
+        // mcp stops a-web; its reply listed nothing afterwards (a rollback, say).
+        podman.set(vec![container("a", "a-web", "1", InstanceState::Exited)]);
+        cache.changed("a-web", None);
+        // While the operation holds the service, status answers what it kept.
+        let held = podman.status(&cache, &["a"]).await;
+        assert_eq!(held[0].state, InstanceState::Running);
+        let after = podman.status(&cache, &[]).await;
+        assert_eq!(after[0].state, InstanceState::Exited);
+        assert_eq!(podman.listings(), (1, vec!["a".to_string()]));
+        podman.status(&cache, &[]).await;
+        assert_eq!(podman.listings(), (1, vec!["a".to_string()]), "seen once");
+
+        // A listing of the service begun after the change (an operation's reply) clears it.
+        cache.changed("a-web", Some("a"));
+        let began = cache.begin();
+        cache.record_service("a", began, &podman.containers.lock().unwrap().clone());
+        podman.status(&cache, &[]).await;
+        assert_eq!(podman.listings(), (1, vec!["a".to_string()]));
+    }
+
+    #[tokio::test]
+    async fn events_move_the_kept_state_without_a_listing() {
+        let cache = connected();
+        let podman = Podman::default();
+        podman.set(vec![
+            container("a", "a-web", "1", InstanceState::Running),
+            container("b", "b-web", "2", InstanceState::Running),
+        ]);
+        podman.status(&cache, &[]).await;
+        cache.apply_event(&event(EventAction::Died, "a-web", "1", "a"));
+        let listed = podman.status(&cache, &[]).await;
+        assert_eq!(listed[0].state, InstanceState::Exited);
+        assert_eq!(listed[0].exit_code, Some(137));
+        cache.apply_event(&event(EventAction::Start, "a-web", "1", "a"));
+        cache.apply_event(&event(EventAction::Remove, "b-web", "2", "b"));
+        let listed = podman.status(&cache, &[]).await;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].state, InstanceState::Running);
+        assert_eq!(listed[0].exit_code, None);
+        assert_eq!(podman.listings(), (1, vec![]), "no listing for any of it");
+
+        // A container the state cannot build from its event: its service is listed.
+        podman.set(vec![
+            container("a", "a-web", "1", InstanceState::Running),
+            container("c", "c-web", "3", InstanceState::Running),
+        ]);
+        cache.apply_event(&event(EventAction::Create, "c-web", "3", "c"));
+        let listed = podman.status(&cache, &[]).await;
+        assert_eq!(listed.len(), 2);
+        assert_eq!(podman.listings(), (1, vec!["c".to_string()]));
+    }
+
+    #[tokio::test]
+    async fn an_event_older_than_the_listing_is_checked_against_it() {
+        let cache = connected();
+        let podman = Podman::default();
+        podman.set(vec![container("a", "a-web", "1", InstanceState::Running)]);
+        // Happened before the listing began.
+        let died = event(EventAction::Died, "a-web", "1", "a");
+        let start = event(EventAction::Start, "a-web", "1", "a");
+        podman.status(&cache, &[]).await;
+        // It shows running: the start is in the listing; the death disagrees, so the
+        // service is listed again rather than believed either way.
+        cache.apply_event(&start);
+        let listed = podman.status(&cache, &[]).await;
+        assert_eq!(listed[0].state, InstanceState::Running);
+        assert_eq!(podman.listings(), (1, vec![]));
+        cache.apply_event(&died);
+        podman.status(&cache, &[]).await;
+        assert_eq!(podman.listings(), (1, vec!["a".to_string()]));
+        // A container gone from a later listing: its old events change nothing.
+        podman.set(Vec::new());
+        cache.invalidate();
+        podman.status(&cache, &[]).await;
+        cache.apply_event(&died);
+        assert!(podman.status(&cache, &[]).await.is_empty());
+        assert_eq!(podman.listings(), (2, vec!["a".to_string()]));
+    }
+
+    #[tokio::test]
+    async fn a_reconnect_lists_everything_and_an_older_listing_never_wins() {
+        let cache = connected();
+        let podman = Podman::default();
+        podman.set(vec![container("a", "a-web", "1", InstanceState::Running)]);
+        podman.status(&cache, &[]).await;
+        cache.invalidate();
+        podman.status(&cache, &[]).await;
+        assert_eq!(podman.listings(), (2, vec![]));
+
+        let older = cache.begin();
+        let newer = cache.begin();
+        cache.record_service(
+            "a",
+            newer,
+            &[container("a", "a-web", "1", InstanceState::Exited)],
+        );
+        cache.record_all(
+            older,
+            &[container("a", "a-web", "1", InstanceState::Running)],
+        );
+        cache.record_service(
+            "a",
+            older,
+            &[container("a", "a-web", "1", InstanceState::Running)],
+        );
+        let listed = podman.status(&cache, &[]).await;
+        assert_eq!(listed[0].state, InstanceState::Exited);
     }
 
     #[tokio::test]
     async fn concurrent_callers_share_one_listing() {
-        let connected = Arc::new(AtomicBool::new(true));
-        let cache = Arc::new(ObservedCache::new(connected));
-        let calls = Arc::new(AtomicUsize::new(0));
+        let cache = Arc::new(connected());
+        let podman = Arc::new(Podman::default());
         let mut tasks = Vec::new();
         for _ in 0..16 {
-            let cache = Arc::clone(&cache);
-            let calls = Arc::clone(&calls);
+            let (cache, podman) = (Arc::clone(&cache), Arc::clone(&podman));
             tasks.push(tokio::spawn(async move {
-                cache
-                    .get_or_list(|| async {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        Ok(Vec::new())
-                    })
-                    .await
-                    .unwrap();
+                podman.status(&cache, &[]).await;
             }));
         }
         for task in tasks {
             task.await.unwrap();
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(podman.listings(), (1, vec![]));
     }
 }

@@ -254,8 +254,9 @@ impl Deployer {
     /// `[components.health]` whose interval has passed (all at once), records transitions
     /// as events, and restarts an instance that failed `retries` checks in a row, under its
     /// restart policy and back-off. A service with an operation in progress is checked but
-    /// not restarted (the operation holds its lock).
-    pub async fn health_pass(&self, policy: &BackoffPolicy) -> Result<(), AgentError> {
+    /// not restarted (the operation holds its lock). Returns when the next check is due
+    /// (`None`: no check is kept).
+    pub async fn health_pass(&self, policy: &BackoffPolicy) -> Result<Option<Instant>, AgentError> {
         let read_at = Instant::now();
         let records = self.read(|r| r.services())?;
         let now = Instant::now();
@@ -289,9 +290,10 @@ impl Deployer {
                                 .is_some_and(|c| c.health.is_some())
                     })
             });
-            return Ok(());
+            return Ok(checks.values().map(|state| state.next_due).min());
         }
-        let listing = self.listing().await?;
+        // From the observed state: no podman call while nothing changed.
+        let listing = self.observed_listing().await?;
         let mut live_keys = std::collections::HashSet::new();
         for record in records
             .iter()
@@ -348,7 +350,11 @@ impl Deployer {
             self.record_check(&key, &instance, &check, &component, result, policy)
                 .await;
         }
-        Ok(())
+        Ok(self.next_check_due())
+    }
+
+    fn next_check_due(&self) -> Option<Instant> {
+        self.checks().values().map(|state| state.next_due).min()
     }
 
     async fn record_check(

@@ -186,12 +186,26 @@ pub(crate) fn service_view(
 }
 
 impl Deployer {
-    /// Every service (or one), merged with one listing of what runs.
-    /// Every service (or one), from the observed state (`observed.rs`): a listing is taken
-    /// only when something may have changed since the last one.
+    /// Every service (or one), from the observed state (`observed.rs`): containers are
+    /// listed only when something unknown may have changed them.
     pub async fn status(&self, only: Option<&str>) -> Result<Vec<ServiceView>, AgentError> {
-        let listing = self.observed.get_or_list(|| self.listing()).await?;
+        let listing = self.observed_listing().await?;
         self.status_from(only, &listing)
+    }
+
+    /// Every instance of ours: the containers from the observed state, the VMs scanned now.
+    pub(super) async fn observed_listing(&self) -> Result<Vec<InstanceInfo>, AgentError> {
+        let containers = self
+            .observed
+            .containers(
+                || self.podman_listing(None),
+                |service| async move { self.podman_listing(Some(&service)).await },
+                &|service| self.service_busy(service),
+            )
+            .await?;
+        let mut listing = Vec::clone(&containers);
+        listing.extend(self.list_vms().await?);
+        Ok(listing)
     }
 
     fn status_from(
@@ -234,7 +248,7 @@ impl Deployer {
     /// The service's view from a new listing (operations hold its lock: what they changed is
     /// not in the kept listing yet).
     pub(super) async fn view_of(&self, name: &str) -> Result<ServiceView, AgentError> {
-        let listing = self.listing().await?;
+        let listing = self.service_instances(name).await?;
         let mut views = self.status_from(Some(name), &listing)?;
         views
             .pop()

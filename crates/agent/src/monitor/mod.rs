@@ -80,9 +80,11 @@ pub async fn run(
     }
 }
 
-/// How often the health checker looks for checks that are due (each component is probed
-/// at its own interval).
-const HEALTH_TICK: Duration = Duration::from_millis(200);
+/// The health checker wakes when the next check is due, and at least this often to find
+/// components deployed since (each component is probed at its own interval).
+const HEALTH_IDLE: Duration = Duration::from_secs(1);
+/// Nor more often than this.
+const HEALTH_MIN_GAP: Duration = Duration::from_millis(50);
 
 /// Runs the health checker until `stop` turns true.
 pub async fn run_health(
@@ -90,13 +92,22 @@ pub async fn run_health(
     policy: BackoffPolicy,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut next = tokio::time::Instant::now() + HEALTH_MIN_GAP;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(HEALTH_TICK) => {}
+            () = tokio::time::sleep_until(next) => {}
             _ = stop.wait_for(|stopping| *stopping) => return,
         }
-        if let Err(err) = deployer.health_pass(&policy).await {
-            tracing::warn!(error = %err, "health checks failed");
-        }
+        let now = tokio::time::Instant::now();
+        let due = match deployer.health_pass(&policy).await {
+            Ok(due) => due.map(tokio::time::Instant::from_std),
+            Err(err) => {
+                tracing::warn!(error = %err, "health checks failed");
+                None
+            }
+        };
+        next = due
+            .map_or(now + HEALTH_IDLE, |due| due.min(now + HEALTH_IDLE))
+            .max(now + HEALTH_MIN_GAP);
     }
 }

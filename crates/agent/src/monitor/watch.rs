@@ -1,7 +1,8 @@
 //! What wakes the monitor before its next reconcile: podman's event stream (a container of
 //! ours died, was removed, created or started) and the VMs' QEMU processes (one that was
 //! running is gone). Each sends a `Wake`; the monitor coalesces them into one pass. Each
-//! also moves the observed state on (`ObservedCache::invalidate`), so status lists again.
+//! container event is also applied to the observed state status answers from
+//! (`ObservedCache::apply_event`); a (re)connect marks that state unknown.
 
 use runtime::QemuRuntime;
 use runtime::podman::api::PodmanApi;
@@ -11,13 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-use crate::deployer::{Noticed, ObservedCache};
+use crate::deployer::{ContainerEvent, Noticed, ObservedCache};
 use crate::podman_api::PodmanApiLink;
 
 /// The container events that can change what the monitor would do. Which containers are ours
-/// is decided here (`instance_of`): podman 4.3's event filter matches `label` only as
+/// is decided here (`ContainerEvent::parse`): podman 4.3's event filter matches `label` only as
 /// key=value, and the value (the service) varies.
-const EVENT_FILTERS: &str = r#"{"type":["container"],"event":["died","remove","create","start"]}"#;
+const EVENT_FILTERS: &str =
+    r#"{"type":["container"],"event":["died","remove","create","start","pause","unpause"]}"#;
 /// How often VM processes are looked at.
 const VM_POLL: Duration = Duration::from_secs(1);
 /// How often a connected event stream checks that the API still answers.
@@ -70,11 +72,11 @@ pub async fn podman_events(
                         _ = stop.wait_for(|stopping| *stopping) => return,
                     };
                     let Some(Ok(line)) = event else { break };
-                    if let Some(instance) = instance_of(&line) {
-                        observed.invalidate();
+                    if let Some(event) = ContainerEvent::parse(&line) {
+                        observed.apply_event(&event);
                         let _ = wake.try_send(Wake {
                             noticed: Noticed::PodmanEvent,
-                            instance,
+                            instance: event.name,
                         });
                     }
                 }
@@ -94,20 +96,11 @@ pub async fn podman_events(
     }
 }
 
-/// The container an event is about (`Actor.Attributes.name`), for mcp's containers only.
-fn instance_of(line: &[u8]) -> Option<String> {
-    let event: serde_json::Value = serde_json::from_slice(line).ok()?;
-    let attributes = event.get("Actor")?.get("Attributes")?;
-    attributes.get(runtime::LABEL_SERVICE)?;
-    Some(attributes.get("name")?.as_str()?.to_string())
-}
-
 /// Watches the VMs' QEMU processes until `stop`: one that ran a second ago and does not now
 /// wakes the monitor.
 pub async fn vm_exits(
     vms: Arc<QemuRuntime>,
     wake: mpsc::Sender<Wake>,
-    observed: Arc<ObservedCache>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut running = BTreeSet::new();
@@ -120,9 +113,6 @@ pub async fn vm_exits(
         let Ok(now) = tokio::task::spawn_blocking(move || looked.live_vms()).await else {
             continue;
         };
-        if now != running {
-            observed.invalidate();
-        }
         for gone in running.difference(&now) {
             let _ = wake.try_send(Wake {
                 noticed: Noticed::VmExit,
@@ -130,19 +120,5 @@ pub async fn vm_exits(
             });
         }
         running = now;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_name_our_containers_only() {
-        let ours = br#"{"Type":"container","Action":"died","Actor":{"ID":"abc","Attributes":{"name":"web-api","mcp.service":"web","containerExitCode":"137"}}}"#;
-        assert_eq!(instance_of(ours).as_deref(), Some("web-api"));
-        let foreign = br#"{"Type":"container","Action":"died","Actor":{"ID":"abc","Attributes":{"name":"other"}}}"#;
-        assert_eq!(instance_of(foreign), None);
-        assert_eq!(instance_of(b"not json"), None);
     }
 }

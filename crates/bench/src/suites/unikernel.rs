@@ -15,7 +15,8 @@ use crate::report::{Report, Row};
 use crate::stats::{fmt_ms, median, spread};
 use crate::timeline::{self, Step};
 
-pub const TARGET: f64 = 1.10;
+/// Issue 13: a redeploy within 5 % of the same QEMU started by hand.
+pub const TARGET: f64 = 1.05;
 const LIMIT: Duration = Duration::from_secs(90);
 
 pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {

@@ -38,12 +38,21 @@ pub enum ApiError {
     Timeout { what: String, after: Duration },
     #[error("podman API {what}: {detail}")]
     Http { what: String, detail: String },
+    #[error("podman API {what}: abandoned, the service stopped answering")]
+    Abandoned { what: String },
     #[error("podman API {what} answered {status}: {message}")]
     Status {
         what: String,
         status: u16,
         message: String,
     },
+}
+
+/// What a request carries.
+enum Body {
+    Empty,
+    Json(Bytes),
+    Bytes(Bytes),
 }
 
 /// A client of one podman API socket.
@@ -99,16 +108,10 @@ impl PodmanApi {
             id: String,
         }
         let what = format!("create of container {name}");
-        let body = Bytes::from(spec.to_string());
+        let body = Body::Json(Bytes::from(spec.to_string()));
         let path = format!("{PREFIX}/containers/create");
         let answer = self
-            .call(
-                http::Method::POST,
-                &path,
-                Some(body),
-                &what,
-                MUTATION_TIMEOUT,
-            )
+            .call(http::Method::POST, &path, body, &what, MUTATION_TIMEOUT)
             .await?;
         serde_json::from_slice::<Created>(&answer)
             .map(|created| created.id)
@@ -118,13 +121,40 @@ impl PodmanApi {
             })
     }
 
+    /// Stores `value` as podman secret `name` with `labels`; false when a secret of that
+    /// name exists already (its value is not compared). The value travels in the body only.
+    pub async fn create_secret(
+        &self,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+        value: &[u8],
+    ) -> Result<bool, ApiError> {
+        let labels = serde_json::to_string(labels).unwrap_or_default();
+        let path = format!(
+            "{PREFIX}/secrets/create?name={}&labels={}",
+            encode(name),
+            encode(&labels)
+        );
+        let what = format!("creation of secret {name}");
+        let body = Body::Bytes(Bytes::copy_from_slice(value));
+        match self
+            .call(http::Method::POST, &path, body, &what, MUTATION_TIMEOUT)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ApiError::Status { message, .. }) if message.contains("secret name in use") => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Starts container `name`; one already running is left as it is (podman answers 304).
     pub async fn start_container(&self, name: &str) -> Result<(), ApiError> {
         let path = format!("{PREFIX}/containers/{}/start", encode(name));
         let what = format!("start of container {name}");
-        self.call(http::Method::POST, &path, None, &what, MUTATION_TIMEOUT)
+        self.change(http::Method::POST, &path, &what, MUTATION_TIMEOUT)
             .await
-            .map(drop)
     }
 
     /// Stops container `name`, killing it after `grace`; one already stopped is left as
@@ -152,15 +182,8 @@ impl PodmanApi {
             grace.as_secs()
         );
         let what = format!("{action} of container {name}");
-        self.call(
-            http::Method::POST,
-            &path,
-            None,
-            &what,
-            MUTATION_TIMEOUT + grace,
-        )
-        .await
-        .map(drop)
+        self.change(http::Method::POST, &path, &what, MUTATION_TIMEOUT + grace)
+            .await
     }
 
     /// Removes container `name` whatever its state (`podman rm --force --time 0`). A missing
@@ -168,7 +191,19 @@ impl PodmanApi {
     pub async fn remove_container(&self, name: &str) -> Result<(), ApiError> {
         let path = format!("{PREFIX}/containers/{}?force=true&timeout=0", encode(name));
         let what = format!("removal of container {name}");
-        self.call(http::Method::DELETE, &path, None, &what, MUTATION_TIMEOUT)
+        self.change(http::Method::DELETE, &path, &what, MUTATION_TIMEOUT)
+            .await
+    }
+
+    /// A request without a body whose answer's body does not matter.
+    async fn change(
+        &self,
+        method: http::Method,
+        path: &str,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<(), ApiError> {
+        self.call(method, path, Body::Empty, what, timeout)
             .await
             .map(drop)
     }
@@ -184,7 +219,7 @@ impl PodmanApi {
         let what = "event stream".to_string();
         let response = tokio::time::timeout(
             self.timeout,
-            self.send(http::Method::GET, &path, None, &what),
+            self.send(http::Method::GET, &path, Body::Empty, &what),
         )
         .await
         .map_err(|_| ApiError::Timeout {
@@ -231,7 +266,7 @@ impl PodmanApi {
     }
 
     async fn get(&self, path: &str, what: &str) -> Result<Bytes, ApiError> {
-        self.call(http::Method::GET, path, None, what, self.timeout)
+        self.call(http::Method::GET, path, Body::Empty, what, self.timeout)
             .await
     }
 
@@ -241,7 +276,7 @@ impl PodmanApi {
         &self,
         method: http::Method,
         path: &str,
-        body: Option<Bytes>,
+        body: Body,
         what: &str,
         timeout: Duration,
     ) -> Result<Bytes, ApiError> {
@@ -279,7 +314,7 @@ impl PodmanApi {
         &self,
         method: http::Method,
         path: &str,
-        body: Option<Bytes>,
+        body: Body,
         what: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ApiError> {
         let http = |detail: String| ApiError::Http {
@@ -304,11 +339,20 @@ impl PodmanApi {
             .method(method)
             .uri(path)
             .header(http::header::HOST, "d");
-        if body.is_some() {
-            request = request.header(http::header::CONTENT_TYPE, "application/json");
-        }
+        let body = match body {
+            Body::Empty => Bytes::new(),
+            Body::Json(json) => {
+                request = request.header(http::header::CONTENT_TYPE, "application/json");
+                json
+            }
+            // libpod reads a secret's value only when it is declared as raw bytes.
+            Body::Bytes(bytes) => {
+                request = request.header(http::header::CONTENT_TYPE, "application/octet-stream");
+                bytes
+            }
+        };
         let request = request
-            .body(Full::new(body.unwrap_or_default()))
+            .body(Full::new(body))
             .map_err(|e| http(e.to_string()))?;
         let response = sender
             .send_request(request)

@@ -113,17 +113,33 @@ pub struct PodmanRuntime {
 /// costs one timeout, not one per call.
 struct ApiLink {
     api: api::PodmanApi,
-    up: std::sync::atomic::AtomicBool,
+    /// A watch, so that calls under way can give up when the API is declared down.
+    up: tokio::sync::watch::Sender<bool>,
 }
 
 /// Runs an API call and logs its time as the CLI calls are logged (`podman call`), for
-/// `mcp-bench`'s split of a deploy.
+/// `mcp-bench`'s split of a deploy. A call still waiting when the API is declared down (the
+/// watchdog's ping failed: a hung service) is abandoned then, rather than at its own
+/// timeout (60 s for changes), and the CLI takes it over.
 async fn timed<T>(
+    link: Option<&ApiLink>,
     subcommand: &'static str,
     call: impl std::future::Future<Output = Result<T, api::ApiError>>,
 ) -> Result<T, api::ApiError> {
     let started = std::time::Instant::now();
-    let result = call.await;
+    let mut up = link.map(|link| link.up.subscribe());
+    let declared_down = async {
+        match up.as_mut() {
+            Some(up) => drop(up.wait_for(|up| !*up).await),
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = call => result,
+        () = declared_down => Err(api::ApiError::Abandoned {
+            what: subcommand.trim_start_matches("api-").to_string(),
+        }),
+    };
     if result.is_ok() {
         tracing::debug!(
             subcommand,
@@ -185,7 +201,7 @@ impl PodmanRuntime {
     pub fn with_api(mut self, api: api::PodmanApi) -> Self {
         self.api = Some(ApiLink {
             api,
-            up: std::sync::atomic::AtomicBool::new(true),
+            up: tokio::sync::watch::Sender::new(true),
         });
         self
     }
@@ -201,7 +217,7 @@ impl PodmanRuntime {
         let Some(link) = &self.api else {
             return false;
         };
-        let was = link.up.swap(up, std::sync::atomic::Ordering::Relaxed);
+        let was = link.up.send_replace(up);
         if up && !was {
             tracing::info!("the podman API answers again");
         }
@@ -217,14 +233,14 @@ impl PodmanRuntime {
     fn live_api(&self) -> Option<&api::PodmanApi> {
         self.api
             .as_ref()
-            .filter(|link| link.up.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|link| *link.up.borrow())
             .map(|link| &link.api)
     }
 
     /// A failed API call: logged, and the CLI takes over until the API answers again.
     fn api_failed(&self, error: &api::ApiError) {
         if let Some(link) = &self.api
-            && link.up.swap(false, std::sync::atomic::Ordering::Relaxed)
+            && link.up.send_replace(false)
         {
             tracing::warn!(%error, "the podman API failed; using the podman CLI until it answers");
         }
@@ -249,7 +265,7 @@ impl PodmanRuntime {
     /// through the API when it answers.
     async fn ps(&self, filters: &str, cli_filter: &str) -> Result<Vec<InstanceInfo>, RuntimeError> {
         if let Some(api) = self.live_api() {
-            match timed("api-ps", api.list_containers(filters)).await {
+            match timed(self.api.as_ref(), "api-ps", api.list_containers(filters)).await {
                 Ok(body) => return listing::parse_ps(&String::from_utf8_lossy(&body)),
                 Err(e) => self.api_failed(&e),
             }
@@ -266,7 +282,13 @@ impl PodmanRuntime {
 
     async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
         if let Some(api) = self.live_api() {
-            match timed("api-image-exists", api.image_exists(image)).await {
+            match timed(
+                self.api.as_ref(),
+                "api-image-exists",
+                api.image_exists(image),
+            )
+            .await
+            {
                 Ok(exists) => return Ok(exists),
                 Err(e) => self.api_failed(&e),
             }
@@ -348,12 +370,26 @@ impl PodmanRuntime {
     }
 
     /// Stores each secret version in podman's secret store unless it is there already (a
-    /// version's handle always names the same value): one podman call per secret, the value
-    /// on its stdin.
+    /// version's handle always names the same value): one call per secret, the value in the
+    /// API request's body, or on the CLI's stdin.
     async fn ensure_secrets(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
         let service = spec.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
         let label = format!("{LABEL_SERVICE}={service}");
+        let labels = std::collections::BTreeMap::from([(LABEL_SERVICE.to_string(), service)]);
         for secret in &spec.secrets {
+            if let Some(api) = self.try_api() {
+                let created = timed(
+                    self.api.as_ref(),
+                    "api-secret-create",
+                    api.create_secret(&secret.handle, &labels, secret.value.expose()),
+                )
+                .await;
+                match created {
+                    Ok(_) => continue,
+                    Err(e) if self.podman_answered(&e) => return Err(e.into()),
+                    Err(_) => {}
+                }
+            }
             let created = self
                 .podman
                 .output_with_input(
@@ -419,7 +455,13 @@ impl Runtime for PodmanRuntime {
             && let Some(body) = specgen::spec_generator(spec, &self.run_args)
         {
             // The environment travels in the request body over the owner-only socket.
-            match timed("api-create", api.create_container(&spec.name, &body)).await {
+            match timed(
+                self.api.as_ref(),
+                "api-create",
+                api.create_container(&spec.name, &body),
+            )
+            .await
+            {
                 Ok(id) => {
                     self.start(&spec.name).await?;
                     return Ok(id);
@@ -447,7 +489,7 @@ impl Runtime for PodmanRuntime {
     async fn start(&self, name: &str) -> Result<(), RuntimeError> {
         if let Some(api) = self.try_api() {
             let started = retry_while_ports_linger(
-                || timed("api-start", api.start_container(name)),
+                || timed(self.api.as_ref(), "api-start", api.start_container(name)),
                 |e| matches!(e, api::ApiError::Status { message, .. } if port_in_use(message)),
             )
             .await;
@@ -469,7 +511,13 @@ impl Runtime for PodmanRuntime {
 
     async fn restart(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
         if let Some(api) = self.try_api() {
-            match timed("api-restart", api.restart_container(name, timeout)).await {
+            match timed(
+                self.api.as_ref(),
+                "api-restart",
+                api.restart_container(name, timeout),
+            )
+            .await
+            {
                 Ok(()) => return Ok(()),
                 Err(e) if self.podman_answered(&e) => return Err(e.into()),
                 Err(_) => {}
@@ -506,7 +554,14 @@ impl Runtime for PodmanRuntime {
 
     async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
         if let Some(api) = self.try_api() {
-            match gone_is_ok_api(timed("api-stop", api.stop_container(name, timeout)).await) {
+            match gone_is_ok_api(
+                timed(
+                    self.api.as_ref(),
+                    "api-stop",
+                    api.stop_container(name, timeout),
+                )
+                .await,
+            ) {
                 Ok(()) => return Ok(()),
                 Err(e) if self.podman_answered(&e) => return Err(e.into()),
                 Err(_) => {}
@@ -522,7 +577,9 @@ impl Runtime for PodmanRuntime {
 
     async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
         if let Some(api) = self.try_api() {
-            match gone_is_ok_api(timed("api-rm", api.remove_container(name)).await) {
+            match gone_is_ok_api(
+                timed(self.api.as_ref(), "api-rm", api.remove_container(name)).await,
+            ) {
                 Ok(()) => return Ok(()),
                 Err(e) if self.podman_answered(&e) => return Err(e.into()),
                 Err(_) => {}
@@ -551,6 +608,12 @@ impl Runtime for PodmanRuntime {
     async fn list(&self) -> Result<Vec<InstanceInfo>, RuntimeError> {
         let filters = serde_json::json!({ "label": [LABEL_SERVICE] }).to_string();
         self.ps(&filters, &format!("label={LABEL_SERVICE}")).await
+    }
+
+    async fn list_service(&self, service: &str) -> Result<Vec<InstanceInfo>, RuntimeError> {
+        let label = format!("{LABEL_SERVICE}={service}");
+        let filters = serde_json::json!({ "label": [label] }).to_string();
+        self.ps(&filters, &format!("label={label}")).await
     }
 
     async fn logs(&self, name: &str, options: &LogOptions) -> Result<LogStream, RuntimeError> {
