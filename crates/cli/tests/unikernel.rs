@@ -519,7 +519,7 @@ fn a_vm_console_log_is_rotated_at_its_size_limit() {
 }
 
 /// A VM whose QEMU dies is restarted without waiting for the reconcile timer (a minute away
-/// here): the agent watches its VMs' processes, and the recorded event says so.
+/// here): the agent follows each VM's QEMU monitor, and the recorded event says so.
 #[test]
 fn a_killed_vm_is_restarted_on_its_exit_not_the_timer() {
     let agent = Agent::start_unikernel(
@@ -544,6 +544,6 @@ fn a_killed_vm_is_restarted_on_its_exit_not_the_timer() {
         agent.log()
     );
     let events = agent.mcp(&["events", &name, "--json"]).ok().stdout;
-    assert!(events.contains("noticed by VM exit"), "{events}");
+    assert!(events.contains("noticed by QEMU event"), "{events}");
     agent.mcp(&["undeploy", &name, "--yes"]).ok();
 }

@@ -15,7 +15,8 @@ const CRASH_LOG_LINES: u32 = 20;
 
 /// How long a new instance that no readiness check awaits must keep running for the deploy
 /// to count it started: one that exits within this "dies at once" and fails the deploy. The
-/// runtime's start returns as soon as the process is launched, before it could fail.
+/// runtime's start returns as soon as the process is launched, before it could fail. One
+/// that accepts a connection on a published TCP port sooner is up: the wait ends there.
 const START_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 /// How often its state is looked at meanwhile (a listing of the service: ~2 ms).
 const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
@@ -101,9 +102,11 @@ impl Deployer {
         if plan.create.is_empty() {
             return Ok(None);
         }
-        let settle = watched
+        let settling: Vec<String> = watched
             .iter()
-            .any(|c| c.readiness().is_none() || c.routes.is_empty());
+            .filter(|c| c.readiness().is_none() || c.routes.is_empty())
+            .map(|c| plan.instance_name(spec, c))
+            .collect();
         let deadline = tokio::time::Instant::now() + START_SETTLE;
         loop {
             let instances = self.service_instances(spec.name.as_str()).await?;
@@ -122,7 +125,10 @@ impl Deployer {
                     });
                 }
             }
-            if !settle || tokio::time::Instant::now() >= deadline {
+            if settling.is_empty()
+                || tokio::time::Instant::now() >= deadline
+                || answering(&settling, &instances).await
+            {
                 return Ok(Some(instances));
             }
             tokio::time::sleep(SETTLE_POLL).await;
@@ -177,4 +183,38 @@ impl Deployer {
             tracing::warn!(service = %spec.name, error = %err, "could not restore the previous spec");
         }
     }
+}
+
+/// Whether every instance named in `names` accepts a connection on one of its published TCP
+/// ports (one without any never does).
+async fn answering(names: &[String], instances: &[InstanceInfo]) -> bool {
+    for name in names {
+        let Some(info) = instances.iter().find(|i| &i.name == name) else {
+            return false;
+        };
+        let mut up = false;
+        for port in info
+            .ports
+            .iter()
+            .filter(|p| p.protocol.is_empty() || p.protocol == "tcp")
+        {
+            let ip = match port.host_ip.as_str() {
+                "" | "0.0.0.0" => std::net::IpAddr::from([127, 0, 0, 1]),
+                "::" => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                ip => match ip.trim_matches(['[', ']']).parse() {
+                    Ok(ip) => ip,
+                    Err(_) => continue,
+                },
+            };
+            let connect = tokio::net::TcpStream::connect((ip, port.host_port));
+            if let Ok(Ok(_)) = tokio::time::timeout(SETTLE_POLL, connect).await {
+                up = true;
+                break;
+            }
+        }
+        if !up {
+            return false;
+        }
+    }
+    true
 }

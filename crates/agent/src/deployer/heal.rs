@@ -159,6 +159,27 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// What made the monitor look at each instance: what a watcher said of it, else what woke
+/// the pass (several wakes are coalesced into one pass).
+#[derive(Debug, Clone)]
+pub struct Noticing {
+    pub pass: Noticed,
+    pub instances: HashMap<String, Noticed>,
+}
+
+impl Noticing {
+    pub fn new(pass: Noticed) -> Self {
+        Self {
+            pass,
+            instances: HashMap::new(),
+        }
+    }
+
+    fn of(&self, instance: &str) -> Noticed {
+        self.instances.get(instance).copied().unwrap_or(self.pass)
+    }
+}
+
 /// What made the monitor look: its timer, or a sign that something changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Noticed {
@@ -166,8 +187,10 @@ pub enum Noticed {
     Reconcile,
     /// podman reported an event about one of our containers.
     PodmanEvent,
-    /// A VM's QEMU process was gone.
+    /// A VM's QEMU process was gone at a scan of the VM directories.
     VmExit,
+    /// A VM's QEMU monitor said it ended (its connection closed, or a shutdown or panic).
+    QemuEvent,
     /// The event stream (re)connected: what happened while it was down is looked at.
     Reconnect,
 }
@@ -178,6 +201,7 @@ impl std::fmt::Display for Noticed {
             Self::Reconcile => "reconcile",
             Self::PodmanEvent => "podman event",
             Self::VmExit => "VM exit",
+            Self::QemuEvent => "QEMU event",
             Self::Reconnect => "event stream reconnect",
         })
     }
@@ -188,7 +212,7 @@ impl Deployer {
     pub async fn monitor_pass(
         &self,
         policy: &BackoffPolicy,
-        noticed: Noticed,
+        noticing: &Noticing,
     ) -> Result<PassReport, AgentError> {
         let mut report = PassReport::default();
         let listing = self.listing().await?;
@@ -231,6 +255,10 @@ impl Deployer {
                 let before = known_health
                     .remove(&(name.to_string(), component.name.to_string()))
                     .unwrap_or_default();
+                let noticed = noticing.of(&instance.map_or_else(
+                    || record.spec.container_name(&component.name),
+                    |i| i.name.clone(),
+                ));
                 let (restarted, retry_at) = self
                     .heal(
                         record,

@@ -25,7 +25,7 @@ mod status;
 mod traffic;
 
 pub(crate) use heal::now_ms;
-pub use heal::{Noticed, PassReport};
+pub use heal::{Noticed, Noticing, PassReport};
 pub use history::{ComponentPlanView, PlanView, VersionView};
 pub use observed::{ContainerEvent, ObservedCache};
 pub use ready::{HealthState, HealthView};
@@ -78,6 +78,10 @@ pub struct Deployer {
     keep_versions: u32,
     /// The listing status answers from (`observed.rs`).
     observed: Arc<ObservedCache>,
+    /// Registry writes so far, and the service records as of a count of them: the health
+    /// checker reads the records every second, and they change only with a write.
+    writes: std::sync::atomic::AtomicU64,
+    services_read: Mutex<Option<(u64, Arc<Vec<ServiceRecord>>)>>,
 }
 
 impl Deployer {
@@ -103,6 +107,8 @@ impl Deployer {
             secrets: None,
             keep_versions: 20,
             observed: Arc::new(ObservedCache::default()),
+            writes: std::sync::atomic::AtomicU64::new(0),
+            services_read: Mutex::new(None),
         }
     }
 
@@ -209,13 +215,33 @@ impl Deployer {
         &self,
         f: impl FnOnce(&mut Registry) -> Result<T, registry::RegistryError>,
     ) -> Result<T, AgentError> {
-        Ok(off_the_workers(|| {
+        let result = off_the_workers(|| {
             let mut guard = self
                 .registry
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             f(&mut guard)
-        })?)
+        });
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(result?)
+    }
+
+    /// Every service record, read again only after a registry write.
+    fn services_as_written(&self) -> Result<Arc<Vec<ServiceRecord>>, AgentError> {
+        let writes = self.writes.load(std::sync::atomic::Ordering::SeqCst);
+        let mut kept = self
+            .services_read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, records)) = kept.as_ref()
+            && *at == writes
+        {
+            return Ok(Arc::clone(records));
+        }
+        let records = Arc::new(self.read(|r| r.services())?);
+        *kept = Some((writes, Arc::clone(&records)));
+        Ok(records)
     }
 
     /// A registry write the operation does not depend on (history, health bookkeeping): a

@@ -369,6 +369,10 @@ impl Deployer {
                 .await?;
             failpoint::hit("undeploy:removed-one");
         }
+        // A listing after the removals, so the next status need not list (observed.rs).
+        if let Err(err) = self.list_service_containers(name).await {
+            tracing::debug!(service = name, error = %err, "no listing after the undeploy");
+        }
         self.registry(|r| r.delete_service(name, actor))?;
         Ok(())
     }

@@ -258,7 +258,7 @@ impl Deployer {
     /// (`None`: no check is kept).
     pub async fn health_pass(&self, policy: &BackoffPolicy) -> Result<Option<Instant>, AgentError> {
         let read_at = Instant::now();
-        let records = self.read(|r| r.services())?;
+        let records = self.services_as_written()?;
         let now = Instant::now();
         let mut due = Vec::new();
         // The listing (a podman call) only when some check is due: one without results yet,

@@ -1,5 +1,5 @@
 //! The monitor: one pass of `Deployer::monitor_pass` (drift, restarts, strays) whenever
-//! something is seen to change (`watch.rs`: podman's events, VM exits), and a full reconcile
+//! something is seen to change (`watch.rs`: podman's events, QEMU's), and a full reconcile
 //! on a timer as the safety net: every `interval`, or every `reconcile` while podman's event
 //! stream is connected. It stops between passes on shutdown, never inside one, so no write is
 //! cut short.
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use crate::deployer::{Deployer, Noticed};
+use crate::deployer::{Deployer, Noticed, Noticing};
 
 /// When the monitor looks.
 pub struct Schedule {
@@ -49,17 +49,23 @@ pub async fn run(
             let wait = u64::try_from(at - crate::deployer::now_ms()).unwrap_or(0);
             timer = timer.min(Duration::from_millis(wait + 1));
         }
-        let noticed = tokio::select! {
-            () = tokio::time::sleep(timer) => Noticed::Reconcile,
+        let noticing = tokio::select! {
+            () = tokio::time::sleep(timer) => Noticing::new(Noticed::Reconcile),
             Some(wake) = schedule.wake.recv() => {
                 tracing::debug!(noticed = %wake.noticed, instance = %wake.instance, "monitor woken");
-                // Whatever else arrived meanwhile is covered by this one pass.
-                while schedule.wake.try_recv().is_ok() {}
-                wake.noticed
+                // Whatever else arrived meanwhile is covered by this one pass; each instance
+                // a watcher named keeps what noticed it.
+                let mut noticing = Noticing::new(wake.noticed);
+                noticing.instances.insert(wake.instance, wake.noticed);
+                while let Ok(more) = schedule.wake.try_recv() {
+                    noticing.instances.entry(more.instance).or_insert(more.noticed);
+                }
+                noticing
             }
             _ = stop.wait_for(|stopping| *stopping) => return,
         };
-        match deployer.monitor_pass(&policy, noticed).await {
+        let noticed = noticing.pass;
+        match deployer.monitor_pass(&policy, &noticing).await {
             Ok(report) => {
                 if !report.is_quiet() {
                     tracing::info!(%report, %noticed, "monitor pass");

@@ -1,12 +1,12 @@
 //! What wakes the monitor before its next reconcile: podman's event stream (a container of
-//! ours died, was removed, created or started) and the VMs' QEMU processes (one that was
-//! running is gone). Each sends a `Wake`; the monitor coalesces them into one pass. Each
+//! ours died, was removed, created or started) and the VMs' QEMU monitors (one that was
+//! running ended), with a scan of the VM directories as the safety net. Each sends a `Wake`; the monitor coalesces them into one pass. Each
 //! container event is also applied to the observed state status answers from
 //! (`ObservedCache::apply_event`); a (re)connect marks that state unknown.
 
 use runtime::QemuRuntime;
 use runtime::podman::api::PodmanApi;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use crate::podman_api::PodmanApiLink;
 /// key=value, and the value (the service) varies.
 const EVENT_FILTERS: &str =
     r#"{"type":["container"],"event":["died","remove","create","start","pause","unpause"]}"#;
-/// How often VM processes are looked at.
+/// How often the VM directories are scanned (a directory read; no process).
 const VM_POLL: Duration = Duration::from_secs(1);
 /// How often a connected event stream checks that the API still answers.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
@@ -96,18 +96,24 @@ pub async fn podman_events(
     }
 }
 
-/// Watches the VMs' QEMU processes until `stop`: one that ran a second ago and does not now
-/// wakes the monitor.
+/// Watches the VMs until `stop`. Each running VM's events monitor is followed (QMP): its
+/// connection closing, or a shutdown or panic event, wakes the monitor at once. The VM
+/// directories are scanned right after each boot (to follow the new QEMU) and every second
+/// (VMs started by an earlier agent; one without an events monitor): one that ran at the
+/// last scan and does not now wakes the monitor.
 pub async fn vm_exits(
     vms: Arc<QemuRuntime>,
     wake: mpsc::Sender<Wake>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut running = BTreeSet::new();
+    let mut followed: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut unfollowable: BTreeSet<String> = BTreeSet::new();
     loop {
         tokio::select! {
             () = tokio::time::sleep(VM_POLL) => {}
-            _ = stop.wait_for(|stopping| *stopping) => return,
+            () = vms.booted() => {}
+            _ = stop.wait_for(|stopping| *stopping) => break,
         }
         let looked = Arc::clone(&vms);
         let Ok(now) = tokio::task::spawn_blocking(move || looked.live_vms()).await else {
@@ -119,6 +125,38 @@ pub async fn vm_exits(
                 instance: gone.clone(),
             });
         }
+        followed.retain(|vm, task| now.contains(vm) && !task.is_finished());
+        unfollowable.retain(|vm| now.contains(vm));
+        for vm in &now {
+            if followed.contains_key(vm) || unfollowable.contains(vm) {
+                continue;
+            }
+            match vms.follow_events(vm).await {
+                Ok(follower) => {
+                    let (ended_vm, wake) = (vm.clone(), wake.clone());
+                    let task = tokio::spawn(async move {
+                        let event = follower.ended().await;
+                        tracing::debug!(
+                            vm = ended_vm,
+                            event = event.as_deref().unwrap_or("exit"),
+                            "a VM ended"
+                        );
+                        let _ = wake.try_send(Wake {
+                            noticed: Noticed::QemuEvent,
+                            instance: ended_vm,
+                        });
+                    });
+                    followed.insert(vm.clone(), task);
+                }
+                Err(error) => {
+                    tracing::debug!(vm, %error, "the VM's events are not followed; its process is polled");
+                    unfollowable.insert(vm.clone());
+                }
+            }
+        }
         running = now;
+    }
+    for task in followed.values() {
+        task.abort();
     }
 }

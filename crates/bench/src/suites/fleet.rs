@@ -164,16 +164,47 @@ fn idle(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
         runs: format!("5 samples, 1 s apart (peak {})", fmt_kib(hwm)),
     });
     let cpu = cpu_per_minute(ctx, &agent)?;
+    agent.stop()?;
+    let bare = bare_service_cpu_per_minute(ctx)?;
     report.row(Row {
         figure: "Monitor CPU per minute, idle agent, default schedule (agent + podman)".into(),
         mcp: cpu.text(),
-        baseline: "–".into(),
-        ratio: None,
+        baseline: format!("{} (`podman system service`, no client)", fmt_ms(bare)),
+        ratio: Some(cpu.total() / bare),
         target: "–".into(),
         met: None,
         runs: format!("{} s measured", ctx.args.monitor_secs),
     });
-    agent.stop()
+    Ok(())
+}
+
+/// The CPU per minute of podman's API service on the same store with no client at all:
+/// what running the service costs before anything talks to it.
+fn bare_service_cpu_per_minute(ctx: &Ctx<'_>) -> anyhow::Result<f64> {
+    let socket = ctx.sb.subdir("bare-service")?.join("podman.sock");
+    let mut service = ctx
+        .sb
+        .podman_command(&[
+            "system".to_string(),
+            "service".into(),
+            "--time=0".into(),
+            format!("unix://{}", socket.display()),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let pid = service.id().to_string();
+    interrupt::sleep(Duration::from_secs(2))?;
+    let measured = (|| -> anyhow::Result<f64> {
+        let before = procfs::cpu(&pid)?;
+        interrupt::sleep(Duration::from_secs(ctx.args.monitor_secs))?;
+        let after = procfs::cpu(&pid)?;
+        let ticks = (after.own + after.children) - (before.own + before.children);
+        Ok(ticks as f64 * procfs::ms_per_tick() * 60.0 / ctx.args.monitor_secs as f64)
+    })();
+    let _ = service.kill();
+    let _ = service.wait();
+    measured
 }
 
 /// "ps ×12" from a list of step names.

@@ -57,6 +57,8 @@ pub struct VmLaunch<'a> {
     pub forwards: &'a [Forward],
     pub console_log: &'a Path,
     pub qmp_socket: &'a Path,
+    /// A second QMP monitor, which the agent follows for the VM's end.
+    pub events_socket: &'a Path,
     pub pidfile: &'a Path,
 }
 
@@ -114,6 +116,8 @@ pub fn qemu_argv(vm: &VmLaunch<'_>) -> Vec<String> {
         "chardev:console".into(),
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", path(vm.qmp_socket)),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", path(vm.events_socket)),
         "-daemonize".into(),
         "-pidfile".into(),
         path(vm.pidfile),
@@ -144,6 +148,7 @@ mod tests {
             forwards: &forwards,
             console_log: Path::new("/s/vm/hello-vm/console.log"),
             qmp_socket: Path::new("/s/vm/hello-vm/qmp.sock"),
+            events_socket: Path::new("/s/vm/hello-vm/events.sock"),
             pidfile: Path::new("/s/vm/hello-vm/qemu.pid"),
         });
         assert_eq!(
@@ -182,6 +187,8 @@ mod tests {
                 "chardev:console",
                 "-qmp",
                 "unix:/s/vm/hello-vm/qmp.sock,server=on,wait=off",
+                "-qmp",
+                "unix:/s/vm/hello-vm/events.sock,server=on,wait=off",
                 "-daemonize",
                 "-pidfile",
                 "/s/vm/hello-vm/qemu.pid",
@@ -200,6 +207,7 @@ mod tests {
             forwards: &[],
             console_log: Path::new("/c"),
             qmp_socket: Path::new("/q"),
+            events_socket: Path::new("/e"),
             pidfile: Path::new("/p"),
         });
         let joined = argv.join(" ");

@@ -56,6 +56,9 @@ pub struct QemuRuntime {
     /// can pass where a real kernel cannot (e.g. PVM-style nested KVM, whose instruction
     /// emulation stops a Linux kernel early in its boot).
     kvm_failed: std::sync::Mutex<Option<String>>,
+    /// Told after every boot (run or start): the agent's VM watcher follows the new QEMU's
+    /// events monitor at once instead of at its next scan.
+    booted: tokio::sync::Notify,
 }
 
 /// How long a guest gets to answer under KVM before it is tried again under TCG. A guest
@@ -113,7 +116,14 @@ impl QemuRuntime {
             podman,
             accel,
             kvm_failed: std::sync::Mutex::new(None),
+            booted: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Completes after the next boot of a VM (or at once if one happened since the last
+    /// call).
+    pub async fn booted(&self) {
+        self.booted.notified().await;
     }
 
     /// Why VMs run under TCG although the probe found KVM usable, if they do.
@@ -137,6 +147,13 @@ impl QemuRuntime {
 
     /// Names of the VMs whose QEMU runs, from their pidfiles alone (no QMP, no podman): cheap
     /// enough to ask every second, so a VM that dies is noticed at once.
+    /// Follows VM `name`'s events monitor (`EventFollower::ended` says when the VM ends). An
+    /// error when it does not answer (a VM started before it existed, or one gone).
+    pub async fn follow_events(&self, name: &str) -> Result<qmp::EventFollower, RuntimeError> {
+        let socket = self.vm(name).events_path()?;
+        qmp::follow(&socket.path).await
+    }
+
     pub fn live_vms(&self) -> std::collections::BTreeSet<String> {
         let Ok(entries) = std::fs::read_dir(self.vm_root()) else {
             return Default::default();
@@ -201,6 +218,7 @@ impl QemuRuntime {
         let phase = Phase::start(&name, "launch");
         self.launch(vm, &meta.argv).await?;
         phase.done();
+        self.booted.notify_one();
         meta.started_at = Some(now_secs());
         vm.write_meta(meta)?;
         let phase = Phase::start(&name, "boot");
@@ -551,6 +569,7 @@ impl Runtime for QemuRuntime {
                 forwards: &forwards,
                 console_log: &vm.console(),
                 qmp_socket: std::path::Path::new(VmDir::QMP_SOCKET),
+                events_socket: std::path::Path::new(VmDir::EVENTS_SOCKET),
                 pidfile: &vm.pidfile(),
             });
             let mut meta = Meta {

@@ -1,4 +1,5 @@
-//! A minimal QMP client: greeting, capabilities negotiation, one command, its answer.
+//! A minimal QMP client: greeting, capabilities negotiation, then one command and its
+//! answer, or (on the VM's second monitor) its events until QEMU ends.
 
 use serde_json::Value;
 use std::path::Path;
@@ -24,16 +25,66 @@ pub async fn execute(socket: &Path, command: &str) -> Result<Value, RuntimeError
         .map_err(|_| qmp_err(socket, format!("no answer to {command} within {TIMEOUT:?}")))?
 }
 
-async fn execute_inner(socket: &Path, command: &str) -> Result<Value, RuntimeError> {
+type Lines = tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>;
+
+/// Connects and reads QEMU's greeting.
+async fn connect(socket: &Path) -> Result<(Lines, tokio::net::unix::OwnedWriteHalf), RuntimeError> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|e| qmp_err(socket, e))?;
-    let (read, mut write) = stream.into_split();
+    let (read, write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let greeting = next_message(&mut lines, socket).await?;
     if greeting.get("QMP").is_none() {
         return Err(qmp_err(socket, format!("unexpected greeting {greeting}")));
     }
+    Ok((lines, write))
+}
+
+/// A connection to a VM's events monitor, negotiated and waiting (`follow`).
+pub struct EventFollower {
+    lines: Lines,
+    write: tokio::net::unix::OwnedWriteHalf,
+}
+
+/// Connects to the monitor on `socket` to follow its events (bounded by the timeout). QEMU
+/// serves one client per monitor: this is the VM's second (`events.sock`), so commands on
+/// the first are never held up.
+pub async fn follow(socket: &Path) -> Result<EventFollower, RuntimeError> {
+    tokio::time::timeout(TIMEOUT, async {
+        let (lines, mut write) = connect(socket).await?;
+        write
+            .write_all(b"{\"execute\": \"qmp_capabilities\"}\n")
+            .await
+            .map_err(|e| qmp_err(socket, e))?;
+        Ok(EventFollower { lines, write })
+    })
+    .await
+    .map_err(|_| qmp_err(socket, format!("no greeting within {TIMEOUT:?}")))?
+}
+
+impl EventFollower {
+    /// Waits as long as the VM runs: returns the event that says its guest is gone
+    /// (`SHUTDOWN`, `GUEST_PANICKED`), or `None` when the connection closed (QEMU exited,
+    /// however it ended).
+    pub async fn ended(mut self) -> Option<String> {
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            let Ok(message) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(event) = message.get("event").and_then(Value::as_str)
+                && matches!(event, "SHUTDOWN" | "GUEST_PANICKED")
+            {
+                let _ = self.write.shutdown().await;
+                return Some(event.to_string());
+            }
+        }
+        None
+    }
+}
+
+async fn execute_inner(socket: &Path, command: &str) -> Result<Value, RuntimeError> {
+    let (mut lines, mut write) = connect(socket).await?;
     for cmd in ["qmp_capabilities", command] {
         let request = serde_json::json!({ "execute": cmd }).to_string() + "\n";
         write
@@ -57,10 +108,7 @@ async fn execute_inner(socket: &Path, command: &str) -> Result<Value, RuntimeErr
     Ok(Value::Null)
 }
 
-async fn next_message(
-    lines: &mut tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
-    socket: &Path,
-) -> Result<Value, RuntimeError> {
+async fn next_message(lines: &mut Lines, socket: &Path) -> Result<Value, RuntimeError> {
     let line = lines
         .next_line()
         .await

@@ -69,6 +69,8 @@ impl VmDir {
     /// Relative to the VM dir: QEMU binds it with the dir as working directory, because
     /// absolute paths under a deep state dir exceed the 108-byte socket path limit.
     pub const QMP_SOCKET: &'static str = "qmp.sock";
+    /// The second monitor, followed for events (`qmp::await_end`).
+    pub const EVENTS_SOCKET: &'static str = "events.sock";
 
     pub fn config_json(&self) -> PathBuf {
         self.dir.join("config.json")
@@ -124,16 +126,21 @@ impl VmDir {
     /// A path to the QMP socket short enough to connect to: through the open directory's
     /// descriptor, valid while the returned value lives.
     pub fn qmp_path(&self) -> Result<QmpPath, RuntimeError> {
+        self.socket_path(Self::QMP_SOCKET)
+    }
+
+    /// `qmp_path` for the events monitor.
+    pub fn events_path(&self) -> Result<QmpPath, RuntimeError> {
+        self.socket_path(Self::EVENTS_SOCKET)
+    }
+
+    fn socket_path(&self, socket: &str) -> Result<QmpPath, RuntimeError> {
         use std::os::fd::AsRawFd;
         let dir = std::fs::File::open(&self.dir).map_err(|source| RuntimeError::Io {
             what: self.dir.display().to_string(),
             source,
         })?;
-        let path = PathBuf::from(format!(
-            "/proc/self/fd/{}/{}",
-            dir.as_raw_fd(),
-            Self::QMP_SOCKET
-        ));
+        let path = PathBuf::from(format!("/proc/self/fd/{}/{}", dir.as_raw_fd(), socket));
         Ok(QmpPath { _dir: dir, path })
     }
 
