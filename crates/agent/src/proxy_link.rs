@@ -21,8 +21,11 @@ use crate::traffic::{PublicRoute, TrafficError, TrafficSwitch};
 
 /// How long a freshly started proxy may take to answer its control socket.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the watchdog pings the proxy.
-const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the watchdog pings the proxy on its held connection (a wedged proxy keeps the
+/// connection open; a dead one closes it, which is seen at once).
+const PING_EVERY: Duration = Duration::from_secs(2);
+/// The pause before the watchdog tries again when it has no connection.
+const WATCH_RETRY: Duration = Duration::from_millis(250);
 /// A ping or an in-flight count: a proxy that takes longer is wedged, not busy.
 const QUICK_CALL: Duration = Duration::from_secs(2);
 /// An apply binds ports and writes the table to disk.
@@ -157,18 +160,32 @@ impl ProxyLink {
         )))
     }
 
-    /// Pings the proxy every 250 ms; one that does not answer is started again (it reloads
-    /// its last table itself) and re-programmed from the registry, as are the routes of
-    /// whatever changed while it was down.
+    /// Watches the proxy: one connection to its control socket is held, whose closing says
+    /// at once that the proxy died, and pinged every `PING_EVERY` (a wedged proxy does not
+    /// answer). A proxy that died or does not answer is started again (it reloads its last
+    /// table itself) and re-programmed from the registry, as are the routes of whatever
+    /// changed while it was down.
     pub async fn watch(
         self: Arc<Self>,
         deployer: Arc<Deployer>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(WATCH_INTERVAL) => {}
-                _ = stop.wait_for(|stopping| *stopping) => return,
+            match self.client().await {
+                Ok(mut held) => loop {
+                    let ping_due = tokio::select! {
+                        () = held.closed() => false,
+                        () = tokio::time::sleep(PING_EVERY) => true,
+                        _ = stop.wait_for(|stopping| *stopping) => return,
+                    };
+                    if !ping_due || within(QUICK_CALL, "ping", held.ping()).await.is_err() {
+                        break;
+                    }
+                },
+                Err(_) => tokio::select! {
+                    () = tokio::time::sleep(WATCH_RETRY) => {}
+                    _ = stop.wait_for(|stopping| *stopping) => return,
+                },
             }
             match self.ensure_running().await {
                 Ok(true) => {

@@ -253,6 +253,8 @@ async fn the_api_makes_the_container_podman_run_makes_and_needs_no_cli() {
         .unwrap();
     api_only.remove("api-only").await.unwrap();
     assert!(api_only.inspect("api-only").await.unwrap().is_none());
+    let facts = api_only.image_facts(IMAGE).await.unwrap();
+    assert_eq!(facts.id.len(), 64, "{facts:?}");
     // Stopping or removing what is gone is not an error; a bad image names podman's reason.
     api_only
         .stop("api-only", Duration::from_secs(1))
@@ -272,4 +274,16 @@ async fn the_api_makes_the_container_podman_run_makes_and_needs_no_cli() {
     for name in ["made-by-cli", "made-by-api", "api-missing"] {
         by_api.remove(name).await.unwrap();
     }
+    // Unused secret versions go, the kept one stays.
+    api_only
+        .prune_secrets("rt-test", &["mcp.rt-test.made-by-api.1".to_string()])
+        .await
+        .unwrap();
+    let secrets = Podman::new(store.cli.clone())
+        .output("secret ls", &["secret", "ls", "--format", "{{.Name}}"])
+        .await
+        .unwrap();
+    let mut left: Vec<&str> = secrets.lines().collect();
+    left.sort_unstable();
+    assert_eq!(left, ["mcp.rt-test.made-by-api.1"]);
 }

@@ -119,6 +119,19 @@ impl Client {
         self.read_response().await
     }
 
+    /// Completes when the proxy closes this connection (it exited, or was killed), while no
+    /// call is under way. Cancel-safe: dropping it loses nothing.
+    pub async fn closed(&mut self) {
+        // Nothing is sent unasked: anything read here is stray and dropped.
+        while let Ok(stray) = self.reader.fill_buf().await {
+            if stray.is_empty() {
+                return;
+            }
+            let n = stray.len();
+            self.reader.consume(n);
+        }
+    }
+
     async fn call(&mut self, request: &Outgoing<'_>) -> Result<Response, ClientError> {
         let mut line = serde_json::to_vec(request)?;
         line.push(b'\n');

@@ -96,6 +96,48 @@ impl PodmanApi {
         }
     }
 
+    /// `podman image inspect`'s entry for `image` (one object, not the CLI's array).
+    pub async fn inspect_image(&self, image: &str) -> Result<Bytes, ApiError> {
+        let path = format!("{PREFIX}/images/{}/json", encode_path(image));
+        self.get(&path, "image inspect").await
+    }
+
+    /// The names of every secret in podman's store.
+    pub async fn secret_names(&self) -> Result<Vec<String>, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Secret {
+            #[serde(rename = "Spec")]
+            spec: SecretSpec,
+        }
+        #[derive(serde::Deserialize)]
+        struct SecretSpec {
+            #[serde(rename = "Name")]
+            name: String,
+        }
+        let body = self
+            .get(&format!("{PREFIX}/secrets/json"), "secret list")
+            .await?;
+        serde_json::from_slice::<Vec<Secret>>(&body)
+            .map(|secrets| secrets.into_iter().map(|s| s.spec.name).collect())
+            .map_err(|e| ApiError::Http {
+                what: "secret list".into(),
+                detail: format!("unreadable answer: {e}"),
+            })
+    }
+
+    /// Removes podman secret `name`; one that is gone is not an error.
+    pub async fn remove_secret(&self, name: &str) -> Result<(), ApiError> {
+        let path = format!("{PREFIX}/secrets/{}", encode(name));
+        let what = format!("removal of secret {name}");
+        match self
+            .change(http::Method::DELETE, &path, &what, MUTATION_TIMEOUT)
+            .await
+        {
+            Err(ApiError::Status { status: 404, .. }) => Ok(()),
+            other => other,
+        }
+    }
+
     /// Creates a container from libpod's SpecGenerator JSON (`specgen.rs`); returns its id.
     pub async fn create_container(
         &self,

@@ -35,25 +35,46 @@ pub struct ImageFacts {
 impl PodmanRuntime {
     /// The image's id and entrypoint program. The image must be present (see `pull`).
     pub async fn image_facts(&self, image: &str) -> Result<ImageFacts, RuntimeError> {
-        let out = self
-            .podman
-            .output(
-                &format!("podman image inspect {image}"),
-                &["image", "inspect", "--format", "json", image],
+        let unreadable = |e: serde_json::Error| RuntimeError::Parse {
+            what: format!("podman image inspect {image}"),
+            detail: e.to_string(),
+        };
+        let mut entry = None;
+        if let Some(api) = self.try_api() {
+            match super::timed(
+                self.api.as_ref(),
+                "api-image-inspect",
+                api.inspect_image(image),
             )
-            .await?;
-        let entries: Vec<InspectEntry> =
-            serde_json::from_str(&out).map_err(|e| RuntimeError::Parse {
-                what: format!("podman image inspect {image}"),
-                detail: e.to_string(),
-            })?;
-        let entry = entries
-            .into_iter()
-            .next()
-            .ok_or_else(|| RuntimeError::ImageNotFound {
-                image: image.to_string(),
-                detail: "podman image inspect returned nothing".into(),
-            })?;
+            .await
+            {
+                Ok(body) => {
+                    entry = Some(serde_json::from_slice::<InspectEntry>(&body).map_err(unreadable)?)
+                }
+                Err(e) if self.podman_answered(&e) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
+        let entry = match entry {
+            Some(entry) => entry,
+            None => {
+                let out = self
+                    .podman
+                    .output(
+                        &format!("podman image inspect {image}"),
+                        &["image", "inspect", "--format", "json", image],
+                    )
+                    .await?;
+                let entries: Vec<InspectEntry> = serde_json::from_str(&out).map_err(unreadable)?;
+                entries
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| RuntimeError::ImageNotFound {
+                        image: image.to_string(),
+                        detail: "podman image inspect returned nothing".into(),
+                    })?
+            }
+        };
         let config = entry.config.unwrap_or_default();
         let program = config
             .entrypoint

@@ -534,6 +534,22 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn prune_secrets(&self, service: &str, keep: &[String]) -> Result<(), RuntimeError> {
+        let prefix = secret_prefix(service);
+        let unused = |name: &str| name.starts_with(&prefix) && !keep.iter().any(|k| k == name);
+        if let Some(api) = self.try_api() {
+            let pruned = async {
+                let names = timed(self.api.as_ref(), "api-secret-ls", api.secret_names()).await?;
+                for name in names.iter().filter(|name| unused(name)) {
+                    timed(self.api.as_ref(), "api-secret-rm", api.remove_secret(name)).await?;
+                }
+                Ok::<(), api::ApiError>(())
+            };
+            match pruned.await {
+                Ok(()) => return Ok(()),
+                Err(e) if self.podman_answered(&e) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
         let out = self
             .podman
             .output(
@@ -541,13 +557,10 @@ impl Runtime for PodmanRuntime {
                 &["secret", "ls", "--format", "{{.Name}}"],
             )
             .await?;
-        let prefix = secret_prefix(service);
-        for name in out.lines().map(str::trim) {
-            if name.starts_with(&prefix) && !keep.iter().any(|k| k == name) {
-                self.podman
-                    .output(&format!("podman secret rm {name}"), &["secret", "rm", name])
-                    .await?;
-            }
+        for name in out.lines().map(str::trim).filter(|name| unused(name)) {
+            self.podman
+                .output(&format!("podman secret rm {name}"), &["secret", "rm", name])
+                .await?;
         }
         Ok(())
     }
