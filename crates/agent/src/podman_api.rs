@@ -13,14 +13,19 @@ use tokio::sync::watch;
 
 /// How long an API call may take before it fails (and the CLI takes over).
 pub const API_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the watchdog pings the service.
-const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// How often the watchdog pings a service that answers (a hung one keeps its sockets open
+/// and silent: only a ping finds it). Sooner when a call fails or the event stream breaks.
+const WATCH_UP: Duration = Duration::from_secs(10);
+/// … and one that does not, to see it back soon.
+const WATCH_DOWN: Duration = Duration::from_secs(2);
 
 pub struct PodmanApiLink {
     api: PodmanApi,
     runtime: Arc<PodmanRuntime>,
     /// The service, when the agent runs it (not when it uses a node's own socket).
     service: Option<PodmanService>,
+    /// Told when the event stream broke: the watchdog looks at once.
+    suspect: tokio::sync::Notify,
 }
 
 impl PodmanApiLink {
@@ -41,6 +46,7 @@ impl PodmanApiLink {
             api,
             runtime: Arc::clone(&runtime),
             service,
+            suspect: tokio::sync::Notify::new(),
         });
         link.check().await;
         (runtime, link)
@@ -71,11 +77,21 @@ impl PodmanApiLink {
         up
     }
 
-    /// Keeps the service answering until `stop` turns true.
+    /// Something suggests the service is gone (its event stream broke): check now.
+    pub fn suspect(&self) {
+        self.suspect.notify_one();
+    }
+
+    /// Keeps the service answering until `stop` turns true: a check every `WATCH_UP` while
+    /// it answers, at once when a call of the runtime fails or the event stream breaks, and
+    /// every `WATCH_DOWN` while it does not answer.
     pub async fn watch(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         loop {
+            let up = self.answering();
             tokio::select! {
-                () = tokio::time::sleep(WATCH_EVERY) => {}
+                () = tokio::time::sleep(if up { WATCH_UP } else { WATCH_DOWN }) => {}
+                () = self.runtime.api_declared_down(), if up => {}
+                () = self.suspect.notified() => {}
                 _ = stop.wait_for(|stopping| *stopping) => return,
             }
             self.check().await;

@@ -55,12 +55,30 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// A TCP check passes when the connection stays open a moment (or the server speaks first):
 /// a port forwarder (rootless podman, QEMU's user-mode network) accepts for an instance that
 /// does not listen yet and then closes the connection, which must not count as ready.
-async fn still_open(mut stream: TcpStream, addr: SocketAddr) -> Result<(), String> {
+async fn still_open(stream: TcpStream, addr: SocketAddr) -> Result<(), String> {
+    still_open_for(stream, addr, SETTLE).await
+}
+
+/// `still_open` watching for `window`.
+async fn still_open_for(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    window: Duration,
+) -> Result<(), String> {
     let mut byte = [0u8; 1];
-    match tokio::time::timeout(SETTLE, stream.read(&mut byte)).await {
+    match tokio::time::timeout(window, stream.read(&mut byte)).await {
         Err(_) | Ok(Ok(1..)) => Ok(()),
         Ok(Ok(0)) => Err(format!("{addr} accepted and closed the connection at once")),
         Ok(Err(e)) => Err(format!("{addr} reset the connection: {e}")),
+    }
+}
+
+/// Whether something listens on `addr`: it accepts within `timeout` and keeps the connection
+/// open for `window` (a forwarder in front of nothing closes it at once).
+pub async fn listens(addr: SocketAddr, timeout: Duration, window: Duration) -> bool {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => still_open_for(stream, addr, window).await.is_ok(),
+        _ => false,
     }
 }
 

@@ -20,6 +20,8 @@ const CRASH_LOG_LINES: u32 = 20;
 const START_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 /// How often its state is looked at meanwhile (a listing of the service: ~2 ms).
 const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long an accepted connection must stay open to count as the component listening.
+const LISTEN_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Deployer {
     /// Makes the images of `components` available, each distinct image (per backend) once.
@@ -102,8 +104,10 @@ impl Deployer {
         if plan.create.is_empty() {
             return Ok(None);
         }
+        // VMs are not: their boot waits for the guest to answer.
         let settling: Vec<String> = watched
             .iter()
+            .filter(|c| c.runtime == RuntimeKind::Container)
             .filter(|c| c.readiness().is_none() || c.routes.is_empty())
             .map(|c| plan.instance_name(spec, c))
             .collect();
@@ -185,8 +189,9 @@ impl Deployer {
     }
 }
 
-/// Whether every instance named in `names` accepts a connection on one of its published TCP
-/// ports (one without any never does).
+/// Whether every instance named in `names` listens on one of its published TCP ports (one
+/// without any never does): it accepts and keeps the connection open for a moment, which a
+/// forwarder in front of nothing (rootless podman's) does not.
 async fn answering(names: &[String], instances: &[InstanceInfo]) -> bool {
     for name in names {
         let Some(info) = instances.iter().find(|i| &i.name == name) else {
@@ -206,8 +211,8 @@ async fn answering(names: &[String], instances: &[InstanceInfo]) -> bool {
                     Err(_) => continue,
                 },
             };
-            let connect = tokio::net::TcpStream::connect((ip, port.host_port));
-            if let Ok(Ok(_)) = tokio::time::timeout(SETTLE_POLL, connect).await {
+            let addr = std::net::SocketAddr::new(ip, port.host_port);
+            if crate::probe::listens(addr, SETTLE_POLL, LISTEN_WINDOW).await {
                 up = true;
                 break;
             }

@@ -62,6 +62,9 @@ struct Kept {
     changed: HashMap<String, u64>,
     /// A change to a container the state does not know the service of: a full listing.
     changed_unknown: Option<u64>,
+    /// Per service, the tick of the last event applied to its kept containers: a listing
+    /// begun before it (recorded after it) may not show it, and must not silently undo it.
+    event_at: HashMap<String, u64>,
     /// The containers as a list, built once per change.
     snapshot: Option<Arc<Vec<InstanceInfo>>>,
 }
@@ -118,6 +121,16 @@ impl Kept {
             .is_some_and(|tick| *tick < began.tick)
         {
             self.changed.remove(service);
+        }
+    }
+
+    /// After `service`'s containers were replaced by a listing begun at `began`: an event
+    /// applied since it began may be missing from it, so the service is listed again.
+    fn recheck_events_since(&mut self, service: &str, began: Began) {
+        if let Some(&tick) = self.event_at.get(service)
+            && tick > began.tick
+        {
+            self.mark_changed(service, tick);
         }
     }
 }
@@ -193,6 +206,7 @@ impl ObservedCache {
             }
             replace_service(&mut kept.containers, &service, listing);
             kept.listed.remove(&service);
+            kept.recheck_events_since(&service, began);
         }
         kept.changed.retain(|_, tick| *tick >= began.tick);
         if kept.changed_unknown.is_some_and(|tick| tick < began.tick) {
@@ -211,6 +225,7 @@ impl ObservedCache {
         replace_service(&mut kept.containers, service, listing);
         kept.listed.insert(service.to_string(), began);
         kept.seen(service, began);
+        kept.recheck_events_since(service, began);
         kept.snapshot = None;
     }
 
@@ -242,6 +257,7 @@ impl ObservedCache {
             if event.action == EventAction::Remove {
                 kept.containers.remove(&event.name);
             }
+            kept.event_at.insert(event.service.clone(), tick);
             kept.snapshot = None;
         }
     }
@@ -610,6 +626,24 @@ mod tests {
         );
         let listed = podman.status(&cache, &[]).await;
         assert_eq!(listed[0].state, InstanceState::Exited);
+    }
+
+    #[tokio::test]
+    async fn a_listing_begun_before_an_applied_event_does_not_undo_it() {
+        let cache = connected();
+        let podman = Podman::default();
+        podman.set(vec![container("a", "a-web", "1", InstanceState::Running)]);
+        podman.status(&cache, &[]).await;
+        // A listing begins, podman answers "running"; the container dies and its event is
+        // applied; then that listing is recorded.
+        let began = cache.begin();
+        let answer = vec![container("a", "a-web", "1", InstanceState::Running)];
+        cache.apply_event(&event(EventAction::Died, "a-web", "1", "a"));
+        cache.record_service("a", began, &answer);
+        podman.set(vec![container("a", "a-web", "1", InstanceState::Exited)]);
+        let listed = podman.status(&cache, &[]).await;
+        assert_eq!(listed[0].state, InstanceState::Exited, "listed again");
+        assert_eq!(podman.listings(), (1, vec!["a".to_string()]));
     }
 
     #[tokio::test]

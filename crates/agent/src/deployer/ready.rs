@@ -290,7 +290,17 @@ impl Deployer {
                                 .is_some_and(|c| c.health.is_some())
                     })
             });
-            return Ok(checks.values().map(|state| state.next_due).min());
+            // Only checks that will run count: a stopped service's entry is never due.
+            let running = |service: &str| {
+                records
+                    .iter()
+                    .any(|r| r.spec.name.as_str() == service && r.desired == DesiredState::Running)
+            };
+            return Ok(checks
+                .iter()
+                .filter(|((service, _), _)| running(service))
+                .map(|(_, state)| state.next_due)
+                .min());
         }
         // From the observed state: no podman call while nothing changed.
         let listing = self.observed_listing().await?;

@@ -82,6 +82,7 @@ pub async fn podman_events(
                 }
                 connected.store(false, Ordering::SeqCst);
                 tracing::debug!("podman's event stream ended; reconnecting");
+                link.suspect();
             }
             Err(error) => {
                 connected.store(false, Ordering::SeqCst);
@@ -108,7 +109,6 @@ pub async fn vm_exits(
 ) {
     let mut running = BTreeSet::new();
     let mut followed: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    let mut unfollowable: BTreeSet<String> = BTreeSet::new();
     loop {
         tokio::select! {
             () = tokio::time::sleep(VM_POLL) => {}
@@ -125,33 +125,13 @@ pub async fn vm_exits(
                 instance: gone.clone(),
             });
         }
+        // A finished task is a VM that ended, or one whose monitor did not answer (started
+        // by an older agent, or hung): looked at again at the next scan.
         followed.retain(|vm, task| now.contains(vm) && !task.is_finished());
-        unfollowable.retain(|vm| now.contains(vm));
         for vm in &now {
-            if followed.contains_key(vm) || unfollowable.contains(vm) {
-                continue;
-            }
-            match vms.follow_events(vm).await {
-                Ok(follower) => {
-                    let (ended_vm, wake) = (vm.clone(), wake.clone());
-                    let task = tokio::spawn(async move {
-                        let event = follower.ended().await;
-                        tracing::debug!(
-                            vm = ended_vm,
-                            event = event.as_deref().unwrap_or("exit"),
-                            "a VM ended"
-                        );
-                        let _ = wake.try_send(Wake {
-                            noticed: Noticed::QemuEvent,
-                            instance: ended_vm,
-                        });
-                    });
-                    followed.insert(vm.clone(), task);
-                }
-                Err(error) => {
-                    tracing::debug!(vm, %error, "the VM's events are not followed; its process is polled");
-                    unfollowable.insert(vm.clone());
-                }
+            if !followed.contains_key(vm) {
+                let task = tokio::spawn(follow(Arc::clone(&vms), vm.clone(), wake.clone()));
+                followed.insert(vm.clone(), task);
             }
         }
         running = now;
@@ -159,4 +139,30 @@ pub async fn vm_exits(
     for task in followed.values() {
         task.abort();
     }
+}
+
+/// How long, after its monitor closed, a VM's QEMU gets to be gone before the wake is sent
+/// anyway (QEMU closes its monitors before it exits).
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Follows `vm`'s events monitor until QEMU ends, then wakes the monitor once its process
+/// is gone. Returns at once when the monitor does not answer.
+async fn follow(vms: Arc<QemuRuntime>, vm: String, wake: mpsc::Sender<Wake>) {
+    let follower = match vms.follow_events(&vm).await {
+        Ok(follower) => follower,
+        Err(error) => {
+            tracing::debug!(vm, %error, "the VM's events are not followed; its process is polled");
+            return;
+        }
+    };
+    let event = follower.ended().await;
+    let deadline = tokio::time::Instant::now() + EXIT_GRACE;
+    while vms.is_running(&vm) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::debug!(vm, event = event.as_deref().unwrap_or("exit"), "a VM ended");
+    let _ = wake.try_send(Wake {
+        noticed: Noticed::QemuEvent,
+        instance: vm,
+    });
 }

@@ -113,24 +113,28 @@ pub struct PodmanRuntime {
 /// costs one timeout, not one per call.
 struct ApiLink {
     api: api::PodmanApi,
-    /// A watch, so that calls under way can give up when the API is declared down.
+    /// Whether it answers (a watch: the watchdog wakes when a call finds it down).
     up: tokio::sync::watch::Sender<bool>,
+    /// How often the watchdog's ping found it not answering (a watch: calls under way give
+    /// up on such a verdict).
+    verdicts_down: tokio::sync::watch::Sender<u64>,
 }
 
 /// Runs an API call and logs its time as the CLI calls are logged (`podman call`), for
-/// `mcp-bench`'s split of a deploy. A call still waiting when the API is declared down (the
-/// watchdog's ping failed: a hung service) is abandoned then, rather than at its own
-/// timeout (60 s for changes), and the CLI takes it over.
+/// `mcp-bench`'s split of a deploy. With `link`, a call still waiting when the watchdog's
+/// ping finds the service not answering (hung) is abandoned then, rather than at its own
+/// timeout (60 s for changes), and the CLI takes it over. Creates are never abandoned
+/// (pass no link): podman may still carry one out, and a retry would duplicate it.
 async fn timed<T>(
     link: Option<&ApiLink>,
     subcommand: &'static str,
     call: impl std::future::Future<Output = Result<T, api::ApiError>>,
 ) -> Result<T, api::ApiError> {
     let started = std::time::Instant::now();
-    let mut up = link.map(|link| link.up.subscribe());
+    let mut verdicts = link.map(|link| link.verdicts_down.subscribe());
     let declared_down = async {
-        match up.as_mut() {
-            Some(up) => drop(up.wait_for(|up| !*up).await),
+        match verdicts.as_mut() {
+            Some(verdicts) => drop(verdicts.changed().await),
             None => std::future::pending().await,
         }
     };
@@ -202,6 +206,7 @@ impl PodmanRuntime {
         self.api = Some(ApiLink {
             api,
             up: tokio::sync::watch::Sender::new(true),
+            verdicts_down: tokio::sync::watch::Sender::new(0),
         });
         self
     }
@@ -221,7 +226,19 @@ impl PodmanRuntime {
         if up && !was {
             tracing::info!("the podman API answers again");
         }
+        if !up {
+            link.verdicts_down.send_modify(|n| *n += 1);
+        }
         was
+    }
+
+    /// Completes when the API is declared down (a call failed, or the watchdog's ping);
+    /// never without an API.
+    pub async fn api_declared_down(&self) {
+        match &self.api {
+            Some(link) => drop(link.up.subscribe().wait_for(|up| !*up).await),
+            None => std::future::pending().await,
+        }
     }
 
     /// Whether the API answers, as far as the last call or check knows.
@@ -379,7 +396,7 @@ impl PodmanRuntime {
         for secret in &spec.secrets {
             if let Some(api) = self.try_api() {
                 let created = timed(
-                    self.api.as_ref(),
+                    None,
                     "api-secret-create",
                     api.create_secret(&secret.handle, &labels, secret.value.expose()),
                 )
@@ -455,13 +472,7 @@ impl Runtime for PodmanRuntime {
             && let Some(body) = specgen::spec_generator(spec, &self.run_args)
         {
             // The environment travels in the request body over the owner-only socket.
-            match timed(
-                self.api.as_ref(),
-                "api-create",
-                api.create_container(&spec.name, &body),
-            )
-            .await
-            {
+            match timed(None, "api-create", api.create_container(&spec.name, &body)).await {
                 Ok(id) => {
                     self.start(&spec.name).await?;
                     return Ok(id);

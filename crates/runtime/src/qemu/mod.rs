@@ -154,6 +154,11 @@ impl QemuRuntime {
         qmp::follow(&socket.path).await
     }
 
+    /// Whether VM `name`'s QEMU process runs.
+    pub fn is_running(&self, name: &str) -> bool {
+        self.vm(name).running_pid().is_some()
+    }
+
     pub fn live_vms(&self) -> std::collections::BTreeSet<String> {
         let Ok(entries) = std::fs::read_dir(self.vm_root()) else {
             return Default::default();

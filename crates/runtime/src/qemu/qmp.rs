@@ -64,10 +64,11 @@ pub async fn follow(socket: &Path) -> Result<EventFollower, RuntimeError> {
 }
 
 impl EventFollower {
-    /// Waits as long as the VM runs: returns the event that says its guest is gone
-    /// (`SHUTDOWN`, `GUEST_PANICKED`), or `None` when the connection closed (QEMU exited,
-    /// however it ended).
+    /// Waits as long as QEMU runs (until the connection closes): returns the last event that
+    /// said why its guest went (`SHUTDOWN`, `GUEST_PANICKED`), or `None` when none did (QEMU
+    /// was killed).
     pub async fn ended(mut self) -> Option<String> {
+        let mut why = None;
         while let Ok(Some(line)) = self.lines.next_line().await {
             let Ok(message) = serde_json::from_str::<Value>(&line) else {
                 continue;
@@ -75,11 +76,11 @@ impl EventFollower {
             if let Some(event) = message.get("event").and_then(Value::as_str)
                 && matches!(event, "SHUTDOWN" | "GUEST_PANICKED")
             {
-                let _ = self.write.shutdown().await;
-                return Some(event.to_string());
+                why = Some(event.to_string());
             }
         }
-        None
+        let _ = self.write.shutdown().await;
+        why
     }
 }
 
