@@ -16,7 +16,7 @@ const CRASH_LOG_LINES: u32 = 20;
 /// How long a new instance that no readiness check awaits must keep running for the deploy
 /// to count it started: one that exits within this "dies at once" and fails the deploy. The
 /// runtime's start returns as soon as the process is launched, before it could fail. One
-/// that accepts a connection on a published TCP port sooner is up: the wait ends there.
+/// that listens on a published TCP port sooner is up: the wait ends there.
 const START_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 /// How often its state is looked at meanwhile (a listing of the service: ~2 ms).
 const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
