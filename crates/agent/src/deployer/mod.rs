@@ -264,15 +264,13 @@ impl Deployer {
         locks.entry(name.to_string()).or_default().clone()
     }
 
-    async fn lock_service(&self, name: &str) -> observed::ServiceGuard {
-        let guard = self.service_lock(name).lock_owned().await;
-        observed::ServiceGuard::new(guard)
+    async fn lock_service(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.service_lock(name).lock_owned().await
     }
 
     /// The service's lock if no operation holds it (the monitor never waits for one).
-    fn try_lock_service(&self, name: &str) -> Option<observed::ServiceGuard> {
-        let guard = self.service_lock(name).try_lock_owned().ok()?;
-        Some(observed::ServiceGuard::new(guard))
+    fn try_lock_service(&self, name: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.service_lock(name).try_lock_owned().ok()
     }
 
     /// Whether an operation (or a monitor pass) holds the service's lock now.

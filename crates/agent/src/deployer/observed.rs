@@ -411,17 +411,6 @@ impl ContainerEvent {
     }
 }
 
-/// A service's lock, held by every operation that changes the service.
-pub struct ServiceGuard {
-    _guard: tokio::sync::OwnedMutexGuard<()>,
-}
-
-impl ServiceGuard {
-    pub(super) fn new(guard: tokio::sync::OwnedMutexGuard<()>) -> Self {
-        Self { _guard: guard }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

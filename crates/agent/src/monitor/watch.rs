@@ -120,6 +120,10 @@ pub async fn vm_exits(
             continue;
         };
         for gone in running.difference(&now) {
+            // A follower still at work reports this end itself, once QEMU is gone.
+            if followed.get(gone).is_some_and(|task| !task.is_finished()) {
+                continue;
+            }
             let _ = wake.try_send(Wake {
                 noticed: Noticed::VmExit,
                 instance: gone.clone(),
