@@ -95,15 +95,15 @@ impl Deployer {
         spec: &Service,
         plan: &plan::Plan<'_>,
     ) -> Result<Option<Vec<InstanceInfo>>, AgentError> {
+        if plan.create.is_empty() {
+            return Ok(None);
+        }
         let watched: Vec<&Component> = plan
             .create
             .iter()
             .filter(|c| c.restart != servicedef::RestartPolicy::No)
             .copied()
             .collect();
-        if plan.create.is_empty() {
-            return Ok(None);
-        }
         // VMs are not: their boot waits for the guest to answer.
         let settling: Vec<String> = watched
             .iter()
@@ -197,29 +197,30 @@ async fn answering(names: &[String], instances: &[InstanceInfo]) -> bool {
         let Some(info) = instances.iter().find(|i| &i.name == name) else {
             return false;
         };
-        let mut up = false;
-        for port in info
-            .ports
-            .iter()
-            .filter(|p| p.protocol.is_empty() || p.protocol == "tcp")
-        {
-            let ip = match port.host_ip.as_str() {
-                "" | "0.0.0.0" => std::net::IpAddr::from([127, 0, 0, 1]),
-                "::" => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-                ip => match ip.trim_matches(['[', ']']).parse() {
-                    Ok(ip) => ip,
-                    Err(_) => continue,
-                },
-            };
-            let addr = std::net::SocketAddr::new(ip, port.host_port);
-            if crate::probe::listens(addr, SETTLE_POLL, LISTEN_WINDOW).await {
-                up = true;
-                break;
-            }
-        }
-        if !up {
+        if !listens_on_a_port(info).await {
             return false;
         }
     }
     true
+}
+
+async fn listens_on_a_port(info: &InstanceInfo) -> bool {
+    let tcp = info
+        .ports
+        .iter()
+        .filter(|p| p.protocol.is_empty() || p.protocol == "tcp");
+    for port in tcp {
+        let ip = match port.host_ip.trim_matches(['[', ']']) {
+            "" => std::net::IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED),
+            ip => match ip.parse() {
+                Ok(ip) => ip,
+                Err(_) => continue,
+            },
+        };
+        let addr = std::net::SocketAddr::new(super::traffic::reachable(ip), port.host_port);
+        if crate::probe::listens(addr, SETTLE_POLL, LISTEN_WINDOW).await {
+            return true;
+        }
+    }
+    false
 }

@@ -490,6 +490,25 @@ mod tests {
         ObservedCache::new(Arc::new(AtomicBool::new(true)))
     }
 
+    #[test]
+    fn events_name_our_containers_only() {
+        let ours = br#"{"Type":"container","Action":"died","timeNano":1796121967432732287,"Actor":{"ID":"abc","Attributes":{"name":"web-api","mcp.service":"web","containerExitCode":"137"}}}"#;
+        let event = ContainerEvent::parse(ours).unwrap();
+        assert_eq!(
+            (event.action, event.name.as_str(), event.service.as_str()),
+            (EventAction::Died, "web-api", "web")
+        );
+        assert_eq!(
+            (event.id.as_str(), event.exit_code, event.unix_nanos),
+            ("abc", Some(137), 1_796_121_967_432_732_287)
+        );
+        let foreign = br#"{"Type":"container","Action":"died","timeNano":1,"Actor":{"ID":"abc","Attributes":{"name":"other"}}}"#;
+        assert_eq!(ContainerEvent::parse(foreign), None);
+        let other_action = br#"{"Type":"container","Action":"init","timeNano":1,"Actor":{"ID":"abc","Attributes":{"name":"web-api","mcp.service":"web"}}}"#;
+        assert_eq!(ContainerEvent::parse(other_action), None);
+        assert_eq!(ContainerEvent::parse(b"not json"), None);
+    }
+
     #[tokio::test]
     async fn without_the_event_stream_every_status_lists() {
         let cache = ObservedCache::new(Arc::new(AtomicBool::new(false)));

@@ -53,16 +53,20 @@ impl Traffic {
     }
 }
 
+/// Where this host reaches a port bound on `ip`: loopback for "every address".
+pub(crate) fn reachable(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    }
+}
+
 impl Deployer {
     /// Where the proxy reaches a host port: the ports' bind address, or loopback when they
     /// are bound on every address.
     pub(crate) fn upstream(&self, host_port: u16) -> SocketAddr {
-        let ip = match self.ports.bind_address() {
-            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        SocketAddr::new(ip, host_port)
+        SocketAddr::new(reachable(self.ports.bind_address()), host_port)
     }
 
     /// Every public route the node serves: recorded services that should run, each

@@ -1,8 +1,9 @@
 //! What wakes the monitor before its next reconcile: podman's event stream (a container of
 //! ours died, was removed, created or started) and the VMs' QEMU monitors (one that was
-//! running ended), with a scan of the VM directories as the safety net. Each sends a `Wake`; the monitor coalesces them into one pass. Each
-//! container event is also applied to the observed state status answers from
-//! (`ObservedCache::apply_event`); a (re)connect marks that state unknown.
+//! running ended), with a scan of the VM directories as the safety net. Each sends a
+//! `Wake`; the monitor coalesces them into one pass. Each container event is also applied
+//! to the observed state status answers from (`ObservedCache::apply_event`); a (re)connect
+//! marks that state unknown.
 
 use runtime::QemuRuntime;
 use runtime::podman::api::PodmanApi;

@@ -39,22 +39,13 @@ impl PodmanRuntime {
             what: format!("podman image inspect {image}"),
             detail: e.to_string(),
         };
-        let mut entry = None;
-        if let Some(api) = self.try_api() {
-            match super::timed(
-                self.api.as_ref(),
-                "api-image-inspect",
-                api.inspect_image(image),
-            )
+        let entry = match self
+            .through_api("api-image-inspect", true, |api| api.inspect_image(image))
             .await
-            {
-                Ok(body) => {
-                    entry = Some(serde_json::from_slice::<InspectEntry>(&body).map_err(unreadable)?)
-                }
-                Err(e) if self.podman_answered(&e) => return Err(e.into()),
-                Err(_) => {}
-            }
-        }
+        {
+            Some(body) => Some(serde_json::from_slice::<InspectEntry>(&body?).map_err(unreadable)?),
+            None => None,
+        };
         let entry = match entry {
             Some(entry) => entry,
             None => {

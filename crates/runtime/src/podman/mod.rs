@@ -263,11 +263,6 @@ impl PodmanRuntime {
         }
     }
 
-    /// The API to try a call on, if it answers.
-    fn try_api(&self) -> Option<&api::PodmanApi> {
-        self.live_api()
-    }
-
     /// Whether podman itself answered `error` (a 4xx/5xx: the call's result). Otherwise
     /// the service did not answer; it is marked down, and the CLI takes the call over.
     fn podman_answered(&self, error: &api::ApiError) -> bool {
@@ -276,6 +271,27 @@ impl PodmanRuntime {
         }
         self.api_failed(error);
         false
+    }
+
+    /// `call` on the API while it answers: `Some` with podman's answer (an error it gave
+    /// included), `None` when the CLI is to do the call (no API, or it did not answer).
+    /// `abandonable` calls give up when the watchdog finds the service hung (`timed`).
+    async fn through_api<'a, T, Fut>(
+        &'a self,
+        subcommand: &'static str,
+        abandonable: bool,
+        call: impl FnOnce(&'a api::PodmanApi) -> Fut,
+    ) -> Option<Result<T, RuntimeError>>
+    where
+        Fut: std::future::Future<Output = Result<T, api::ApiError>>,
+    {
+        let api = self.live_api()?;
+        let link = self.api.as_ref().filter(|_| abandonable);
+        match timed(link, subcommand, call(api)).await {
+            Ok(value) => Some(Ok(value)),
+            Err(e) if self.podman_answered(&e) => Some(Err(e.into())),
+            Err(_) => None,
+        }
     }
 
     /// `ps -a --format json` with `filters` (podman's filter JSON; the CLI form in `cli_filter`),
@@ -394,18 +410,15 @@ impl PodmanRuntime {
         let label = format!("{LABEL_SERVICE}={service}");
         let labels = std::collections::BTreeMap::from([(LABEL_SERVICE.to_string(), service)]);
         for secret in &spec.secrets {
-            if let Some(api) = self.try_api() {
-                let created = timed(
-                    None,
-                    "api-secret-create",
-                    api.create_secret(&secret.handle, &labels, secret.value.expose()),
-                )
+            // Never abandoned: a create podman may still carry out is not retried.
+            let created = self
+                .through_api("api-secret-create", false, |api| {
+                    api.create_secret(&secret.handle, &labels, secret.value.expose())
+                })
                 .await;
-                match created {
-                    Ok(_) => continue,
-                    Err(e) if self.podman_answered(&e) => return Err(e.into()),
-                    Err(_) => {}
-                }
+            if let Some(created) = created {
+                created?;
+                continue;
             }
             let created = self
                 .podman
@@ -468,7 +481,7 @@ impl Runtime for PodmanRuntime {
     async fn run(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         args::refuse_option_like(spec)?;
         self.ensure_secrets(spec).await?;
-        if let Some(api) = self.try_api()
+        if let Some(api) = self.live_api()
             && let Some(body) = specgen::spec_generator(spec, &self.run_args)
         {
             // The environment travels in the request body over the owner-only socket.
@@ -498,17 +511,16 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn start(&self, name: &str) -> Result<(), RuntimeError> {
-        if let Some(api) = self.try_api() {
-            let started = retry_while_ports_linger(
-                || timed(self.api.as_ref(), "api-start", api.start_container(name)),
-                |e| matches!(e, api::ApiError::Status { message, .. } if port_in_use(message)),
-            )
+        let started = self
+            .through_api("api-start", true, |api| {
+                retry_while_ports_linger(
+                    || api.start_container(name),
+                    |e| matches!(e, api::ApiError::Status { message, .. } if port_in_use(message)),
+                )
+            })
             .await;
-            match started {
-                Ok(()) => return Ok(()),
-                Err(e) if self.podman_answered(&e) => return Err(e.into()),
-                Err(_) => {}
-            }
+        if let Some(started) = started {
+            return started;
         }
         let what = format!("podman start {name}");
         let argv = ["start", name];
@@ -521,18 +533,13 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn restart(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
-        if let Some(api) = self.try_api() {
-            match timed(
-                self.api.as_ref(),
-                "api-restart",
-                api.restart_container(name, timeout),
-            )
-            .await
-            {
-                Ok(()) => return Ok(()),
-                Err(e) if self.podman_answered(&e) => return Err(e.into()),
-                Err(_) => {}
-            }
+        let restarted = self
+            .through_api("api-restart", true, |api| {
+                api.restart_container(name, timeout)
+            })
+            .await;
+        if let Some(restarted) = restarted {
+            return restarted;
         }
         let secs = timeout.as_secs().to_string();
         self.podman
@@ -547,19 +554,16 @@ impl Runtime for PodmanRuntime {
     async fn prune_secrets(&self, service: &str, keep: &[String]) -> Result<(), RuntimeError> {
         let prefix = secret_prefix(service);
         let unused = |name: &str| name.starts_with(&prefix) && !keep.iter().any(|k| k == name);
-        if let Some(api) = self.try_api() {
-            let pruned = async {
-                let names = timed(self.api.as_ref(), "api-secret-ls", api.secret_names()).await?;
-                for name in names.iter().filter(|name| unused(name)) {
-                    timed(self.api.as_ref(), "api-secret-rm", api.remove_secret(name)).await?;
+        let pruned = self
+            .through_api("api-secret-prune", true, |api| async move {
+                for name in api.secret_names().await?.iter().filter(|n| unused(n)) {
+                    api.remove_secret(name).await?;
                 }
-                Ok::<(), api::ApiError>(())
-            };
-            match pruned.await {
-                Ok(()) => return Ok(()),
-                Err(e) if self.podman_answered(&e) => return Err(e.into()),
-                Err(_) => {}
-            }
+                Ok(())
+            })
+            .await;
+        if let Some(pruned) = pruned {
+            return pruned;
         }
         let out = self
             .podman
@@ -577,19 +581,13 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn stop(&self, name: &str, timeout: Duration) -> Result<(), RuntimeError> {
-        if let Some(api) = self.try_api() {
-            match gone_is_ok_api(
-                timed(
-                    self.api.as_ref(),
-                    "api-stop",
-                    api.stop_container(name, timeout),
-                )
-                .await,
-            ) {
-                Ok(()) => return Ok(()),
-                Err(e) if self.podman_answered(&e) => return Err(e.into()),
-                Err(_) => {}
-            }
+        let stopped = self
+            .through_api("api-stop", true, |api| async move {
+                gone_is_ok_api(api.stop_container(name, timeout).await)
+            })
+            .await;
+        if let Some(stopped) = stopped {
+            return stopped;
         }
         let secs = timeout.as_secs().to_string();
         Ok(gone_is_ok(
@@ -600,14 +598,13 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
-        if let Some(api) = self.try_api() {
-            match gone_is_ok_api(
-                timed(self.api.as_ref(), "api-rm", api.remove_container(name)).await,
-            ) {
-                Ok(()) => return Ok(()),
-                Err(e) if self.podman_answered(&e) => return Err(e.into()),
-                Err(_) => {}
-            }
+        let removed = self
+            .through_api("api-rm", true, |api| async move {
+                gone_is_ok_api(api.remove_container(name).await)
+            })
+            .await;
+        if let Some(removed) = removed {
+            return removed;
         }
         Ok(gone_is_ok(
             self.podman
