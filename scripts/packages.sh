@@ -7,11 +7,12 @@
 # mtools (mcopy), and its ops script is python3; docker-registry is the OCI registry the build
 # tests start on loopback (its packaged service is not used); apache2-utils gives
 # htpasswd for the registry with authentication of the private-registry tests; systemd gives
-# systemd-analyze, which checks the agent's unit in the package test (no systemd runs).
+# systemd-analyze, which checks the agent's unit in the package test (no systemd runs);
+# iptables is what netavark publishes ports with, and what the agent reads the NAT table with.
 install_packages() {
     install_missing podman runc gcc libc6-dev curl ca-certificates qemu-system-x86 \
         busybox-static syslinux syslinux-common dosfstools mtools python3 docker-registry \
-        apache2-utils systemd
+        apache2-utils systemd iptables
 }
 
 # The proxy benchmark (mcp-bench proxy) also drives wrk (load), nginx (the backend) and

@@ -11,6 +11,7 @@ pub mod dev;
 mod error;
 pub mod failpoint;
 pub mod monitor;
+pub mod nat;
 pub mod node;
 pub mod podman_api;
 pub mod ports;

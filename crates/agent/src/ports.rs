@@ -1,10 +1,12 @@
-//! Host ports for routes: random within the configured range, checked by binding, never one
+//! Host ports for routes: random within the configured range, checked by binding and against
+//! the host's NAT table (a port some rule redirects elsewhere is never handed out), never one
 //! that the registry records for another route or that an in-flight deploy reserved.
 //!
 //! Architecture invariant: choosing a port and reserving it happen under one lock, and a
 //! reservation lasts until the deploy recorded the port in the registry or gave up, so two
 //! concurrent deploys never get the same port.
 
+use crate::nat::{self, ForwardedPorts};
 use registry::{HostPorts, RouteKey};
 use std::collections::BTreeSet;
 use std::collections::hash_map::RandomState;
@@ -15,13 +17,28 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
-    #[error("no free host port left in {start}-{end} (bind address {bind}) for route {route}")]
+    #[error(
+        "no free host port left in {start}-{end} (bind address {bind}) for route {route}{}",
+        redirected_note(*.redirected)
+    )]
     Exhausted {
         start: u16,
         end: u16,
         bind: IpAddr,
         route: String,
+        /// Ports of the range that the host's NAT table redirects elsewhere.
+        redirected: usize,
     },
+}
+
+fn redirected_note(redirected: usize) -> String {
+    if redirected == 0 {
+        return String::new();
+    }
+    format!(
+        "; {redirected} of them redirected elsewhere by the host's NAT table \
+         (see `iptables-save -t nat`)"
+    )
 }
 
 /// What a deploy wants: each route, and the port it would like back (its current one).
@@ -37,6 +54,8 @@ pub struct PortAllocator {
     range: RangeInclusive<u16>,
     bind: IpAddr,
     reserved: Arc<Mutex<BTreeSet<u16>>>,
+    /// Why the host's NAT table could not be read last time, so each reason is logged once.
+    nat_unreadable: Mutex<Option<String>>,
 }
 
 /// Ports handed to one operation; unreserved when dropped (after the registry has them, or
@@ -61,6 +80,30 @@ impl PortAllocator {
             range,
             bind,
             reserved: Arc::default(),
+            nat_unreadable: Mutex::default(),
+        }
+    }
+
+    /// The ports the host's NAT table redirects now, for `allocate`. Where the table cannot
+    /// be read (no iptables, not root), none: ports are then checked by binding alone.
+    pub async fn redirected(&self) -> ForwardedPorts {
+        let read = nat::read(self.bind.is_ipv6()).await;
+        let mut unreadable = self
+            .nat_unreadable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match read {
+            Ok(ports) => {
+                *unreadable = None;
+                ports
+            }
+            Err(why) => {
+                if unreadable.as_ref() != Some(&why) {
+                    tracing::info!(reason = %why, "host NAT table not read: host ports are checked by binding only");
+                }
+                *unreadable = Some(why);
+                ForwardedPorts::default()
+            }
         }
     }
 
@@ -69,12 +112,16 @@ impl PortAllocator {
     }
 
     /// A port for every wanted route. `held` are ports the registry records for other
-    /// services' routes. All or nothing: on error nothing stays reserved.
+    /// services' routes; `redirected` those the host's NAT table sends elsewhere (read just
+    /// before). All or nothing: on error nothing stays reserved.
     pub fn allocate(
         &self,
         held: &BTreeSet<u16>,
+        redirected: &ForwardedPorts,
         wanted: &[Wanted],
     ) -> Result<Reservation, PortError> {
+        // Free for a new owner: nothing binds it and no NAT rule sends its traffic elsewhere.
+        let free = |port: u16| !redirected.contains(port) && self.bindable(port);
         let mut reserved = self.reserved.lock().unwrap_or_else(PoisonError::into_inner);
         let mut chosen = HostPorts::new();
         let mut taken: BTreeSet<u16> = BTreeSet::new();
@@ -87,11 +134,11 @@ impl PortAllocator {
         for want in wanted {
             let keep = want
                 .preferred
-                .filter(|&p| usable(p, &taken, &reserved) && (want.owned || self.bindable(p)));
+                .filter(|&p| usable(p, &taken, &reserved) && (want.owned || free(p)));
             let port = match keep {
                 Some(port) => port,
                 None => self
-                    .search(|p| usable(p, &taken, &reserved) && self.bindable(p))
+                    .search(|p| usable(p, &taken, &reserved) && free(p))
                     .ok_or_else(|| PortError::Exhausted {
                         start: *self.range.start(),
                         end: *self.range.end(),
@@ -105,6 +152,7 @@ impl PortAllocator {
                                 &want.key.route
                             }
                         ),
+                        redirected: redirected.count_in(&self.range),
                     })?,
             };
             taken.insert(port);
@@ -190,10 +238,18 @@ mod tests {
         let range = free_range(40);
         let alloc = PortAllocator::new(range.clone(), IpAddr::V4(Ipv4Addr::LOCALHOST));
         let a = alloc
-            .allocate(&BTreeSet::new(), &[wanted("a"), wanted("b")])
+            .allocate(
+                &BTreeSet::new(),
+                &ForwardedPorts::default(),
+                &[wanted("a"), wanted("b")],
+            )
             .unwrap();
         let b = alloc
-            .allocate(&BTreeSet::new(), &[wanted("a"), wanted("b")])
+            .allocate(
+                &BTreeSet::new(),
+                &ForwardedPorts::default(),
+                &[wanted("a"), wanted("b")],
+            )
             .unwrap();
         let mut all: Vec<u16> = a.ports.values().chain(b.ports.values()).copied().collect();
         all.sort_unstable();
@@ -213,16 +269,43 @@ mod tests {
         let _foreign = TcpListener::bind(("127.0.0.1", p1)).expect("p1 was free just now");
         let alloc = PortAllocator::new(range, IpAddr::V4(Ipv4Addr::LOCALHOST));
         let held = BTreeSet::from([p0]);
-        let got = alloc.allocate(&held, &[wanted("a")]);
+        let got = alloc.allocate(&held, &ForwardedPorts::default(), &[wanted("a")]);
         assert_eq!(
             got.unwrap().ports.values().copied().collect::<Vec<_>>(),
             vec![p2]
         );
         let err = alloc
-            .allocate(&BTreeSet::from([p0, p2]), &[wanted("a")])
+            .allocate(
+                &BTreeSet::from([p0, p2]),
+                &ForwardedPorts::default(),
+                &[wanted("a")],
+            )
             .err()
             .unwrap();
         assert!(err.to_string().contains("no free host port"), "{err}");
+    }
+
+    #[test]
+    fn a_port_the_nat_table_redirects_is_never_handed_out_unless_owned() {
+        let range = free_range(1);
+        let port = *range.start();
+        let alloc = PortAllocator::new(range, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let redirected = ForwardedPorts::parse(&format!(
+            "-A X -d 127.0.0.1/32 -p tcp -m tcp --dport {port} -j DNAT --to-destination 10.88.4.24:{port}\n"
+        ));
+        let err = alloc
+            .allocate(&BTreeSet::new(), &redirected, &[wanted("a")])
+            .err();
+        let err = err.expect("the only port is redirected").to_string();
+        assert!(err.contains("1 of them redirected elsewhere"), "{err}");
+        // The route's own instance (replaced in place) made that rule: it keeps its port.
+        let mut own = wanted("a");
+        own.preferred = Some(port);
+        own.owned = true;
+        let kept = alloc
+            .allocate(&BTreeSet::new(), &redirected, &[own])
+            .unwrap();
+        assert_eq!(kept.ports.values().next(), Some(&port));
     }
 
     #[test]
@@ -233,7 +316,9 @@ mod tests {
         let mut w = wanted("a");
         w.preferred = Some(want);
         w.owned = true;
-        let got = alloc.allocate(&BTreeSet::new(), &[w]).unwrap();
+        let got = alloc
+            .allocate(&BTreeSet::new(), &ForwardedPorts::default(), &[w])
+            .unwrap();
         assert_eq!(got.ports.values().next(), Some(&want));
     }
 
@@ -243,7 +328,11 @@ mod tests {
         let alloc = PortAllocator::new(range, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert!(
             alloc
-                .allocate(&BTreeSet::new(), &[wanted("a"), wanted("b")])
+                .allocate(
+                    &BTreeSet::new(),
+                    &ForwardedPorts::default(),
+                    &[wanted("a"), wanted("b")]
+                )
                 .is_err()
         );
         assert!(alloc.reserved.lock().unwrap().is_empty());

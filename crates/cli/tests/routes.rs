@@ -200,6 +200,82 @@ fn an_exhausted_range_fails_the_deploy_and_leaves_nothing() {
     assert!(registry.service(&name).unwrap().is_none());
 }
 
+/// A DNAT rule in the host's nat OUTPUT chain that sends loopback connections to `port` to
+/// 127.0.0.1:9, where nothing listens: the rule podman leaves behind when it is killed in the
+/// middle of a container's network setup. Deleted when dropped.
+struct Redirect {
+    rule: Vec<String>,
+}
+
+impl Redirect {
+    fn add(port: u16) -> Self {
+        let rule: Vec<String> = [
+            "OUTPUT",
+            "-d",
+            "127.0.0.1/32",
+            "-p",
+            "tcp",
+            "--dport",
+            &port.to_string(),
+            "-m",
+            "comment",
+            "--comment",
+            "mcp test: a stale redirect",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "127.0.0.1:9",
+        ]
+        .map(String::from)
+        .to_vec();
+        let redirect = Self { rule };
+        redirect.iptables("-I");
+        redirect
+    }
+
+    fn iptables(&self, action: &str) {
+        let status = std::process::Command::new("iptables")
+            .args(["-w", "-t", "nat", action])
+            .args(&self.rule)
+            .status()
+            .unwrap();
+        assert!(status.success(), "iptables {action} {:?}", self.rule);
+    }
+}
+
+impl Drop for Redirect {
+    fn drop(&mut self) {
+        self.iptables("-D");
+    }
+}
+
+/// A port that binds but whose connections a NAT rule sends elsewhere is not handed out: the
+/// deploy fails naming the rule as the reason, and gets the port once the rule is gone.
+#[test]
+fn a_port_the_nat_table_redirects_elsewhere_is_not_handed_out() {
+    let (port, _) = two_free_ports();
+    let range = format!("{port}-{port}");
+    let agent = Agent::start_with(&["--port-range", &range]);
+    let name = unique("redirected");
+    let def = agent.definition(&name, &routed_service(&name, &[None]));
+    let redirect = Redirect::add(port);
+    let run = agent.mcp(&["deploy", def.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "no free host port left in {range} (bind address 127.0.0.1) for route api/(unnamed); \
+             1 of them redirected elsewhere by the host's NAT table"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(containers_of(&name).is_empty());
+    drop(redirect);
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    assert_eq!(route_ports(&agent.component(&name, "api"))[""], port);
+    assert!(http_get(port, "/").is_some());
+}
+
 /// `mcp deploy` shows the node's steps as they happen (plain lines when stderr is not a
 /// terminal), in the order the node takes them, with the time each took.
 #[test]

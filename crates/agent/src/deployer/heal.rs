@@ -446,8 +446,9 @@ impl Deployer {
             create: vec![component],
             ..plan::Plan::default()
         };
+        let redirected = self.ports.redirected().await;
         let (reservation, host_ports) =
-            self.reserve_ports(&record.spec, &mut plan, Some(record))?;
+            self.reserve_ports(&record.spec, &mut plan, Some(record), &redirected)?;
         self.pull_images(&plan.create).await?;
         self.apply(&record.spec, &plan, &host_ports).await?;
         self.registry(|r| r.assign_host_ports(record.spec.name.as_str(), &reservation.ports))?;

@@ -55,11 +55,14 @@ impl Deployer {
         self.check_public_claims(&spec)?;
         let previous = self.read(|r| r.service(&name))?;
         // Components new or changed since the recorded spec will be created: their images
-        // are made available while the service's instances are listed (two podman calls at
-        // once instead of one after the other).
+        // are made available while the service's instances are listed and the host's NAT
+        // table is read for the port allocator (at once instead of one after the other).
         let changed = plan::changed_components(&spec, previous.as_ref().map(|p| &p.spec));
-        let (instances, pulled) =
-            tokio::join!(self.service_instances(&name), self.pull_images(&changed));
+        let (instances, pulled, redirected) = tokio::join!(
+            self.service_instances(&name),
+            self.pull_images(&changed),
+            self.ports.redirected()
+        );
         let instances = instances?;
         let mut plan = plan::plan(&spec, &instances);
         let unchanged = previous
@@ -82,9 +85,9 @@ impl Deployer {
             .collect();
         self.pull_images(&vanished).await?;
         let (reservation, host_ports) = if spec.active {
-            self.reserve_ports(&spec, &mut plan, previous.as_ref())?
+            self.reserve_ports(&spec, &mut plan, previous.as_ref(), &redirected)?
         } else {
-            self.reserve_ports(&spec, &mut plan::Plan::default(), None)?
+            self.reserve_ports(&spec, &mut plan::Plan::default(), None, &redirected)?
         };
         // The ports retired instances still serve on stay out of reach until they are gone.
         let retiring = self.retiring_ports(&plan, previous.as_ref());
@@ -296,9 +299,12 @@ impl Deployer {
         let record = self.record(name)?;
         let mut spec = record.spec.clone();
         spec.active = true;
-        let instances = self.service_instances(name).await?;
+        let (instances, redirected) =
+            tokio::join!(self.service_instances(name), self.ports.redirected());
+        let instances = instances?;
         let mut plan = plan::plan(&spec, &instances);
-        let (reservation, host_ports) = self.reserve_ports(&spec, &mut plan, Some(&record))?;
+        let (reservation, host_ports) =
+            self.reserve_ports(&spec, &mut plan, Some(&record), &redirected)?;
         self.pull_images(&plan.create).await?;
         self.apply(&spec, &plan, &host_ports).await?;
         self.registry(|r| {

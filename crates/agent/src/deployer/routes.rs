@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use super::Deployer;
 use super::plan::Plan;
 use crate::AgentError;
+use crate::nat::ForwardedPorts;
 use crate::ports::{Reservation, Wanted};
 
 impl Deployer {
@@ -17,12 +18,14 @@ impl Deployer {
     /// starts, and returns the reservation plus the service's complete port map (kept
     /// components keep theirs). A stopped instance whose old ports are gone is moved from
     /// "start" to "replace", since a container's published ports are fixed at creation.
-    /// Components created side by side get new ports; their old ones stay held.
+    /// Components created side by side get new ports; their old ones stay held. `redirected`
+    /// are the ports the host's NAT table sends elsewhere, read by the caller just before.
     pub(super) fn reserve_ports<'a>(
         &self,
         spec: &'a Service,
         plan: &mut Plan<'a>,
         previous: Option<&ServiceRecord>,
+        redirected: &ForwardedPorts,
     ) -> Result<(Reservation, HostPorts), AgentError> {
         let current: HostPorts = previous.map(ServiceRecord::host_ports).unwrap_or_default();
         let last: HostPorts = previous
@@ -69,7 +72,7 @@ impl Deployer {
         }
         let reservation = self
             .ports
-            .allocate(&held, &wanted)
+            .allocate(&held, redirected, &wanted)
             .map_err(|e| AgentError::Ports(e.to_string()))?;
 
         for instance in plan.start.clone() {
