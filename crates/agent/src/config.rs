@@ -93,6 +93,11 @@ pub struct PodmanSection {
     /// with the store and containers.conf of its CLI calls.
     #[serde(default)]
     pub api_socket: Option<PathBuf>,
+    /// podman's event log file (containers.conf `events_logfile_path`), when podman logs
+    /// events to a file somewhere else than its default `<tmp_dir>/events/events.log`. The
+    /// agent follows that file; without one it follows the API's event stream.
+    #[serde(default)]
+    pub events_file: Option<PathBuf>,
 }
 
 fn default_log_max_size() -> String {
@@ -117,6 +122,7 @@ impl Default for PodmanSection {
             log_max_size: default_log_max_size(),
             api: true,
             api_socket: None,
+            events_file: None,
         }
     }
 }

@@ -233,11 +233,30 @@ fn an_inactive_service_stays_stopped_across_passes_and_restarts() {
 }
 
 /// A monitor whose reconcile timer is a minute away still restarts a killed container at
-/// once: podman's event stream wakes it, and the recorded event says so.
+/// once: podman's event (read from its event log) wakes it, and the recorded event says so.
 #[test]
 fn a_killed_component_is_restarted_on_podmans_event_not_the_timer() {
-    let agent = Agent::start_settings(
-        "[monitor]\ninterval_ms = 60000\nreconcile_ms = 60000\nbackoff_base_ms = 300\nbackoff_max_ms = 3000\n",
+    restarted_on_podmans_event("", "podman's events: following its event log");
+}
+
+/// The same through the API's event stream, which the agent follows when podman's event log
+/// is not where it looks (here: podman's global arguments name the events backend).
+#[test]
+fn a_killed_component_is_restarted_on_an_event_of_the_api_stream() {
+    restarted_on_podmans_event(
+        "[podman]\nglobal_args = [\"--events-backend=file\"]\n",
+        "podman's events: following its API event stream",
+    );
+}
+
+fn restarted_on_podmans_event(podman_settings: &str, source: &str) {
+    let agent = Agent::start_settings(&format!(
+        "{podman_settings}[monitor]\ninterval_ms = 60000\nreconcile_ms = 60000\nbackoff_base_ms = 300\nbackoff_max_ms = 3000\n",
+    ));
+    assert!(
+        eventually(PATIENCE, || agent.log().contains(source)),
+        "{}",
+        agent.log()
     );
     let name = unique("evented");
     let port = free_port();

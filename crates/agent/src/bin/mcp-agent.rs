@@ -137,13 +137,16 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // Changes seen by podman's event stream or a VM's exit wake the monitor at once.
     let (wake_tx, wake_rx) = tokio::sync::mpsc::channel(64);
     if let Some(link) = &podman_api {
-        tokio::spawn(agent::monitor::watch::podman_events(
+        agent::monitor::watch::follow_podman(
             Arc::clone(link),
+            config.podman.events_file.as_deref(),
+            &config.podman.global_args,
             wake_tx.clone(),
             Arc::clone(&events_connected),
             deployer.observed(),
             stop_rx.clone(),
-        ));
+        )
+        .await;
     }
     if let Some(vms) = vms {
         tokio::spawn(agent::monitor::watch::vm_exits(

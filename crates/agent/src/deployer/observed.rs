@@ -344,23 +344,30 @@ pub struct ContainerEvent {
     pub exit_code: Option<i32>,
 }
 
+impl EventAction {
+    /// podman's name of the action; `None` for one that changes nothing kept.
+    fn from_podman(action: &str) -> Option<Self> {
+        Some(match action {
+            "create" => Self::Create,
+            "start" => Self::Start,
+            "died" => Self::Died,
+            "pause" => Self::Pause,
+            "unpause" => Self::Unpause,
+            "remove" => Self::Remove,
+            _ => return None,
+        })
+    }
+}
+
 impl ContainerEvent {
-    /// Parses podman's event JSON; `None` for an event not about one of our containers or
-    /// not one of the actions above.
+    /// Parses an event of podman's API stream (Docker's shape); `None` for an event not
+    /// about one of our containers or not one of the actions above.
     pub fn parse(line: &[u8]) -> Option<Self> {
         let event: serde_json::Value = serde_json::from_slice(line).ok()?;
         let actor = event.get("Actor")?;
         let attributes = actor.get("Attributes")?;
         let text = |value: &serde_json::Value| value.as_str().map(str::to_string);
-        let action = match event.get("Action")?.as_str()? {
-            "create" => EventAction::Create,
-            "start" => EventAction::Start,
-            "died" => EventAction::Died,
-            "pause" => EventAction::Pause,
-            "unpause" => EventAction::Unpause,
-            "remove" => EventAction::Remove,
-            _ => return None,
-        };
+        let action = EventAction::from_podman(event.get("Action")?.as_str()?)?;
         Some(Self {
             action,
             name: text(attributes.get("name")?)?,
@@ -373,6 +380,32 @@ impl ContainerEvent {
             exit_code: attributes
                 .get("containerExitCode")
                 .and_then(|code| code.as_str()?.parse().ok()),
+        })
+    }
+
+    /// Parses a line of podman's event log file (libpod's own shape: `Status`, `Name`,
+    /// RFC 3339 `Time`, the labels in `Attributes`); `None` as for `parse`.
+    pub fn parse_logged(line: &[u8]) -> Option<Self> {
+        let event: serde_json::Value = serde_json::from_slice(line).ok()?;
+        if event.get("Type")?.as_str()? != "container" {
+            return None;
+        }
+        let text = |value: &serde_json::Value| value.as_str().map(str::to_string);
+        let time = time::OffsetDateTime::parse(
+            event.get("Time")?.as_str()?,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()?;
+        Some(Self {
+            action: EventAction::from_podman(event.get("Status")?.as_str()?)?,
+            name: text(event.get("Name")?)?,
+            id: text(event.get("ID")?)?,
+            service: text(event.get("Attributes")?.get(runtime::LABEL_SERVICE)?)?,
+            unix_nanos: time.unix_timestamp_nanos(),
+            exit_code: event
+                .get("ContainerExitCode")
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|code| i32::try_from(code).ok()),
         })
     }
 
@@ -507,6 +540,35 @@ mod tests {
         let other_action = br#"{"Type":"container","Action":"init","timeNano":1,"Actor":{"ID":"abc","Attributes":{"name":"web-api","mcp.service":"web"}}}"#;
         assert_eq!(ContainerEvent::parse(other_action), None);
         assert_eq!(ContainerEvent::parse(b"not json"), None);
+    }
+
+    #[test]
+    fn logged_events_read_as_streamed_ones() {
+        let died = br#"{"ContainerExitCode":137,"ID":"abc","Image":"img","Name":"web-api","Status":"died","Time":"2026-12-01T12:59:49.905854975Z","Type":"container","Attributes":{"mcp.component":"api","mcp.service":"web"}}"#;
+        let event = ContainerEvent::parse_logged(died).unwrap();
+        assert_eq!(
+            (event.action, event.name.as_str(), event.service.as_str()),
+            (EventAction::Died, "web-api", "web")
+        );
+        assert_eq!(
+            (event.id.as_str(), event.exit_code, event.unix_nanos),
+            ("abc", Some(137), 1_796_129_989_905_854_975)
+        );
+        // A local time zone gives the same instant.
+        let east = br#"{"ID":"abc","Name":"web-api","Status":"start","Time":"2026-12-01T13:59:49.905854975+01:00","Type":"container","Attributes":{"mcp.service":"web"}}"#;
+        let event = ContainerEvent::parse_logged(east).unwrap();
+        assert_eq!(
+            (event.action, event.unix_nanos, event.exit_code),
+            (EventAction::Start, 1_796_129_989_905_854_975, None)
+        );
+        for other in [
+            &br#"{"Status":"refresh","Time":"2026-12-01T12:54:18.024755313Z","Type":"system","Attributes":null}"#[..],
+            br#"{"ID":"abc","Name":"other","Status":"died","Time":"2026-12-01T12:59:49Z","Type":"container","Attributes":{}}"#,
+            br#"{"ID":"abc","Name":"web-api","Status":"cleanup","Time":"2026-12-01T12:59:49Z","Type":"container","Attributes":{"mcp.service":"web"}}"#,
+            b"{\"ID\":\"abc\",\"Na",
+        ] {
+            assert_eq!(ContainerEvent::parse_logged(other), None);
+        }
     }
 
     #[tokio::test]

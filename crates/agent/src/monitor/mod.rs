@@ -5,6 +5,7 @@
 //! cut short.
 
 mod backoff;
+pub mod event_log;
 pub mod watch;
 
 pub use backoff::BackoffPolicy;

@@ -8,11 +8,13 @@
 use runtime::QemuRuntime;
 use runtime::podman::api::PodmanApi;
 use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
+use super::event_log;
 use crate::deployer::{ContainerEvent, Noticed, ObservedCache};
 use crate::podman_api::PodmanApiLink;
 
@@ -26,12 +28,66 @@ const VM_POLL: Duration = Duration::from_secs(1);
 /// How often a connected event stream checks that the API still answers.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
 
+/// Events may have been missed (a source (re)connected, a log replaced): nothing kept is
+/// current, and a full pass looks.
+pub(super) fn events_missed(observed: &ObservedCache, wake: &mpsc::Sender<Wake>) {
+    observed.invalidate();
+    let _ = wake.try_send(Wake {
+        noticed: Noticed::Reconnect,
+        instance: String::new(),
+    });
+}
+
+/// One of our containers' events: applied to the observed state, and a pass looks.
+pub(super) fn event_seen(
+    event: ContainerEvent,
+    observed: &ObservedCache,
+    wake: &mpsc::Sender<Wake>,
+) {
+    observed.apply_event(&event);
+    let _ = wake.try_send(Wake {
+        noticed: Noticed::PodmanEvent,
+        instance: event.name,
+    });
+}
+
 /// A reason to run a pass now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wake {
     pub noticed: Noticed,
     /// The instance concerned, for the log.
     pub instance: String,
+}
+
+/// Starts following podman's events until `stop`: from its event log file when it keeps one
+/// (`event_log`: nothing is lost, and no podman process streams them), else from the API's
+/// event stream (`podman_events`).
+pub async fn follow_podman(
+    link: Arc<PodmanApiLink>,
+    events_file: Option<&Path>,
+    podman_args: &[String],
+    wake: mpsc::Sender<Wake>,
+    connected: Arc<AtomicBool>,
+    observed: Arc<ObservedCache>,
+    stop: watch::Receiver<bool>,
+) {
+    if let Some(path) = event_log::locate(events_file, link.api(), podman_args).await {
+        let followed = event_log::spawn(
+            path,
+            wake.clone(),
+            Arc::clone(&connected),
+            Arc::clone(&observed),
+            stop.clone(),
+        );
+        match followed {
+            Ok(_thread) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot follow podman's event log; following its API stream");
+            }
+        }
+    }
+    tracing::info!("podman's events: following its API event stream");
+    tokio::spawn(podman_events(link, wake, connected, observed, stop));
 }
 
 /// Follows podman's event stream until `stop`, reconnecting after a failure. `connected`
@@ -50,14 +106,10 @@ pub async fn podman_events(
         match api.events(EVENT_FILTERS).await {
             Ok(mut events) => {
                 retry = Duration::from_millis(250);
-                // Changes while disconnected were not seen: nothing kept is current.
-                observed.invalidate();
+                // Changes while disconnected were not seen.
+                events_missed(&observed, &wake);
                 connected.store(true, Ordering::SeqCst);
                 tracing::debug!("following podman's event stream");
-                let _ = wake.try_send(Wake {
-                    noticed: Noticed::Reconnect,
-                    instance: String::new(),
-                });
                 let mut health = tokio::time::interval(HEALTH_CHECK);
                 loop {
                     let event = tokio::select! {
@@ -74,11 +126,7 @@ pub async fn podman_events(
                     };
                     let Some(Ok(line)) = event else { break };
                     if let Some(event) = ContainerEvent::parse(&line) {
-                        observed.apply_event(&event);
-                        let _ = wake.try_send(Wake {
-                            noticed: Noticed::PodmanEvent,
-                            instance: event.name,
-                        });
+                        event_seen(event, &observed, &wake);
                     }
                 }
                 connected.store(false, Ordering::SeqCst);

@@ -102,6 +102,23 @@ impl PodmanApi {
         self.get(&path, "image inspect").await
     }
 
+    /// How podman records its events (`events_logger`: "file", "journald" or "none").
+    pub async fn event_logger(&self) -> Result<String, ApiError> {
+        let body = self.get(&format!("{PREFIX}/info"), "info").await?;
+        let info: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ApiError::Http {
+                what: "info".into(),
+                detail: format!("unreadable answer: {e}"),
+            })?;
+        info.pointer("/host/eventLogger")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Http {
+                what: "info".into(),
+                detail: "no host.eventLogger in the answer".into(),
+            })
+    }
+
     /// The names of every secret in podman's store.
     pub async fn secret_names(&self) -> Result<Vec<String>, ApiError> {
         #[derive(serde::Deserialize)]
