@@ -409,6 +409,11 @@ pub struct MonitorSection {
     /// never shorter than `interval_ms`.
     #[serde(default = "default_reconcile_ms")]
     pub reconcile_ms: u64,
+    /// How often a reconcile lists podman's containers afresh while podman's events are
+    /// followed; the passes between compare the registry with the state those events keep
+    /// (podman's event log loses none). Never shorter than `reconcile_ms`.
+    #[serde(default = "default_relist_ms")]
+    pub relist_ms: u64,
     #[serde(default = "default_backoff_base_ms")]
     pub backoff_base_ms: u64,
     #[serde(default = "default_backoff_max_ms")]
@@ -423,6 +428,7 @@ impl Default for MonitorSection {
         Self {
             interval_ms: default_interval_ms(),
             reconcile_ms: default_reconcile_ms(),
+            relist_ms: default_relist_ms(),
             backoff_base_ms: default_backoff_base_ms(),
             backoff_max_ms: default_backoff_max_ms(),
             backoff_reset_ms: default_backoff_reset_ms(),
@@ -437,6 +443,10 @@ impl MonitorSection {
 
     pub fn reconcile(&self) -> Duration {
         Duration::from_millis(self.reconcile_ms.max(self.interval_ms).max(10))
+    }
+
+    pub fn relist(&self) -> Duration {
+        self.reconcile().max(Duration::from_millis(self.relist_ms))
     }
 
     pub fn policy(&self) -> crate::monitor::BackoffPolicy {
@@ -454,6 +464,10 @@ fn default_interval_ms() -> u64 {
 
 fn default_reconcile_ms() -> u64 {
     60_000
+}
+
+fn default_relist_ms() -> u64 {
+    300_000
 }
 
 fn default_backoff_base_ms() -> u64 {

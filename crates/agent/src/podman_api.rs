@@ -1,7 +1,8 @@
 //! The agent's link to podman's API service: it starts (or adopts) the service, watches it,
 //! starts it again when it dies or hangs, tells the podman runtime whether the API answers
 //! (the runtime uses the CLI while it does not), and stops the service it started at a clean
-//! shutdown.
+//! shutdown. The service it runs exits when idle (`service::IDLE`); the runtime starts it for
+//! the next call, and the watchdog pings it only while it runs.
 
 use runtime::PodmanRuntime;
 use runtime::podman::api::PodmanApi;
@@ -13,8 +14,9 @@ use tokio::sync::watch;
 
 /// How long an API call may take before it fails (and the CLI takes over).
 pub const API_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the watchdog pings a service that answers (a hung one keeps its sockets open
-/// and silent: only a ping finds it). Sooner when a call fails or the event stream breaks.
+/// How often the watchdog pings a service that answers, while it runs (a hung one keeps its
+/// sockets open and silent: only a ping finds it). Sooner when a call fails or the event
+/// stream breaks.
 const WATCH_UP: Duration = Duration::from_secs(10);
 /// … and one that does not, to see it back soon.
 const WATCH_DOWN: Duration = Duration::from_secs(2);
@@ -23,7 +25,7 @@ pub struct PodmanApiLink {
     api: PodmanApi,
     runtime: Arc<PodmanRuntime>,
     /// The service, when the agent runs it (not when it uses a node's own socket).
-    service: Option<PodmanService>,
+    service: Option<Arc<PodmanService>>,
     /// Told when the event stream broke: the watchdog looks at once.
     suspect: tokio::sync::Notify,
 }
@@ -39,16 +41,25 @@ impl PodmanApiLink {
         log: PathBuf,
     ) -> (Arc<PodmanRuntime>, Arc<Self>) {
         let api = PodmanApi::new(socket, API_TIMEOUT);
-        let runtime = Arc::new(runtime.with_api(api.clone()));
-        let service =
-            managed.then(|| PodmanService::new(podman_cli::Podman::new(podman), api.clone(), log));
+        let service = managed.then(|| {
+            Arc::new(PodmanService::new(
+                podman_cli::Podman::new(podman),
+                api.clone(),
+                log,
+            ))
+        });
+        let mut runtime = runtime.with_api(api.clone());
+        if let Some(service) = &service {
+            runtime = runtime.with_service(Arc::clone(service));
+        }
+        let runtime = Arc::new(runtime);
         let link = Arc::new(Self {
             api,
             runtime: Arc::clone(&runtime),
             service,
             suspect: tokio::sync::Notify::new(),
         });
-        link.check().await;
+        link.check(true).await;
         (runtime, link)
     }
 
@@ -62,9 +73,12 @@ impl PodmanApiLink {
         self.runtime.api_up()
     }
 
-    /// Pings the API; a managed service that does not answer is started (again).
-    async fn check(&self) -> bool {
+    /// Pings the API; a managed service that does not answer is started (again). Unless
+    /// `eager` (something failed), a managed service that exited when idle is left so: the
+    /// next call starts it.
+    async fn check(&self, eager: bool) -> bool {
         let result = match &self.service {
+            Some(service) if !eager && !service.running().await => Ok(()),
             Some(service) => service.ensure().await.map_err(|e| e.to_string()),
             None => self.api.ping().await.map_err(|e| e.to_string()),
         };
@@ -82,19 +96,29 @@ impl PodmanApiLink {
         self.suspect.notify_one();
     }
 
+    /// Starts the managed service when it is not running (for the event stream, which is
+    /// no call of the runtime's).
+    pub async fn ensure_running(&self) {
+        if let Some(service) = &self.service
+            && !service.running().await
+        {
+            self.check(true).await;
+        }
+    }
+
     /// Keeps the service answering until `stop` turns true: a check every `WATCH_UP` while
     /// it answers, at once when a call of the runtime fails or the event stream breaks, and
     /// every `WATCH_DOWN` while it does not answer.
     pub async fn watch(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         loop {
             let up = self.answering();
-            tokio::select! {
-                () = tokio::time::sleep(if up { WATCH_UP } else { WATCH_DOWN }) => {}
-                () = self.runtime.api_declared_down(), if up => {}
-                () = self.suspect.notified() => {}
+            let eager = tokio::select! {
+                () = tokio::time::sleep(if up { WATCH_UP } else { WATCH_DOWN }) => !up,
+                () = self.runtime.api_declared_down(), if up => true,
+                () = self.suspect.notified() => true,
                 _ = stop.wait_for(|stopping| *stopping) => return,
-            }
-            self.check().await;
+            };
+            self.check(eager).await;
         }
     }
 

@@ -85,9 +85,11 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 {
                     let defaults = agent::config::MonitorSection::default();
                     agent::config::MonitorSection {
-                        // The flag sets the one reconcile interval, events or not.
+                        // The flag sets the one reconcile interval, events or not, each
+                        // pass listing podman afresh.
                         interval_ms: args.monitor_interval_ms.unwrap_or(defaults.interval_ms),
                         reconcile_ms: args.monitor_interval_ms.unwrap_or(defaults.reconcile_ms),
+                        relist_ms: args.monitor_interval_ms.unwrap_or(defaults.relist_ms),
                         backoff_base_ms: args.backoff_base_ms,
                         backoff_max_ms: args.backoff_max_ms,
                         ..defaults
@@ -161,6 +163,7 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
         agent::monitor::Schedule {
             interval: config.monitor.interval(),
             reconcile: config.monitor.reconcile(),
+            relist: config.monitor.relist(),
             events_connected,
             wake: wake_rx,
         },

@@ -208,14 +208,21 @@ impl std::fmt::Display for Noticed {
 }
 
 impl Deployer {
-    /// One comparison of the node with the registry, acting on what differs.
+    /// One comparison of the node with the registry, acting on what differs: with what
+    /// runs listed afresh when `relist`, else as the observed state has it.
     pub async fn monitor_pass(
         &self,
         policy: &BackoffPolicy,
         noticing: &Noticing,
+        relist: bool,
     ) -> Result<PassReport, AgentError> {
         let mut report = PassReport::default();
-        let listing = self.listing().await?;
+        let began = self.observed.begin();
+        let listing = if relist {
+            self.listing().await?
+        } else {
+            self.observed_listing().await?
+        };
         let records = self.read(|r| r.services())?;
         let busy: HashSet<String> = self
             .registry(|r| r.pending_operations())?
@@ -240,8 +247,20 @@ impl Deployer {
                 report.skipped_busy = true;
                 continue;
             };
+            // An operation that ended since the listing began may have changed (or removed)
+            // the service: under its lock, its record and instances are read again.
+            let reread;
+            let (record, listing) = if self.observed.changed_since(name, began) {
+                let Some(current) = self.read(|r| r.service(name))? else {
+                    continue;
+                };
+                reread = (current, self.service_instances(name).await?);
+                (&reread.0, reread.1.as_slice())
+            } else {
+                (record, listing.as_slice())
+            };
             for component in &record.spec.components {
-                let instance = plan::instance_of(name, component, &listing);
+                let instance = plan::instance_of(name, component, listing);
                 let desired = record
                     .components
                     .iter()
@@ -277,7 +296,7 @@ impl Deployer {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                self.remove_spares(name, component, instance, &listing)
+                self.remove_spares(name, component, instance, listing)
                     .await;
             }
         }

@@ -183,6 +183,16 @@ impl ObservedCache {
         }
     }
 
+    /// Whether `service`'s containers may have changed since `began`: mcp changed them, an
+    /// event about them arrived, or a listing began later (an operation lists its service
+    /// when it ends).
+    pub fn changed_since(&self, service: &str, began: Began) -> bool {
+        let kept = self.kept();
+        kept.changed.get(service).is_some_and(|tick| *tick > began.tick)
+            || kept.event_at.get(service).is_some_and(|tick| *tick > began.tick)
+            || kept.listed_at(service).is_some_and(|at| at.tick > began.tick)
+    }
+
     /// A listing of every container of ours, begun at `began`.
     pub fn record_all(&self, began: Began, listing: &[InstanceInfo]) {
         let mut kept = self.kept();
@@ -540,6 +550,30 @@ mod tests {
         let other_action = br#"{"Type":"container","Action":"init","timeNano":1,"Actor":{"ID":"abc","Attributes":{"name":"web-api","mcp.service":"web"}}}"#;
         assert_eq!(ContainerEvent::parse(other_action), None);
         assert_eq!(ContainerEvent::parse(b"not json"), None);
+    }
+
+    /// What a monitor pass asks under a service's lock: did anything touch the service
+    /// after its listing began?
+    #[test]
+    fn changed_since_sees_changes_events_and_later_listings_of_the_service() {
+        let cache = connected();
+        let began = cache.begin();
+        cache.record_all(began, &[]);
+        assert!(!cache.changed_since("web", began));
+        // mcp changed it (an operation under way, or ended and listed it again).
+        let pass = cache.begin();
+        cache.changed("web-api", Some("web"));
+        assert!(cache.changed_since("web", pass));
+        assert!(!cache.changed_since("db", pass));
+        let ended = cache.begin();
+        cache.record_service("web", ended, &[]);
+        assert!(cache.changed_since("web", pass), "the mark is cleared, the listing is newer");
+        assert!(!cache.changed_since("web", cache.begin()));
+        // An event about it.
+        let pass = cache.begin();
+        cache.apply_event(&event(EventAction::Died, "db-api", "2", "db"));
+        assert!(cache.changed_since("db", pass));
+        assert!(!cache.changed_since("web", pass));
     }
 
     #[test]

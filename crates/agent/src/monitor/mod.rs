@@ -21,8 +21,11 @@ use crate::deployer::{Deployer, Noticed, Noticing};
 pub struct Schedule {
     /// The reconcile interval without an event stream.
     pub interval: Duration,
-    /// The reconcile interval while podman's event stream is connected.
+    /// The reconcile interval while podman's events are followed.
     pub reconcile: Duration,
+    /// How often a reconcile lists podman afresh while they are (the passes between use the
+    /// state the events keep).
+    pub relist: Duration,
     /// Whether it is (set by `watch::podman_events`).
     pub events_connected: Arc<AtomicBool>,
     /// Wake-ups from the watchers.
@@ -40,6 +43,7 @@ pub async fn run(
     let mut retry_at: Option<i64> = None;
     // The last pass failed or skipped a busy service: look again after the short interval.
     let mut soon = false;
+    let mut listed = tokio::time::Instant::now();
     loop {
         let mut timer = if schedule.events_connected.load(Ordering::Relaxed) && !soon {
             schedule.reconcile.max(schedule.interval)
@@ -66,7 +70,15 @@ pub async fn run(
             _ = stop.wait_for(|stopping| *stopping) => return,
         };
         let noticed = noticing.pass;
-        match deployer.monitor_pass(&policy, &noticing).await {
+        // A timed pass between relists compares with the state podman's events keep; any
+        // other (an event, a reconnect, events not followed) lists podman afresh.
+        let relist = noticed != Noticed::Reconcile
+            || !schedule.events_connected.load(Ordering::Relaxed)
+            || listed.elapsed() >= schedule.relist;
+        if relist {
+            listed = tokio::time::Instant::now();
+        }
+        match deployer.monitor_pass(&policy, &noticing, relist).await {
             Ok(report) => {
                 if !report.is_quiet() {
                     tracing::info!(%report, %noticed, "monitor pass");

@@ -103,6 +103,7 @@ pub async fn podman_events(
     let api: PodmanApi = link.api().clone();
     let mut retry = Duration::from_millis(250);
     loop {
+        link.ensure_running().await;
         match api.events(EVENT_FILTERS).await {
             Ok(mut events) => {
                 retry = Duration::from_millis(250);

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use podman_cli::{Podman, PodmanCli, PodmanError, gone_is_ok};
 use servicedef::ImageRef;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
@@ -113,6 +114,9 @@ pub struct PodmanRuntime {
 /// costs one timeout, not one per call.
 struct ApiLink {
     api: api::PodmanApi,
+    /// The service the agent runs on the socket, started again for a call when it exited
+    /// (idle); `None` for a node's own socket.
+    service: Option<Arc<service::PodmanService>>,
     /// Whether it answers (a watch: the watchdog wakes when a call finds it down).
     up: tokio::sync::watch::Sender<bool>,
     /// How often the watchdog's ping found it not answering (a watch: calls under way give
@@ -205,9 +209,18 @@ impl PodmanRuntime {
     pub fn with_api(mut self, api: api::PodmanApi) -> Self {
         self.api = Some(ApiLink {
             api,
+            service: None,
             up: tokio::sync::watch::Sender::new(true),
             verdicts_down: tokio::sync::watch::Sender::new(0),
         });
+        self
+    }
+
+    /// Calls start `service` (the one on the API's socket) first when it is not running.
+    pub fn with_service(mut self, service: Arc<service::PodmanService>) -> Self {
+        if let Some(link) = &mut self.api {
+            link.service = Some(service);
+        }
         self
     }
 
@@ -254,6 +267,23 @@ impl PodmanRuntime {
             .map(|link| &link.api)
     }
 
+    /// The API for a call, while it answers: the service is started first when it exited
+    /// (idle). One that cannot be started leaves the call to the CLI.
+    async fn ready_api(&self) -> Option<&api::PodmanApi> {
+        let api = self.live_api()?;
+        if let Some(service) = self.api.as_ref().and_then(|link| link.service.as_ref())
+            && !service.running().await
+            && let Err(error) = service.ensure().await
+        {
+            tracing::warn!(%error, "the podman API service does not start; using the podman CLI");
+            if let Some(link) = &self.api {
+                link.up.send_replace(false);
+            }
+            return None;
+        }
+        Some(api)
+    }
+
     /// A failed API call: logged, and the CLI takes over until the API answers again.
     fn api_failed(&self, error: &api::ApiError) {
         if let Some(link) = &self.api
@@ -285,7 +315,7 @@ impl PodmanRuntime {
     where
         Fut: std::future::Future<Output = Result<T, api::ApiError>>,
     {
-        let api = self.live_api()?;
+        let api = self.ready_api().await?;
         let link = self.api.as_ref().filter(|_| abandonable);
         match timed(link, subcommand, call(api)).await {
             Ok(value) => Some(Ok(value)),
@@ -297,7 +327,7 @@ impl PodmanRuntime {
     /// `ps -a --format json` with `filters` (podman's filter JSON; the CLI form in `cli_filter`),
     /// through the API when it answers.
     async fn ps(&self, filters: &str, cli_filter: &str) -> Result<Vec<InstanceInfo>, RuntimeError> {
-        if let Some(api) = self.live_api() {
+        if let Some(api) = self.ready_api().await {
             match timed(self.api.as_ref(), "api-ps", api.list_containers(filters)).await {
                 Ok(body) => return listing::parse_ps(&String::from_utf8_lossy(&body)),
                 Err(e) => self.api_failed(&e),
@@ -314,7 +344,7 @@ impl PodmanRuntime {
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
-        if let Some(api) = self.live_api() {
+        if let Some(api) = self.ready_api().await {
             match timed(
                 self.api.as_ref(),
                 "api-image-exists",
@@ -481,8 +511,8 @@ impl Runtime for PodmanRuntime {
     async fn run(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         args::refuse_option_like(spec)?;
         self.ensure_secrets(spec).await?;
-        if let Some(api) = self.live_api()
-            && let Some(body) = specgen::spec_generator(spec, &self.run_args)
+        if let Some(body) = specgen::spec_generator(spec, &self.run_args)
+            && let Some(api) = self.ready_api().await
         {
             // The environment travels in the request body over the owner-only socket.
             match timed(None, "api-create", api.create_container(&spec.name, &body)).await {

@@ -1,8 +1,12 @@
 //! The podman API service the node talks to. The agent adopts a service that already answers
 //! on the socket (a node's `podman.socket`, or the one an earlier agent started), or starts
-//! `podman [global args] system service --time=0 unix://SOCKET` itself, with the store and
+//! `podman [global args] system service --time=N unix://SOCKET` itself, with the store and
 //! containers.conf of its CLI calls, in its own process group (signals to the agent's group
 //! do not reach it), and starts it again when it dies.
+//!
+//! The service exits after `IDLE` without a request (as a socket-activated `podman.socket`
+//! does): an idle podman service still spends CPU, and the node's events come from podman's
+//! event log, not from the service. The next call starts it again (`ensure`, ~30 ms).
 
 use podman_cli::Podman;
 use std::path::PathBuf;
@@ -15,6 +19,8 @@ use crate::RuntimeError;
 
 /// How long a started service gets to answer its first ping.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the service stays without a request before it exits (podman's `--time`).
+pub const IDLE: Duration = Duration::from_secs(10);
 
 pub struct PodmanService {
     podman: Podman,
@@ -26,6 +32,8 @@ pub struct PodmanService {
     pidfile: PathBuf,
     /// The service this agent started, if it did (to reap it).
     child: tokio::sync::Mutex<Option<Child>>,
+    /// Held while a service is made to answer: calls that find it gone at once start one.
+    starting: tokio::sync::Mutex<()>,
 }
 
 impl PodmanService {
@@ -39,7 +47,19 @@ impl PodmanService {
             log,
             pidfile: PathBuf::from(pidfile),
             child: tokio::sync::Mutex::new(None),
+            starting: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Whether the recorded service process is alive (answering or not). One that exited
+    /// (idle, or killed) is reaped.
+    pub async fn running(&self) -> bool {
+        if let Some(own) = self.child.lock().await.as_mut()
+            && !matches!(own.try_wait(), Ok(None))
+        {
+            return false;
+        }
+        self.recorded_pid().is_some_and(|pid| !proc_gone(pid))
     }
 
     /// The pid in the pidfile, when that process is a podman service on our socket (a pid
@@ -92,6 +112,7 @@ impl PodmanService {
     /// Makes sure a service answers on the socket: adopts one that does, else starts one and
     /// waits for its first answer.
     pub async fn ensure(&self) -> Result<(), RuntimeError> {
+        let _starting = self.starting.lock().await;
         if self.api.ping().await.is_ok() {
             return Ok(());
         }
@@ -114,9 +135,10 @@ impl PodmanService {
             source,
         })?;
         let address = format!("unix://{}", socket.display());
-        let mut command = self
-            .podman
-            .command(&["system", "service", "--time=0", address.as_str()]);
+        let idle = format!("--time={}", IDLE.as_secs());
+        let mut command =
+            self.podman
+                .command(&["system", "service", idle.as_str(), address.as_str()]);
         command
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr))
