@@ -74,11 +74,17 @@ impl PodmanApiLink {
     }
 
     /// Pings the API; a managed service that does not answer is started (again). Unless
-    /// `eager` (something failed), a managed service that exited when idle is left so: the
-    /// next call starts it.
+    /// `eager` (something failed), only while calls are under way (a hung service holds
+    /// them; a ping between calls would keep an idle service from exiting), and a managed
+    /// service that exited when idle is left so: the next call starts it.
     async fn check(&self, eager: bool) -> bool {
+        // `running` also reaps a service that exited when idle.
+        let idle = match &self.service {
+            Some(service) => !service.running().await || !self.runtime.api_busy(),
+            None => !self.runtime.api_busy(),
+        };
         let result = match &self.service {
-            Some(service) if !eager && !service.running().await => Ok(()),
+            _ if !eager && idle => Ok(()),
             Some(service) => service.ensure().await.map_err(|e| e.to_string()),
             None => self.api.ping().await.map_err(|e| e.to_string()),
         };

@@ -29,25 +29,62 @@ pub struct Cpu {
 
 /// `pid`'s CPU times from /proc/PID/stat ("self" for this process).
 pub fn cpu(pid: &str) -> anyhow::Result<Cpu> {
+    Ok(stat(pid)?.cpu)
+}
+
+/// What /proc/PID/stat says of a process.
+struct Stat {
+    state: char,
+    parent: i32,
+    cpu: Cpu,
+}
+
+fn stat(pid: &str) -> anyhow::Result<Stat> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // Fields after the command name, which is in parentheses and may hold spaces: field 3
-    // (state) is the first; utime, stime, cutime, cstime are fields 14–17.
+    // (state) is the first, field 4 the parent; utime, stime, cutime, cstime are 14–17.
     let rest = text
         .rsplit_once(')')
         .map(|(_, rest)| rest)
         .with_context(|| format!("{path}: unexpected format"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| -> anyhow::Result<u64> {
+    let field = |i: usize| -> anyhow::Result<&str> {
         fields
             .get(i - 3)
-            .and_then(|v| v.parse().ok())
+            .copied()
             .with_context(|| format!("{path}: field {i}"))
     };
-    Ok(Cpu {
-        own: tick(14)? + tick(15)?,
-        children: tick(16)? + tick(17)?,
+    let tick = |i: usize| -> anyhow::Result<u64> {
+        field(i)?
+            .parse()
+            .with_context(|| format!("{path}: field {i}"))
+    };
+    Ok(Stat {
+        state: field(3)?.chars().next().unwrap_or('?'),
+        parent: field(4)?.parse().with_context(|| format!("{path}: field 4"))?,
+        cpu: Cpu {
+            own: tick(14)? + tick(15)?,
+            children: tick(16)? + tick(17)?,
+        },
     })
+}
+
+/// The children of `parent` that ended and are not waited for yet (zombies), with their CPU
+/// ticks: not in the parent's children time until it reaps them.
+pub fn unreaped_children(parent: i32) -> Vec<(i32, u64)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = stat(&pid.to_string()).ok()?;
+            (stat.parent == parent && stat.state == 'Z')
+                .then_some((pid, stat.cpu.own + stat.cpu.children))
+        })
+        .collect()
 }
 
 /// Milliseconds per clock tick.

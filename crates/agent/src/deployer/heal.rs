@@ -207,6 +207,15 @@ impl std::fmt::Display for Noticed {
     }
 }
 
+/// What `record` wants of `component`: its own desired state, else the service's.
+fn desired_state(record: &ServiceRecord, component: &Component) -> DesiredState {
+    record
+        .components
+        .iter()
+        .find(|c| c.name == component.name.as_str())
+        .map_or(record.desired, |c| c.desired)
+}
+
 impl Deployer {
     /// One comparison of the node with the registry, acting on what differs: with what
     /// runs listed afresh when `relist`, else as the observed state has it.
@@ -248,9 +257,21 @@ impl Deployer {
                 continue;
             };
             // An operation that ended since the listing began may have changed (or removed)
-            // the service: under its lock, its record and instances are read again.
+            // the service, and a drift seen in the kept state (not listed now) is confirmed
+            // with podman before anything is done about it (an event may be a late echo of
+            // one already handled): under its lock, its record and instances are read again.
             let reread;
-            let (record, listing) = if self.observed.changed_since(name, began) {
+            let unconfirmed_drift = !relist
+                && record.spec.components.iter().any(|component| {
+                    observe(
+                        component,
+                        desired_state(record, component),
+                        plan::instance_of(name, component, &listing),
+                    ) != Observation::InLine
+                });
+            let (record, listing) = if unconfirmed_drift
+                || self.observed.changed_since(name, began)
+            {
                 let Some(current) = self.read(|r| r.service(name))? else {
                     continue;
                 };
@@ -261,12 +282,7 @@ impl Deployer {
             };
             for component in &record.spec.components {
                 let instance = plan::instance_of(name, component, listing);
-                let desired = record
-                    .components
-                    .iter()
-                    .find(|c| c.name == component.name.as_str())
-                    .map_or(record.desired, |c| c.desired);
-                let observation = observe(component, desired, instance);
+                let observation = observe(component, desired_state(record, component), instance);
                 let label = format!("{name}/{}", component.name);
                 if observation != Observation::InLine {
                     report.drifting.push(label.clone());

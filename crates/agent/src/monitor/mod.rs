@@ -70,9 +70,10 @@ pub async fn run(
             _ = stop.wait_for(|stopping| *stopping) => return,
         };
         let noticed = noticing.pass;
-        // A timed pass between relists compares with the state podman's events keep; any
-        // other (an event, a reconnect, events not followed) lists podman afresh.
-        let relist = noticed != Noticed::Reconcile
+        // While podman's events are followed, a pass compares with the state they keep
+        // (an event woke it: that event is applied already); it lists podman afresh after a
+        // reconnect (events may be lost) and every `relist`.
+        let relist = noticed == Noticed::Reconnect
             || !schedule.events_connected.load(Ordering::Relaxed)
             || listed.elapsed() >= schedule.relist;
         if relist {

@@ -122,6 +122,25 @@ struct ApiLink {
     /// How often the watchdog's ping found it not answering (a watch: calls under way give
     /// up on such a verdict).
     verdicts_down: tokio::sync::watch::Sender<u64>,
+    /// API calls under way: the watchdog pings only then (a ping between calls would keep
+    /// an idle service from exiting).
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One API call under way (`ApiLink::in_flight`), until dropped.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Runs an API call and logs its time as the CLI calls are logged (`podman call`), for
@@ -212,6 +231,7 @@ impl PodmanRuntime {
             service: None,
             up: tokio::sync::watch::Sender::new(true),
             verdicts_down: tokio::sync::watch::Sender::new(0),
+            in_flight: Arc::default(),
         });
         self
     }
@@ -254,6 +274,13 @@ impl PodmanRuntime {
         }
     }
 
+    /// Whether an API call is under way.
+    pub fn api_busy(&self) -> bool {
+        self.api.as_ref().is_some_and(|link| {
+            link.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0
+        })
+    }
+
     /// Whether the API answers, as far as the last call or check knows.
     pub fn api_up(&self) -> bool {
         self.live_api().is_some()
@@ -267,21 +294,22 @@ impl PodmanRuntime {
             .map(|link| &link.api)
     }
 
-    /// The API for a call, while it answers: the service is started first when it exited
-    /// (idle). One that cannot be started leaves the call to the CLI.
-    async fn ready_api(&self) -> Option<&api::PodmanApi> {
+    /// The API for a call, while it answers, and the call counted as under way until the
+    /// guard is dropped: the service is started first when it exited (idle). One that
+    /// cannot be started leaves the call to the CLI.
+    async fn ready_api(&self) -> Option<(&api::PodmanApi, InFlight)> {
         let api = self.live_api()?;
-        if let Some(service) = self.api.as_ref().and_then(|link| link.service.as_ref())
+        let link = self.api.as_ref()?;
+        let in_flight = InFlight::new(&link.in_flight);
+        if let Some(service) = &link.service
             && !service.running().await
             && let Err(error) = service.ensure().await
         {
             tracing::warn!(%error, "the podman API service does not start; using the podman CLI");
-            if let Some(link) = &self.api {
-                link.up.send_replace(false);
-            }
+            link.up.send_replace(false);
             return None;
         }
-        Some(api)
+        Some((api, in_flight))
     }
 
     /// A failed API call: logged, and the CLI takes over until the API answers again.
@@ -315,7 +343,7 @@ impl PodmanRuntime {
     where
         Fut: std::future::Future<Output = Result<T, api::ApiError>>,
     {
-        let api = self.ready_api().await?;
+        let (api, _in_flight) = self.ready_api().await?;
         let link = self.api.as_ref().filter(|_| abandonable);
         match timed(link, subcommand, call(api)).await {
             Ok(value) => Some(Ok(value)),
@@ -327,7 +355,7 @@ impl PodmanRuntime {
     /// `ps -a --format json` with `filters` (podman's filter JSON; the CLI form in `cli_filter`),
     /// through the API when it answers.
     async fn ps(&self, filters: &str, cli_filter: &str) -> Result<Vec<InstanceInfo>, RuntimeError> {
-        if let Some(api) = self.ready_api().await {
+        if let Some((api, _in_flight)) = self.ready_api().await {
             match timed(self.api.as_ref(), "api-ps", api.list_containers(filters)).await {
                 Ok(body) => return listing::parse_ps(&String::from_utf8_lossy(&body)),
                 Err(e) => self.api_failed(&e),
@@ -344,7 +372,7 @@ impl PodmanRuntime {
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
-        if let Some(api) = self.ready_api().await {
+        if let Some((api, _in_flight)) = self.ready_api().await {
             match timed(
                 self.api.as_ref(),
                 "api-image-exists",
@@ -512,7 +540,7 @@ impl Runtime for PodmanRuntime {
         args::refuse_option_like(spec)?;
         self.ensure_secrets(spec).await?;
         if let Some(body) = specgen::spec_generator(spec, &self.run_args)
-            && let Some(api) = self.ready_api().await
+            && let Some((api, _in_flight)) = self.ready_api().await
         {
             // The environment travels in the request body over the owner-only socket.
             match timed(None, "api-create", api.create_container(&spec.name, &body)).await {
