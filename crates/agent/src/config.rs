@@ -98,6 +98,14 @@ pub struct PodmanSection {
     /// agent follows that file; without one it follows the API's event stream.
     #[serde(default)]
     pub events_file: Option<PathBuf>,
+    /// Seconds without a request after which the agent's own podman service exits (the next
+    /// call starts it again, ~50 ms); 0 keeps it running.
+    #[serde(default = "default_api_idle_secs")]
+    pub api_idle_secs: u64,
+}
+
+fn default_api_idle_secs() -> u64 {
+    60
 }
 
 fn default_log_max_size() -> String {
@@ -123,6 +131,7 @@ impl Default for PodmanSection {
             api: true,
             api_socket: None,
             events_file: None,
+            api_idle_secs: default_api_idle_secs(),
         }
     }
 }

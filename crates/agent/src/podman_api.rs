@@ -1,8 +1,8 @@
 //! The agent's link to podman's API service: it starts (or adopts) the service, watches it,
 //! starts it again when it dies or hangs, tells the podman runtime whether the API answers
 //! (the runtime uses the CLI while it does not), and stops the service it started at a clean
-//! shutdown. The service it runs exits when idle (`service::IDLE`); the runtime starts it for
-//! the next call, and the watchdog pings it only while it runs.
+//! shutdown. The service it runs exits when idle (`[podman] api_idle_secs`); the runtime
+//! starts it for the next call, and the watchdog pings it only while calls are under way.
 
 use runtime::PodmanRuntime;
 use runtime::podman::api::PodmanApi;
@@ -31,21 +31,23 @@ pub struct PodmanApiLink {
 }
 
 impl PodmanApiLink {
-    /// Connects `runtime` to the API on `socket`, starting the service there when `managed`.
-    /// A service that cannot be started is logged: the runtime keeps using the CLI.
+    /// Connects `runtime` to the API on `socket`, starting the service there when `managed`
+    /// (it exits after that long idle; zero: never). A service that cannot be started is
+    /// logged: the runtime keeps using the CLI.
     pub async fn start(
         runtime: PodmanRuntime,
         podman: podman_cli::PodmanCli,
         socket: PathBuf,
-        managed: bool,
+        managed: Option<Duration>,
         log: PathBuf,
     ) -> (Arc<PodmanRuntime>, Arc<Self>) {
         let api = PodmanApi::new(socket, API_TIMEOUT);
-        let service = managed.then(|| {
+        let service = managed.map(|idle| {
             Arc::new(PodmanService::new(
                 podman_cli::Podman::new(podman),
                 api.clone(),
                 log,
+                idle,
             ))
         });
         let mut runtime = runtime.with_api(api.clone());

@@ -67,9 +67,15 @@ pub async fn start(config: &AgentConfig) -> Result<Started, StartError> {
     let (podman, podman_api) = match config.podman_api_socket() {
         Some((socket, managed)) => {
             let log = config.state_dir.join("podman-service.log");
-            let (runtime, link) =
-                PodmanApiLink::start(PodmanRuntime::new(podman_config), cli, socket, managed, log)
-                    .await;
+            let idle = std::time::Duration::from_secs(config.podman.api_idle_secs);
+            let (runtime, link) = PodmanApiLink::start(
+                PodmanRuntime::new(podman_config),
+                cli,
+                socket,
+                managed.then_some(idle),
+                log,
+            )
+            .await;
             (runtime, Some(link))
         }
         None => (Arc::new(PodmanRuntime::new(podman_config)), None),

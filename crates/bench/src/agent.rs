@@ -29,6 +29,19 @@ pub struct Agent<'a> {
 }
 
 impl<'a> Agent<'a> {
+    /// Waits until the agent's podman API service has exited for want of requests.
+    pub fn wait_for_idle_podman(&self, limit: std::time::Duration) -> anyhow::Result<()> {
+        let state = self.state_dir().to_string_lossy().into_owned();
+        let started = std::time::Instant::now();
+        while !crate::procfs::processes_matching(&["system service", &state]).is_empty() {
+            if started.elapsed() > limit {
+                anyhow::bail!("the agent's podman service did not exit when idle within {limit:?}");
+            }
+            crate::interrupt::sleep(std::time::Duration::from_millis(200))?;
+        }
+        Ok(())
+    }
+
     /// Starts an agent in `<run dir>/<name>` and waits until it listens.
     pub fn start(sb: &'a Sandbox, name: &str, options: AgentOptions) -> anyhow::Result<Self> {
         let dir = sb.subdir(name)?;

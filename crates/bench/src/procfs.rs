@@ -62,7 +62,9 @@ fn stat(pid: &str) -> anyhow::Result<Stat> {
     };
     Ok(Stat {
         state: field(3)?.chars().next().unwrap_or('?'),
-        parent: field(4)?.parse().with_context(|| format!("{path}: field 4"))?,
+        parent: field(4)?
+            .parse()
+            .with_context(|| format!("{path}: field 4"))?,
         cpu: Cpu {
             own: tick(14)? + tick(15)?,
             children: tick(16)? + tick(17)?,

@@ -141,3 +141,28 @@ fn a_podman_service_killed_during_a_deploy_loses_nothing() {
     replaced(&agent, first);
     agent.mcp(&["undeploy", &name, "--yes"]);
 }
+
+/// The service exits after `api_idle_secs` without a request, and the next call starts it
+/// again: the deploy goes through the API, not the CLI.
+#[test]
+fn an_idle_service_exits_and_the_next_call_starts_it_again() {
+    let agent = Agent::start_settings("[podman]\napi_idle_secs = 1\n");
+    let first = service_pid(&agent).expect("the agent runs a podman API service");
+    let exited = eventually(Duration::from_secs(20), || service_pid(&agent).is_none());
+    assert!(exited, "the service {first} outlived its idle time");
+    let name = unique("idle");
+    let def = agent.definition(&name, &routed_service(&name, &[None]));
+    agent.mcp(&["deploy", def.to_str().unwrap()]).ok();
+    assert_eq!(agent.component(&name, "api")["state"], "running");
+    let log = agent.log();
+    assert_eq!(
+        log.matches("podman API service started").count(),
+        2,
+        "started at start-up and for the deploy:\n{log}"
+    );
+    assert!(
+        !log.contains("using the podman CLI"),
+        "the deploy waited for the service, not the CLI:\n{log}"
+    );
+    agent.mcp(&["undeploy", &name, "--yes"]).ok();
+}

@@ -65,6 +65,7 @@ impl Store {
             Podman::new(cli.clone()),
             api.clone(),
             dir.path().join("service.log"),
+            Duration::from_secs(60),
         );
         service.ensure().await.unwrap();
         Self { dir, cli, api }

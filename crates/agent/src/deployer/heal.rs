@@ -269,8 +269,7 @@ impl Deployer {
                         plan::instance_of(name, component, &listing),
                     ) != Observation::InLine
                 });
-            let (record, listing) = if unconfirmed_drift
-                || self.observed.changed_since(name, began)
+            let (record, listing) = if unconfirmed_drift || self.observed.changed_since(name, began)
             {
                 let Some(current) = self.read(|r| r.service(name))? else {
                     continue;
@@ -312,8 +311,7 @@ impl Deployer {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                self.remove_spares(name, component, instance, listing)
-                    .await;
+                self.remove_spares(name, component, instance, listing).await;
             }
         }
         // A re-created instance may have new host ports: the proxy follows.

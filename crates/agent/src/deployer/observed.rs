@@ -188,9 +188,16 @@ impl ObservedCache {
     /// when it ends).
     pub fn changed_since(&self, service: &str, began: Began) -> bool {
         let kept = self.kept();
-        kept.changed.get(service).is_some_and(|tick| *tick > began.tick)
-            || kept.event_at.get(service).is_some_and(|tick| *tick > began.tick)
-            || kept.listed_at(service).is_some_and(|at| at.tick > began.tick)
+        kept.changed
+            .get(service)
+            .is_some_and(|tick| *tick > began.tick)
+            || kept
+                .event_at
+                .get(service)
+                .is_some_and(|tick| *tick > began.tick)
+            || kept
+                .listed_at(service)
+                .is_some_and(|at| at.tick > began.tick)
     }
 
     /// A listing of every container of ours, begun at `began`.
@@ -567,7 +574,10 @@ mod tests {
         assert!(!cache.changed_since("db", pass));
         let ended = cache.begin();
         cache.record_service("web", ended, &[]);
-        assert!(cache.changed_since("web", pass), "the mark is cleared, the listing is newer");
+        assert!(
+            cache.changed_since("web", pass),
+            "the mark is cleared, the listing is newer"
+        );
         assert!(!cache.changed_since("web", cache.begin()));
         // An event about it.
         let pass = cache.begin();

@@ -276,9 +276,9 @@ impl PodmanRuntime {
 
     /// Whether an API call is under way.
     pub fn api_busy(&self) -> bool {
-        self.api.as_ref().is_some_and(|link| {
-            link.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0
-        })
+        self.api
+            .as_ref()
+            .is_some_and(|link| link.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0)
     }
 
     /// Whether the API answers, as far as the last call or check knows.

@@ -4,9 +4,10 @@
 //! containers.conf of its CLI calls, in its own process group (signals to the agent's group
 //! do not reach it), and starts it again when it dies.
 //!
-//! The service exits after `IDLE` without a request (as a socket-activated `podman.socket`
-//! does): an idle podman service still spends CPU, and the node's events come from podman's
-//! event log, not from the service. The next call starts it again (`ensure`, ~30 ms).
+//! The service exits after `idle` without a request (as a socket-activated `podman.socket`
+//! does): an idle podman service still spends CPU (~2.5 ms a second), and the node's events
+//! come from podman's event log, not from the service. The next call starts it again
+//! (`ensure`, ~50 ms).
 
 use podman_cli::Podman;
 use std::path::PathBuf;
@@ -19,8 +20,6 @@ use crate::RuntimeError;
 
 /// How long a started service gets to answer its first ping.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long the service stays without a request before it exits (podman's `--time`).
-pub const IDLE: Duration = Duration::from_secs(10);
 
 pub struct PodmanService {
     podman: Podman,
@@ -34,11 +33,14 @@ pub struct PodmanService {
     child: tokio::sync::Mutex<Option<Child>>,
     /// Held while a service is made to answer: calls that find it gone at once start one.
     starting: tokio::sync::Mutex<()>,
+    /// How long it stays without a request before it exits (podman's `--time`; zero: never).
+    idle: Duration,
 }
 
 impl PodmanService {
-    /// `log` and the pidfile beside it (`<log>.pid`) are the service's files.
-    pub fn new(podman: Podman, api: PodmanApi, log: PathBuf) -> Self {
+    /// `log` and the pidfile beside it (`<log>.pid`) are the service's files; it exits after
+    /// `idle` without a request (zero: never).
+    pub fn new(podman: Podman, api: PodmanApi, log: PathBuf, idle: Duration) -> Self {
         let mut pidfile = log.as_os_str().to_os_string();
         pidfile.push(".pid");
         Self {
@@ -48,6 +50,7 @@ impl PodmanService {
             pidfile: PathBuf::from(pidfile),
             child: tokio::sync::Mutex::new(None),
             starting: tokio::sync::Mutex::new(()),
+            idle,
         }
     }
 
@@ -135,7 +138,7 @@ impl PodmanService {
             source,
         })?;
         let address = format!("unix://{}", socket.display());
-        let idle = format!("--time={}", IDLE.as_secs());
+        let idle = format!("--time={}", self.idle.as_secs());
         let mut command =
             self.podman
                 .command(&["system", "service", idle.as_str(), address.as_str()]);
