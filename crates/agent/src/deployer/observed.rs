@@ -67,6 +67,10 @@ struct Kept {
     event_at: HashMap<String, u64>,
     /// The containers as a list, built once per change.
     snapshot: Option<Arc<Vec<InstanceInfo>>>,
+    /// The service of each container kept once and removed since: a change mcp reports
+    /// for one (its remove event may arrive before the remove call returns) marks that
+    /// service, not "unknown" (which would cost a full listing).
+    removed: HashMap<String, String>,
 }
 
 /// What a status call must list before it answers.
@@ -77,7 +81,23 @@ enum Refresh {
     Services(Vec<String>),
 }
 
+/// The most removed containers' services kept (names are reused: a service's slots).
+const REMOVED_KEPT: usize = 4096;
+
+fn remember_removed(removed: &mut HashMap<String, String>, name: &str, service: &str) {
+    if removed.len() >= REMOVED_KEPT {
+        removed.clear();
+    }
+    removed.insert(name.to_string(), service.to_string());
+}
+
 impl Kept {
+    /// `name` (of `service`) is gone.
+    fn forget(&mut self, name: &str, service: &str) {
+        self.containers.remove(name);
+        remember_removed(&mut self.removed, name, service);
+    }
+
     /// When the kept state of `service` was last listed.
     fn listed_at(&self, service: &str) -> Option<Began> {
         self.full.max(self.listed.get(service).copied())
@@ -168,6 +188,7 @@ impl ObservedCache {
             kept.containers
                 .get(name)
                 .and_then(|c| c.service().map(str::to_string))
+                .or_else(|| kept.removed.get(name).cloned())
         });
         match service {
             Some(service) => kept.mark_changed(&service, tick),
@@ -221,7 +242,8 @@ impl ObservedCache {
             if kept.listed.get(&service).is_some_and(|own| *own > began) {
                 continue;
             }
-            replace_service(&mut kept.containers, &service, listing);
+            let kept = &mut *kept;
+            replace_service(&mut kept.containers, &mut kept.removed, &service, listing);
             kept.listed.remove(&service);
             kept.recheck_events_since(&service, began);
         }
@@ -239,7 +261,8 @@ impl ObservedCache {
         if kept.listed_at(service).is_some_and(|last| last > began) {
             return;
         }
-        replace_service(&mut kept.containers, service, listing);
+        let kept = &mut *kept;
+        replace_service(&mut kept.containers, &mut kept.removed, service, listing);
         kept.listed.insert(service.to_string(), began);
         kept.seen(service, began);
         kept.recheck_events_since(service, began);
@@ -272,7 +295,7 @@ impl ObservedCache {
             kept.mark_changed(&event.service, tick);
         } else if !seen_by_listing && known {
             if event.action == EventAction::Remove {
-                kept.containers.remove(&event.name);
+                kept.forget(&event.name, &event.service);
             }
             kept.event_at.insert(event.service.clone(), tick);
             kept.snapshot = None;
@@ -324,10 +347,17 @@ impl ObservedCache {
 /// Replaces the kept containers of `service` by those of it in `listing`.
 fn replace_service(
     containers: &mut BTreeMap<String, InstanceInfo>,
+    removed: &mut HashMap<String, String>,
     service: &str,
     listing: &[InstanceInfo],
 ) {
-    containers.retain(|_, c| c.service() != Some(service));
+    containers.retain(|name, c| {
+        let other = c.service() != Some(service);
+        if !other {
+            remember_removed(removed, name, service);
+        }
+        other
+    });
     for container in listing.iter().filter(|c| c.service() == Some(service)) {
         containers.insert(container.name.clone(), container.clone());
     }
@@ -557,6 +587,26 @@ mod tests {
         let other_action = br#"{"Type":"container","Action":"init","timeNano":1,"Actor":{"ID":"abc","Attributes":{"name":"web-api","mcp.service":"web"}}}"#;
         assert_eq!(ContainerEvent::parse(other_action), None);
         assert_eq!(ContainerEvent::parse(b"not json"), None);
+    }
+
+    /// A remove event that arrives before mcp's remove call returns (an event log is read
+    /// at once) leaves the container's service known: status lists that service, not all.
+    #[tokio::test]
+    async fn a_change_to_a_container_removed_meanwhile_marks_its_service() {
+        let cache = connected();
+        let podman = Podman::default();
+        podman.set(vec![container(
+            "web",
+            "web-api",
+            "1",
+            InstanceState::Running,
+        )]);
+        podman.status(&cache, &[]).await;
+        cache.apply_event(&event(EventAction::Remove, "web-api", "1", "web"));
+        cache.changed("web-api", None);
+        podman.set(Vec::new());
+        assert!(podman.status(&cache, &[]).await.is_empty());
+        assert_eq!(podman.listings(), (1, vec!["web".to_string()]));
     }
 
     /// What a monitor pass asks under a service's lock: did anything touch the service

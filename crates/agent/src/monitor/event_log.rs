@@ -4,7 +4,8 @@
 //! and the cleanup process that records a container's death. Reading it from where the agent
 //! left off loses nothing between reads, and no podman process is kept busy streaming (a
 //! stream keeps the API service working, and an idle service costs CPU of its own). A file
-//! replaced or truncated (rotation, `podman system reset`) may have lost events: that marks
+//! replaced (rotation, `podman system reset`) loses nothing: the rest of the old one is read
+//! through the open handle first. One truncated in place may have lost events: that marks
 //! the observed state unknown and wakes a full pass, as a reconnect of the stream does.
 //!
 //! The follower is a thread: it sleeps in `poll` on an inotify watch of the file's directory,
@@ -103,7 +104,7 @@ fn follow(
         changes.wait(LOOK_EVERY);
         let read = log.read_new();
         if read.restarted {
-            tracing::info!(path = %path.display(), "podman's event log was replaced or truncated; reconciling");
+            tracing::info!(path = %path.display(), "podman's event log was truncated; reconciling");
             events_missed(observed, wake);
         }
         for line in read.lines {
@@ -189,7 +190,7 @@ impl DirWatch {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct NewLines {
     lines: Vec<Vec<u8>>,
-    /// The file was replaced or truncated since the last look: events may be lost.
+    /// The file was truncated in place since the last look: events may be lost.
     restarted: bool,
 }
 
@@ -256,11 +257,10 @@ impl LogReader {
                 }
             }
             (_, Some(_)) => {
-                if self.file.is_some() {
-                    // Replaced: what the old file got since the last look comes first.
-                    self.read_rest(&mut found.lines);
-                    found.restarted = true;
-                }
+                // Replaced (renamed away, or removed and made again): what the old file got
+                // since the last look is still read through the open handle and comes
+                // first, so nothing is lost.
+                self.read_rest(&mut found.lines);
                 self.file = File::open(&self.path)
                     .ok()
                     .and_then(|file| Some((file.metadata().ok()?.ino(), file)))
@@ -355,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn replacement_and_truncation_are_restarts_and_lose_no_line_read_since() {
+    fn a_replaced_file_loses_nothing_and_a_truncated_one_is_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.log");
         append(&path, "a\n");
@@ -365,7 +365,13 @@ mod tests {
         std::fs::rename(&path, dir.path().join("events.log.1")).unwrap();
         append(&path, "c\n");
         let read = log.read_new();
-        assert_eq!((lines(&read), read.restarted), (vec!["b", "c"], true));
+        assert_eq!((lines(&read), read.restarted), (vec!["b", "c"], false));
+        // Removed and made again: likewise.
+        append(&path, "c2\n");
+        std::fs::remove_file(&path).unwrap();
+        append(&path, "c3\n");
+        let read = log.read_new();
+        assert_eq!((lines(&read), read.restarted), (vec!["c2", "c3"], false));
         // Truncated in place, then written again: shorter, or as long as before.
         std::fs::write(&path, "d\n").unwrap();
         let read = log.read_new();

@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 
 use crate::deployer::{Deployer, Noticed, Noticing};
 
+/// How long the monitor waits after a wake-up for the rest of a burst of events.
+const COALESCE: Duration = Duration::from_millis(100);
+
 /// When the monitor looks.
 pub struct Schedule {
     /// The reconcile interval without an event stream.
@@ -54,20 +57,29 @@ pub async fn run(
             let wait = u64::try_from(at - crate::deployer::now_ms()).unwrap_or(0);
             timer = timer.min(Duration::from_millis(wait + 1));
         }
-        let noticing = tokio::select! {
-            () = tokio::time::sleep(timer) => Noticing::new(Noticed::Reconcile),
-            Some(wake) = schedule.wake.recv() => {
+        let woken = tokio::select! {
+            () = tokio::time::sleep(timer) => None,
+            Some(wake) = schedule.wake.recv() => Some(wake),
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        };
+        let noticing = match woken {
+            None => Noticing::new(Noticed::Reconcile),
+            Some(wake) => {
                 tracing::debug!(noticed = %wake.noticed, instance = %wake.instance, "monitor woken");
+                // Events come in bursts (a deploy is several): one pass looks at a burst.
+                tokio::time::sleep(COALESCE).await;
                 // Whatever else arrived meanwhile is covered by this one pass; each instance
                 // a watcher named keeps what noticed it.
                 let mut noticing = Noticing::new(wake.noticed);
                 noticing.instances.insert(wake.instance, wake.noticed);
                 while let Ok(more) = schedule.wake.try_recv() {
-                    noticing.instances.entry(more.instance).or_insert(more.noticed);
+                    noticing
+                        .instances
+                        .entry(more.instance)
+                        .or_insert(more.noticed);
                 }
                 noticing
             }
-            _ = stop.wait_for(|stopping| *stopping) => return,
         };
         let noticed = noticing.pass;
         // While podman's events are followed, a pass compares with the state they keep
