@@ -338,28 +338,52 @@ impl PodmanRuntime {
         &'a self,
         subcommand: &'static str,
         abandonable: bool,
-        call: impl FnOnce(&'a api::PodmanApi) -> Fut,
+        call: impl Fn(&'a api::PodmanApi) -> Fut,
     ) -> Option<Result<T, RuntimeError>>
     where
         Fut: std::future::Future<Output = Result<T, api::ApiError>>,
     {
-        let (api, _in_flight) = self.ready_api().await?;
-        let link = self.api.as_ref().filter(|_| abandonable);
-        match timed(link, subcommand, call(api)).await {
+        match self.call_api(subcommand, abandonable, call).await? {
             Ok(value) => Some(Ok(value)),
             Err(e) if self.podman_answered(&e) => Some(Err(e.into())),
             Err(_) => None,
         }
     }
 
+    /// `call` on the API while it answers (`None`: it does not). A service that could not
+    /// be reached at all (it exited when idle just as the call came) is started and the call
+    /// made once more: the request never reached podman.
+    async fn call_api<'a, T, Fut>(
+        &'a self,
+        subcommand: &'static str,
+        abandonable: bool,
+        call: impl Fn(&'a api::PodmanApi) -> Fut,
+    ) -> Option<Result<T, api::ApiError>>
+    where
+        Fut: std::future::Future<Output = Result<T, api::ApiError>>,
+    {
+        let (api, _in_flight) = self.ready_api().await?;
+        let link = self.api.as_ref().filter(|_| abandonable);
+        let first = timed(link, subcommand, call(api)).await;
+        let service = self.api.as_ref().and_then(|link| link.service.as_ref());
+        if let (Err(api::ApiError::Connect { .. }), Some(service)) = (&first, service)
+            && service.ensure().await.is_ok()
+        {
+            return Some(timed(link, subcommand, call(api)).await);
+        }
+        Some(first)
+    }
+
     /// `ps -a --format json` with `filters` (podman's filter JSON; the CLI form in `cli_filter`),
     /// through the API when it answers.
     async fn ps(&self, filters: &str, cli_filter: &str) -> Result<Vec<InstanceInfo>, RuntimeError> {
-        if let Some((api, _in_flight)) = self.ready_api().await {
-            match timed(self.api.as_ref(), "api-ps", api.list_containers(filters)).await {
-                Ok(body) => return listing::parse_ps(&String::from_utf8_lossy(&body)),
-                Err(e) => self.api_failed(&e),
-            }
+        match self
+            .call_api("api-ps", true, |api| api.list_containers(filters))
+            .await
+        {
+            Some(Ok(body)) => return listing::parse_ps(&String::from_utf8_lossy(&body)),
+            Some(Err(e)) => self.api_failed(&e),
+            None => {}
         }
         let out = self
             .podman
@@ -372,17 +396,13 @@ impl PodmanRuntime {
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
-        if let Some((api, _in_flight)) = self.ready_api().await {
-            match timed(
-                self.api.as_ref(),
-                "api-image-exists",
-                api.image_exists(image),
-            )
+        match self
+            .call_api("api-image-exists", true, |api| api.image_exists(image))
             .await
-            {
-                Ok(exists) => return Ok(exists),
-                Err(e) => self.api_failed(&e),
-            }
+        {
+            Some(Ok(exists)) => return Ok(exists),
+            Some(Err(e)) => self.api_failed(&e),
+            None => {}
         }
         Ok(self.podman.succeeds(&["image", "exists", image]).await?)
     }
