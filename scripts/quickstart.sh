@@ -26,9 +26,10 @@ stop_pidfile() {
     fi
 }
 
-wait_for() { # what, command...
+wait_for() { # what, command... (up to 30 s: podman's first command after a boot refreshes
+    # its whole state, which can hold up the agent's start for seconds)
     local what=$1; shift
-    for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    for _ in $(seq 1 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
     echo "$what did not come up" >&2
     return 1
 }
