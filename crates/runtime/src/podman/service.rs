@@ -57,10 +57,9 @@ impl PodmanService {
     /// Whether the recorded service process is alive (answering or not). One that exited
     /// (idle, or killed) is reaped.
     pub async fn running(&self) -> bool {
-        if let Some(own) = self.child.lock().await.as_mut()
-            && !matches!(own.try_wait(), Ok(None))
-        {
-            return false;
+        // Asked before every API call: our own child answers without reading /proc.
+        if let Some(own) = self.child.lock().await.as_mut() {
+            return matches!(own.try_wait(), Ok(None));
         }
         self.recorded_pid().is_some_and(|pid| !proc_gone(pid))
     }
