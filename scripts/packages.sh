@@ -9,10 +9,11 @@
 # htpasswd for the registry with authentication of the private-registry tests; systemd gives
 # systemd-analyze, which checks the agent's unit in the package test (no systemd runs);
 # iptables is what netavark publishes ports with, and what the agent reads the NAT table with.
+# iproute2 brings up loopback in the tests' own network namespace.
 install_packages() {
     install_missing podman runc gcc libc6-dev curl ca-certificates qemu-system-x86 \
         busybox-static syslinux syslinux-common dosfstools mtools python3 docker-registry \
-        apache2-utils systemd iptables
+        apache2-utils systemd iptables iproute2
 }
 
 # The proxy benchmark (mcp-bench proxy) also drives wrk (load), nginx (the backend) and
