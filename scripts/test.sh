@@ -8,6 +8,9 @@ source scripts/packages.sh
 install_packages
 
 cargo build --workspace --bins --tests
+# The unikernel tests' stand-in kernel comes from Debian's mirror: fetched here, while there is
+# a network (the tests' namespace has none).
+scripts/prepare-standin.sh "${CARGO_TARGET_DIR:-target}/debug/ops-standin"
 # The tests run in a network namespace of their own, with loopback only. The NAT rules podman
 # writes for test containers live and die with it: a rule that a killed podman leaked cannot
 # redirect a later test's port, and the host's own tables are left as they were.

@@ -161,8 +161,8 @@ impl DevSettings {
             path: path.to_path_buf(),
             message,
         };
-        let mut settings: Self = toml::from_str(&text)
-            .map_err(|e| invalid(e.to_string().lines().collect::<Vec<_>>().join(" ")))?;
+        let mut settings: Self = servicedef::parse_toml(&path.display().to_string(), &text)
+            .map_err(ConfigError::Parse)?;
         if let Some(serials) = &mut settings.revoked_serials {
             *serials = normalize_serials(serials).map_err(invalid)?;
         }
@@ -540,6 +540,9 @@ pub enum ConfigError {
     },
     #[error("invalid agent config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// Not TOML, an unknown key or a value of the wrong type, located by line, column and key.
+    #[error("invalid agent config {0}")]
+    Parse(servicedef::DefinitionError),
 }
 
 impl AgentConfig {
@@ -553,8 +556,8 @@ impl AgentConfig {
             path: path.to_path_buf(),
             message,
         };
-        let mut config: AgentConfig = toml::from_str(&text)
-            .map_err(|e| invalid(e.to_string().lines().collect::<Vec<_>>().join(" ")))?;
+        let mut config: AgentConfig = servicedef::parse_toml(&path.display().to_string(), &text)
+            .map_err(ConfigError::Parse)?;
         servicedef::validate_node_name(&config.node).map_err(|e| invalid(e.to_string()))?;
         config.qemu.forced_accel().map_err(invalid)?;
         config.qemu.console_max_bytes().map_err(invalid)?;
@@ -582,7 +585,11 @@ impl AgentConfig {
             &mut config.tls.ca,
             &mut config.tls.cert,
             &mut config.tls.key,
-        ] {
+        ]
+        .into_iter()
+        .chain(config.podman.api_socket.as_mut())
+        .chain(config.podman.events_file.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -674,12 +681,24 @@ mod tests {
         assert!(config.podman_config().insecure_registries.is_empty());
 
         let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str("[podman]\ninsecure_registries = [\"127.0.0.1:5000\"]\n");
+        text.push_str(
+            "[podman]\ninsecure_registries = [\"127.0.0.1:5000\"]\n\
+             events_file = \"events.log\"\napi_socket = \"/run/podman/podman.sock\"\n",
+        );
         std::fs::write(&path, text).unwrap();
         let config = AgentConfig::load(&path).unwrap();
         assert_eq!(
             config.podman_config().insecure_registries,
             ["127.0.0.1:5000"]
+        );
+        // Relative paths are the config file's neighbours, as the others are.
+        assert_eq!(
+            config.podman.events_file,
+            Some(dir.path().join("events.log"))
+        );
+        assert_eq!(
+            config.podman.api_socket,
+            Some(PathBuf::from("/run/podman/podman.sock"))
         );
 
         std::fs::write(&path, "node = \"n\"\nlisten = \"127.0.0.1:1\"\nstate_dir = \"s\"\nbogus = 1\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n").unwrap();

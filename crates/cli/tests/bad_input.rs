@@ -260,6 +260,12 @@ fn bad_agent_config_values_exit_2_naming_the_key() {
             "[podman]\napi_socket = \"/run/podman/podman.sock\"\nglobal_args = [\"--root=/x\"]\n",
             "podman.api_socket",
         ),
+        (
+            "[podman]\napi_idle_secs = \"soon\"\n",
+            "podman.api_idle_secs",
+        ),
+        ("[podman]\nevents_file = 5\n", "podman.events_file"),
+        ("[monitor]\nrelist_ms = -1\n", "monitor.relist_ms"),
     ] {
         std::fs::write(&path, format!("{base}{extra}")).unwrap();
         let out = std::process::Command::new(agent_bin())

@@ -69,8 +69,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid CLI config {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// Not TOML, an unknown key or a value of the wrong type, located by line, column and key.
+    #[error("invalid CLI config {0}")]
+    Parse(servicedef::DefinitionError),
     #[error("unknown node {name:?}: {path} defines {known}")]
     UnknownNode {
         name: String,
@@ -86,10 +87,8 @@ impl CliConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config: CliConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message: one_line(&e),
-        })?;
+        let mut config: CliConfig = servicedef::parse_toml(&path.display().to_string(), &text)
+            .map_err(ConfigError::Parse)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let absolute = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -128,15 +127,6 @@ impl CliConfig {
                 },
             })
     }
-}
-
-/// toml's errors span several lines with a source excerpt; keep the position and message.
-fn one_line(e: &toml::de::Error) -> String {
-    e.to_string()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]

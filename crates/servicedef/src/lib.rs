@@ -17,7 +17,7 @@ pub use model::{
     RestartPolicy, Route, RouteMode, RuntimeKind, SecretEnv, Service, ServiceName, SpecError,
 };
 pub use name::MAX_NAME_LEN;
-pub use parse::{DefinitionError, MAX_DEFINITION_BYTES, load_file, parse_str};
+pub use parse::{DefinitionError, MAX_DEFINITION_BYTES, load_file, parse_str, parse_toml};
 pub use validate::{
     MAX_CONTAINER_NAME_LEN, MAX_SECRET_NAME_LEN, check_secret_name, validate_node_name,
 };

@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use toml::de::DeTable;
 
 use crate::model::{Service, SpecError};
@@ -98,10 +98,7 @@ pub const MAX_DEFINITION_BYTES: u64 = 1 << 20;
 
 /// Parses and validates a definition; `origin` names the text in errors.
 pub fn parse_str(origin: &str, text: &str) -> Result<Service, DefinitionError> {
-    let root = DeTable::parse(text).map_err(|e| toml_error(origin, text, &e, None))?;
-    let index = SpanIndex::build(root.get_ref());
-    let raw = RawService::deserialize(toml::de::Deserializer::from(root))
-        .map_err(|e| toml_error(origin, text, &e, Some(&index)))?;
+    let (raw, index) = deserialize_indexed::<RawService>(origin, text)?;
     let spec_error = |e: SpecError| {
         // A field with no position of its own (nothing at all written) points at the file start.
         let span = index.span_of(&e.field).or(Some(0..0));
@@ -110,6 +107,24 @@ pub fn parse_str(origin: &str, text: &str) -> Result<Service, DefinitionError> {
     let service = raw.into_service().map_err(spec_error)?;
     service.validate().map_err(spec_error)?;
     Ok(service)
+}
+
+/// Reads any TOML document (a config file) into `T`, its errors located as a definition's
+/// are: `file:line:column: field: message`.
+pub fn parse_toml<T: DeserializeOwned>(origin: &str, text: &str) -> Result<T, DefinitionError> {
+    deserialize_indexed(origin, text).map(|(value, _)| value)
+}
+
+/// `T` from `text`, with the index of its fields' positions (for errors found later).
+fn deserialize_indexed<T: DeserializeOwned>(
+    origin: &str,
+    text: &str,
+) -> Result<(T, SpanIndex), DefinitionError> {
+    let root = DeTable::parse(text).map_err(|e| toml_error(origin, text, &e, None))?;
+    let index = SpanIndex::build(root.get_ref());
+    let value = T::deserialize(toml::de::Deserializer::from(root))
+        .map_err(|e| toml_error(origin, text, &e, Some(&index)))?;
+    Ok((value, index))
 }
 
 /// toml's own error (syntax, unknown key, wrong type), keeping its one-line message and not its
