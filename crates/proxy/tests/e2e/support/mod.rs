@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use proxy::control::Client;
 use proxy::table::{Mode, Route, Table, Tls};
+pub use testkit::free_port;
 
 /// A temp dir holding the proxy's state dir (not created: the proxy makes it) and its log.
 pub struct StateDir {
@@ -132,16 +133,6 @@ impl Drop for ProxyProcess {
         }
     }
 }
-
-/// A port nothing listens on (bound to 0, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind 0")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 pub fn route(port: u16, mode: Mode, hostname: Option<&str>, backend: SocketAddr) -> Route {
     Route {
         service: "svc".into(),
