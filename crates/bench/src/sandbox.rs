@@ -173,16 +173,63 @@ impl Drop for Sandbox {
         if let Err(e) = self.remove_all_containers() {
             eprintln!("mcp-bench: cleanup: {e:#}");
         }
-        // `system reset` also unmounts the store, which a plain rm -rf could not remove.
-        if let Err(e) = self.podman(&["system", "reset", "--force"]) {
+        // Not `podman system reset`: it also empties podman's tmpdir (/run/libpod, with its
+        // event log), which every store on the machine shares.
+        if let Err(e) = self.podman(&["rmi", "--all", "--force"]) {
             eprintln!("mcp-bench: cleanup: {e:#}");
         }
+        unmount_under(&self.dir);
         if self.keep {
             eprintln!("mcp-bench: kept {dir}");
         } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("mcp-bench: cleanup: cannot remove {dir}: {e}");
         }
     }
+}
+
+/// Detaches whatever is still mounted under `dir` (the overlay driver mounts its own home in
+/// the store), deepest first, so that the directory can be removed.
+fn unmount_under(dir: &Path) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(unescape_mount_path(point)))
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+    for point in points {
+        if let Err(e) = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH) {
+            eprintln!(
+                "mcp-bench: cleanup: cannot unmount {}: {e}",
+                point.display()
+            );
+        }
+    }
+}
+
+/// A mountinfo path with its octal escapes (`\040` for a space) undone.
+fn unescape_mount_path(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 4);
+        match code.and_then(|c| u8::from_str_radix(c, 8).ok()) {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[at + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// stdout of a successful command, or an error naming it with its stderr.
@@ -195,5 +242,17 @@ pub fn checked(what: &str, out: Output) -> anyhow::Result<String> {
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mount_path("/var/tmp/a\\040b"), "/var/tmp/a b");
+        assert_eq!(unescape_mount_path("/plain"), "/plain");
+        assert_eq!(unescape_mount_path("/odd\\x"), "/odd\\x");
     }
 }
