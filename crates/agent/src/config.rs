@@ -104,6 +104,21 @@ pub struct PodmanSection {
     pub api_idle_secs: u64,
 }
 
+impl PodmanSection {
+    /// Relative `api_socket` and `events_file` are taken as neighbours of the file that named
+    /// them, as the config's other paths are.
+    fn resolve_paths(&mut self, base: &Path) {
+        for path in [self.api_socket.as_mut(), self.events_file.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+}
+
 fn default_api_idle_secs() -> u64 {
     60
 }
@@ -168,6 +183,9 @@ impl DevSettings {
         }
         if let Some(qemu) = &settings.qemu {
             qemu.console_max_bytes().map_err(invalid)?;
+        }
+        if let Some(podman) = &mut settings.podman {
+            podman.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         }
         Ok(settings)
     }
@@ -585,15 +603,12 @@ impl AgentConfig {
             &mut config.tls.ca,
             &mut config.tls.cert,
             &mut config.tls.key,
-        ]
-        .into_iter()
-        .chain(config.podman.api_socket.as_mut())
-        .chain(config.podman.events_file.as_mut())
-        {
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
+        config.podman.resolve_paths(base);
         Ok(config)
     }
 
@@ -704,6 +719,24 @@ mod tests {
         std::fs::write(&path, "node = \"n\"\nlisten = \"127.0.0.1:1\"\nstate_dir = \"s\"\nbogus = 1\n[tls]\nca=\"a\"\ncert=\"b\"\nkey=\"c\"\n").unwrap();
         let err = AgentConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn dev_settings_resolve_their_paths_and_name_a_bad_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "[podman]\nevents_file = \"events.log\"\n").unwrap();
+        let settings = DevSettings::load(&path).unwrap();
+        assert_eq!(
+            settings.podman.unwrap().events_file,
+            Some(dir.path().join("events.log"))
+        );
+        std::fs::write(&path, "[monitor]\nrelist_ms = \"often\"\n").unwrap();
+        let err = DevSettings::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(":2:13: monitor.relist_ms: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]
