@@ -33,7 +33,7 @@ impl<'a> Agent<'a> {
     pub fn wait_for_idle_podman(&self, limit: std::time::Duration) -> anyhow::Result<()> {
         let state = self.state_dir().to_string_lossy().into_owned();
         let started = std::time::Instant::now();
-        while !crate::procfs::processes_matching(&["system service", &state]).is_empty() {
+        while !testkit::processes(&["system service", &state]).is_empty() {
             if started.elapsed() > limit {
                 anyhow::bail!("the agent's podman service did not exit when idle within {limit:?}");
             }

@@ -75,12 +75,7 @@ fn stat(pid: &str) -> anyhow::Result<Stat> {
 /// The children of `parent` that ended and are not waited for yet (zombies), with their CPU
 /// ticks: not in the parent's children time until it reaps them.
 pub fn unreaped_children(parent: i32) -> Vec<(i32, u64)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    testkit::pids()
         .filter_map(|pid| {
             let stat = stat(&pid.to_string()).ok()?;
             (stat.parent == parent && stat.state == 'Z')
@@ -97,21 +92,4 @@ pub fn ms_per_tick() -> f64 {
         .filter(|hz| *hz > 0)
         .unwrap_or(100);
     1000.0 / hz as f64
-}
-
-/// Process ids whose command line contains every one of `needles`.
-pub fn processes_matching(needles: &[&str]) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
-                let text = String::from_utf8_lossy(&raw).replace('\0', " ");
-                needles.iter().all(|n| text.contains(n))
-            })
-        })
-        .collect()
 }

@@ -5,8 +5,6 @@ use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::procfs;
-
 /// The checkout this binary was built from.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -163,7 +161,7 @@ impl Drop for Sandbox {
             "haproxy",
         ]
         .iter()
-        .flat_map(|program| procfs::processes_matching(&[program, &dir]));
+        .flat_map(|program| testkit::processes(&[program, &dir]));
         for pid in leftovers {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),

@@ -1,4 +1,4 @@
-//! Helpers the workspace's tests share. A dev-dependency only: nothing here reaches a binary.
+//! Helpers the workspace's tests and `mcp-bench` share; nothing here reaches a shipped binary.
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,6 +26,42 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The ids of the live processes (the numeric entries of /proc).
+pub fn pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+}
+
+/// The live processes whose command line contains every one of `needles`. A child that one
+/// of them has forked but not yet exec'd (podman starting netavark or conmon) shows its
+/// parent's command line for a moment: it is not counted.
+pub fn processes(needles: &[&str]) -> Vec<i32> {
+    let found: Vec<(i32, Option<i32>)> = pids()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                let text = String::from_utf8_lossy(&raw).replace('\0', " ");
+                needles.iter().all(|needle| text.contains(needle))
+            })
+        })
+        .map(|pid| (pid, parent_pid(pid)))
+        .collect();
+    found
+        .iter()
+        .filter(|(_, parent)| !found.iter().any(|(pid, _)| Some(*pid) == *parent))
+        .map(|(pid, _)| *pid)
+        .collect()
+}
+
+/// The parent of `pid`, from /proc/PID/stat (after the parenthesised command name).
+fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +74,14 @@ mod tests {
         distinct.dedup();
         assert_eq!(distinct.len(), ports.len());
         assert!(ports.iter().all(|p| (10_000..20_000).contains(p)));
+    }
+
+    #[test]
+    fn a_process_is_found_by_its_command_line() {
+        let me = std::process::id().cast_signed();
+        let exe = std::env::current_exe().unwrap();
+        let name = exe.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(processes(&[&name]).contains(&me));
+        assert!(processes(&[&name, "no such argument anywhere"]).is_empty());
     }
 }

@@ -391,7 +391,7 @@ fn cpu_per_minute(ctx: &Ctx<'_>, agent: &Agent<'_>) -> anyhow::Result<CpuMinute>
     let state = agent.state_dir().to_string_lossy().into_owned();
     // Running services and ended, unreaped children: ticks each has spent so far.
     let podman_now = || -> (Spent, Spent) {
-        let running = procfs::processes_matching(&["system service", &state])
+        let running = testkit::processes(&["system service", &state])
             .into_iter()
             .filter_map(|p| {
                 let cpu = procfs::cpu(&p.to_string()).ok()?;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use super::{Ctx, MONITOR_OFF_MS, Timing, breakdown, free_port, time_to_200};
 use crate::agent::{Agent, AgentOptions};
 use crate::interrupt;
-use crate::procfs;
 use crate::report::{Report, Row};
 use crate::stats::{fmt_ms, median, spread};
 use crate::timeline::{self, Step};
@@ -195,14 +194,14 @@ fn raw_once(ctx: &Ctx<'_>, rec: &Recorded, i: usize) -> anyhow::Result<Timing> {
 
 fn kill_vm(dir: &Path) -> anyhow::Result<()> {
     let dir_text = dir.to_string_lossy();
-    for pid in procfs::processes_matching(&["qemu-system", &dir_text]) {
+    for pid in testkit::processes(&["qemu-system", &dir_text]) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
     for _ in 0..100 {
-        if procfs::processes_matching(&["qemu-system", &dir_text]).is_empty() {
+        if testkit::processes(&["qemu-system", &dir_text]).is_empty() {
             return std::fs::remove_dir_all(dir)
                 .with_context(|| format!("removing {}", dir.display()));
         }

@@ -185,36 +185,9 @@ pub fn podman_services(needle: &str) -> Vec<i32> {
     processes("system service", needle)
 }
 
-/// Live processes whose command line mentions both `program` and `needle`. A child that one
-/// of them has forked but not yet exec'd (podman starting netavark or conmon) shows its
-/// parent's command line for a moment: it is not counted.
+/// Live processes whose command line mentions both `program` and `needle`.
 fn processes(program: &str, needle: &str) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains(program) && text.contains(needle) {
-            found.push((pid, parent_pid(pid)));
-        }
-    }
-    let pids: Vec<i32> = found.iter().map(|(pid, _)| *pid).collect();
-    found
-        .into_iter()
-        .filter(|(_, parent)| !parent.is_some_and(|parent| pids.contains(&parent)))
-        .map(|(pid, _)| pid)
-        .collect()
-}
-
-/// The parent of `pid`, from /proc/PID/stat (after the parenthesised command name).
-fn parent_pid(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, after_name) = stat.rsplit_once(')')?;
-    after_name.split_whitespace().nth(1)?.parse().ok()
+    testkit::processes(&[program, needle])
 }
 
 /// A service name unique to this test process and call.

@@ -16,6 +16,7 @@ use podman_cli::{Podman, PodmanCli, PodmanError, gone_is_ok};
 use servicedef::ImageRef;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::{
@@ -124,22 +125,22 @@ struct ApiLink {
     verdicts_down: tokio::sync::watch::Sender<u64>,
     /// API calls under way: the watchdog pings only then (a ping between calls would keep
     /// an idle service from exiting).
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// One API call under way (`ApiLink::in_flight`), until dropped.
-struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {
-    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
         Self(Arc::clone(count))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -278,7 +279,7 @@ impl PodmanRuntime {
     pub fn api_busy(&self) -> bool {
         self.api
             .as_ref()
-            .is_some_and(|link| link.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0)
+            .is_some_and(|link| link.in_flight.load(Ordering::SeqCst) > 0)
     }
 
     /// Whether the API answers, as far as the last call or check knows.
